@@ -139,26 +139,44 @@ class PixelEnv:
             is_last=self._t >= self.episode_steps, is_terminal=False, state=self.get_state(),
         )
 
+    def set_pose(self, qpos: dict[str, float | list[float]], qvel: dict[str, float | list[float]] | None = None,
+                 drop: bool = True) -> None:
+        """Set named joints (and velocities); with `drop`, lower/raise the body onto the floor.
+
+        Used for random initial states and to check what each custom reward rewards.
+        """
+        with self.physics.reset_context():
+            for name, value in qpos.items():
+                self.physics.named.data.qpos[name] = value
+            if drop:
+                self._drop_to_floor()
+        for name, value in (qvel or {}).items():
+            self.physics.named.data.qvel[name] = value
+        self.physics.forward()
+
+    def _drop_to_floor(self) -> None:
+        """Put the root at the lowest height (1 cm steps) at which nothing touches the floor."""
+        model, qpos = self.physics.model, self.physics.data.qpos
+        root = model.joint(self.body.root_height_joint)
+        z_adr = int(root.qposadr[0]) + (2 if root.type[0] == 0 else 0)  # free joint: x, y, z, quat
+        qpos[z_adr] = 0.0 if root.type[0] == 0 else -model.body("torso").pos[2]  # torso centre at floor level
+        self.physics.forward()
+        while self.physics.data.ncon > 0:
+            qpos[z_adr] += 0.01
+            self.physics.forward()
+
     def _random_pose(self) -> None:
-        """Random joint angles and root orientation (lying, fallen, upside down), dropped onto the
-        floor from the lowest height without contact, with random velocities."""
-        physics, rng, model = self.physics, self.random, self.physics.model
-        limited = model.jnt_limited == 1
-        with physics.reset_context():
-            qpos = physics.data.qpos
-            for j in np.flatnonzero(limited):
-                qpos[model.jnt_qposadr[j]] = rng.uniform(*model.jnt_range[j])
-            if self.body_name == "quadruped":
-                quat = rng.randn(4)
-                quadruped._find_non_contacting_height(physics, quat / np.linalg.norm(quat))
-            else:
-                physics.named.data.qpos[self.body.root_spin_dof] = rng.uniform(-np.pi, np.pi)
-                z_adr = model.jnt_qposadr[model.joint(self.body.root_height_joint).id]
-                torso_z0 = model.body("torso").pos[2]
-                qpos[z_adr] = -torso_z0  # torso centre at floor level, then lift until no contact
-                physics.forward()
-                while physics.data.ncon > 0:
-                    qpos[z_adr] += 0.01
-                    physics.forward()
-        physics.data.qvel[:] = rng.normal(0.0, rng.uniform(0.0, 1.5), size=model.nv)
-        physics.forward()
+        """Random joint angles and root orientation (lying, fallen, upside down), dropped onto
+        the floor, with random velocities."""
+        rng, model = self.random, self.physics.model
+        pose: dict[str, float | list[float]] = {}
+        for j in np.flatnonzero(model.jnt_limited == 1):
+            pose[model.joint(j).name] = rng.uniform(*model.jnt_range[j])
+        if self.body_name == "quadruped":
+            quat = rng.randn(4)
+            pose["root"] = [0.0, 0.0, 0.0, *(quat / np.linalg.norm(quat))]
+        else:
+            pose[self.body.root_spin_dof] = rng.uniform(-np.pi, np.pi)
+        self.set_pose(pose)
+        self.physics.data.qvel[:] = rng.normal(0.0, rng.uniform(0.0, 1.5), size=model.nv)
+        self.physics.forward()

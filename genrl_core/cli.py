@@ -1,0 +1,80 @@
+"""`genrl` command line: one subcommand per job; every argument documented in --help."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from genrl_core.data.store import EpisodeFormatError
+
+
+def _cmd_envs(args: argparse.Namespace) -> None:
+    from genrl_core.data.experts import EXPERTS_DIR
+    from genrl_core.envs import BODIES, body_tasks
+
+    for body in BODIES:
+        print(f"{body}:")
+        for t in body_tasks(body):
+            kind = "standard" if t.standard else "custom"
+            expert = "expert" if (EXPERTS_DIR / f"{t.name}.json").exists() else ""
+            print(f"  {t.name:24s} {kind:8s} {expert:6s} {t.doc}")
+
+
+def _cmd_collect(args: argparse.Namespace) -> None:
+    from genrl_core.data.collect import collect, write_manifest
+    from genrl_core.data.recipes import get_recipe
+    from genrl_core.data.store import EpisodeStore
+
+    if args.recipe:
+        plan = get_recipe(args.body, args.recipe)
+        Path(args.out).mkdir(parents=True, exist_ok=True)
+        write_manifest(args.out, plan, args.body, args.seed)
+    else:
+        plan = [(args.policy, args.episodes)]
+    for policy, episodes in plan:
+        collect(args.body, policy, episodes, args.out, seed=args.seed, workers=args.workers, size=args.size)
+    summary = EpisodeStore(args.out).summary()
+    print(f"[collect] done: {summary['episodes']} episodes, {summary['steps']} frames in {args.out}: "
+          f"{summary['policies']}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from genrl_core.data.collect import POLICY_HELP
+
+    parser = argparse.ArgumentParser(prog="genrl", description="GenRL: prompt -> policy, learned in a world model.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("envs", help="list bodies and their tasks (standard/custom, expert available)")
+    p.set_defaults(func=_cmd_envs)
+
+    p = sub.add_parser("collect", help="collect pixel episodes into a dataset folder (resumable)")
+    p.add_argument("--body", required=True, help="walker | cheetah | quadruped")
+    p.add_argument("--out", required=True, help="dataset folder (created; rerunning resumes)")
+    p.add_argument("--policy", default="random", help=f"behaviour: {POLICY_HELP}")
+    p.add_argument("--episodes", type=int, default=10, help="number of episodes of --policy (500 steps each)")
+    p.add_argument("--recipe", default=None,
+                   help="collect a whole named dataset mixture instead of one policy (e.g. default, tiny)")
+    p.add_argument("--seed", type=int, default=0, help="base seed; each episode's seed derives from it")
+    p.add_argument("--workers", type=int, default=1, help="parallel worker processes (one episode each)")
+    p.add_argument("--size", type=int, default=64, help="rendered frame size in pixels")
+    p.set_defaults(func=_cmd_collect)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except (ValueError, FileNotFoundError, EpisodeFormatError) as exc:
+        print(f"genrl {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"genrl {args.command}: interrupted; finished files are kept, rerun to resume", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
