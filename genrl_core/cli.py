@@ -40,6 +40,25 @@ def _cmd_collect(args: argparse.Namespace) -> None:
           f"{summary['policies']}")
 
 
+def _cmd_experts(args: argparse.Namespace) -> None:
+    from genrl_core.data.experts import evaluate_experts
+
+    evaluate_experts(args.tasks.split(","), args.episodes, workers=args.workers, record=args.record)
+
+
+def _cmd_video(args: argparse.Namespace) -> None:
+    import numpy as np
+
+    from genrl_core.data.collect import Policy, run_episode
+    from genrl_core.video import write_mp4
+
+    ep = run_episode(args.body, Policy.parse(args.policy, args.body), args.seed, size=args.size)
+    path = write_mp4(args.out, ep["image"], fps=20, upscale=args.upscale)
+    returns = dict(zip(ep["task_names"], np.round(ep["task_rewards"].sum(0), 1).tolist(), strict=True))
+    print(f"[video] {args.body} {args.policy}: true returns {returns}")
+    print(f"[video] wrote {path}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from genrl_core.data.collect import POLICY_HELP
 
@@ -60,6 +79,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=1, help="parallel worker processes (one episode each)")
     p.add_argument("--size", type=int, default=64, help="rendered frame size in pixels")
     p.set_defaults(func=_cmd_collect)
+
+    p = sub.add_parser("video", help="roll one episode of a policy and write it as an mp4")
+    p.add_argument("--body", default="walker", help="walker | cheetah | quadruped")
+    p.add_argument("--policy", default="expert:walker_walk", help=f"behaviour: {POLICY_HELP}")
+    p.add_argument("--out", default="out/episode.mp4", help="mp4 path")
+    p.add_argument("--seed", type=int, default=0, help="episode seed")
+    p.add_argument("--size", type=int, default=64, help="rendered frame size in pixels")
+    p.add_argument("--upscale", type=int, default=4, help="pixel repeat factor for viewing")
+    p.set_defaults(func=_cmd_video)
+
+    p = sub.add_parser("experts", help="measure the MPC experts' true returns (1000 env steps per episode)")
+    p.add_argument("--tasks", required=True, help="comma-separated tasks, e.g. walker_stand,walker_run")
+    p.add_argument("--episodes", type=int, default=5, help="episodes per task")
+    p.add_argument("--workers", type=int, default=1, help="parallel episodes (each planner also uses its threads)")
+    p.add_argument("--record", action="store_true", help="write the measured returns into checkpoints/experts/")
+    p.set_defaults(func=_cmd_experts)
     return parser
 
 
