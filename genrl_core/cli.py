@@ -59,6 +59,20 @@ def _cmd_video(args: argparse.Namespace) -> None:
     print(f"[video] wrote {path}")
 
 
+def _cmd_train_wm(args: argparse.Namespace) -> None:
+    from genrl_core.train.world_model import train_world_model
+
+    train_world_model(args.data, args.out, preset=args.preset, overrides=args.set, device=args.device,
+                      body=args.body, progress=not args.no_progress)
+
+
+def _cmd_eval_wm(args: argparse.Namespace) -> None:
+    from genrl_core.wm_eval import evaluate_open_loop
+
+    evaluate_open_loop(args.bundle, args.data, args.out, episodes=args.episodes, context=args.context,
+                       horizon=args.horizon)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from genrl_core.data.collect import POLICY_HELP
 
@@ -89,6 +103,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--upscale", type=int, default=4, help="pixel repeat factor for viewing")
     p.set_defaults(func=_cmd_video)
 
+    p = sub.add_parser("train-wm", help="train (or resume) the RSSM world model of a bundle")
+    p.add_argument("--data", required=True, help="dataset folder from `genrl collect`")
+    p.add_argument("--out", required=True, help="bundle folder; rerunning with the same folder resumes")
+    p.add_argument("--preset", default="small", help="tiny | small (CPU default) | paper (GenRL sizes, GPU)")
+    p.add_argument("--set", nargs="*", default=[], metavar="SECTION.KEY=VALUE",
+                   help="override preset fields, e.g. train.steps=5000 model.deter=512 train.amp=none")
+    p.add_argument("--device", default="cpu", help="cpu | cuda")
+    p.add_argument("--body", default=None, help="body name recorded in the bundle (walker, ...)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (logs still go to JSONL)")
+    p.set_defaults(func=_cmd_train_wm)
+
+    p = sub.add_parser("eval-wm", help="open-loop video prediction of a world model: PSNR per step + mp4")
+    p.add_argument("--bundle", required=True, help="bundle folder with a trained world model")
+    p.add_argument("--data", required=True, help="dataset folder (its held-out episodes are used)")
+    p.add_argument("--out", default="out/eval_wm", help="folder for open_loop.json and open_loop.mp4")
+    p.add_argument("--episodes", type=int, default=5, help="held-out episodes to use (5 windows each)")
+    p.add_argument("--context", type=int, default=5, help="true frames given before predicting")
+    p.add_argument("--horizon", type=int, default=45, help="frames predicted open-loop")
+    p.set_defaults(func=_cmd_eval_wm)
+
     p = sub.add_parser("experts", help="measure the MPC experts' true returns (1000 env steps per episode)")
     p.add_argument("--tasks", required=True, help="comma-separated tasks, e.g. walker_stand,walker_run")
     p.add_argument("--episodes", type=int, default=5, help="episodes per task")
@@ -102,7 +136,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         args.func(args)
-    except (ValueError, FileNotFoundError, EpisodeFormatError) as exc:
+    except (ValueError, FileNotFoundError, EpisodeFormatError, RuntimeError) as exc:
         print(f"genrl {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

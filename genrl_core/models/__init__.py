@@ -1,0 +1,1 @@
+"""Neural models: RSSM world model (connector, aligner and actor-critic follow)."""

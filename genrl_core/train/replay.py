@@ -1,0 +1,89 @@
+"""A replay buffer of whole episodes held as tensors on the training device.
+
+On a GPU the frames live in GPU memory and batches are gathered there (no host copies
+per update); on the CPU it is the same code on CPU tensors. Sampling uses a torch
+Generator whose state is checkpointed, so a resumed run draws the same batches.
+"""
+
+from __future__ import annotations
+
+import zlib
+from pathlib import Path
+
+import torch
+
+from genrl_core.data.store import EpisodeStore, load_episode
+
+HOLDOUT_MODULO = 20  # an episode is held out for evaluation when crc32(name) % 20 == 0
+
+
+def split_episodes(paths: list[Path]) -> tuple[list[Path], list[Path]]:
+    """(train, held-out) by a stable hash of the file name: adding episodes never moves old ones."""
+    held = [p for p in paths if zlib.crc32(p.name.encode()) % HOLDOUT_MODULO == 0]
+    train = [p for p in paths if p not in held]
+    if not train:  # tiny datasets: train on everything rather than nothing
+        return paths, held
+    return train, held
+
+
+class EpisodeReplay:
+    def __init__(self, paths: list[Path], seq_len: int, device: torch.device | str = "cpu", seed: int = 0):
+        if not paths:
+            raise FileNotFoundError("no episodes to train on")
+        images, actions, firsts, starts = [], [], [], []
+        offset = 0
+        for path in paths:
+            ep = load_episode(path)
+            length = len(ep["image"])
+            if length < seq_len:
+                raise ValueError(f"episode {path} has {length} steps, shorter than seq_len {seq_len}")
+            images.append(torch.from_numpy(ep["image"]))
+            actions.append(torch.from_numpy(ep["action"]))
+            firsts.append(torch.from_numpy(ep["is_first"]))
+            starts.append(torch.arange(offset, offset + length - seq_len + 1))
+            offset += length
+        if len({a.shape[1] for a in actions}) != 1:
+            raise ValueError("episodes have different action sizes; use one body per dataset")
+        self.device = torch.device(device)
+        self.images = torch.cat(images).to(self.device)
+        self.actions = torch.cat(actions).to(self.device)
+        self.is_first = torch.cat(firsts).to(self.device)
+        self.starts = torch.cat(starts).to(self.device)
+        self.seq_len, self.num_episodes = seq_len, len(paths)
+        self.window = torch.arange(seq_len, device=self.device)
+        self.generator = torch.Generator(device=self.device)
+        self.generator.manual_seed(seed)
+
+    @classmethod
+    def from_dir(cls, data: str | Path, seq_len: int, device: torch.device | str = "cpu",
+                 seed: int = 0) -> tuple[EpisodeReplay, list[Path]]:
+        """Replay of the training split of a dataset folder, and the held-out paths."""
+        store = EpisodeStore(data)
+        if not Path(data).is_dir():
+            raise FileNotFoundError(f"dataset folder {data} does not exist (create one with `genrl collect`)")
+        paths = store.paths()
+        if not paths:
+            raise FileNotFoundError(f"dataset folder {data} holds no episodes (create them with `genrl collect`)")
+        train, held = split_episodes(paths)
+        return cls(train, seq_len, device, seed), held
+
+    @property
+    def num_steps(self) -> int:
+        return len(self.images)
+
+    @property
+    def action_dim(self) -> int:
+        return self.actions.shape[1]
+
+    def sample(self, batch: int) -> dict[str, torch.Tensor]:
+        pick = torch.randint(len(self.starts), (batch,), device=self.device, generator=self.generator)
+        idx = self.starts[pick, None] + self.window
+        is_first = self.is_first[idx].clone()
+        is_first[:, 0] = True  # every sequence starts the model from a fresh state
+        return {"image": self.images[idx], "action": self.actions[idx], "is_first": is_first}
+
+    def get_state(self) -> torch.Tensor:
+        return self.generator.get_state()
+
+    def set_state(self, state: torch.Tensor) -> None:
+        self.generator.set_state(state)

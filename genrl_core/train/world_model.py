@@ -1,0 +1,215 @@
+"""World-model training: resumable, logged, single process or DDP via torchrun.
+
+    genrl train-wm --data data/walker --preset small --out checkpoints/walker
+    torchrun --nproc_per_node 2 -m genrl_core.cli train-wm --data ... --out ... --device cpu
+
+Rerunning with the same --out resumes from `train_state/world_model.pt` (weights,
+optimizer, step, RNG and sampler state). Without that file but with shipped weights it
+warm-starts from `world_model.pt` with a fresh optimizer. Logs go to
+`logs/world_model.jsonl`; `world_model.pt` (weights only) is what the bundle ships.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from tqdm import tqdm
+
+from genrl_core.bundle import BundleError, load_torch, load_weights, read_config, save_torch, write_config
+from genrl_core.config import WM_PRESETS, WMTrainConfig, apply_overrides
+from genrl_core.models.rssm import RSSM, RSSMConfig, config_from_dict
+from genrl_core.train.replay import EpisodeReplay
+
+STATE_FILE = Path("train_state") / "world_model.pt"
+WEIGHTS_FILE = "world_model.pt"
+LOG_FILE = Path("logs") / "world_model.jsonl"
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN/inf; the last good checkpoint is kept."""
+
+
+def resolve_amp(amp: str, device: torch.device) -> torch.dtype | None:
+    """bf16 autocast where it is fast: CUDA with bf16 support, or a CPU with AVX512-BF16/AMX."""
+    if amp == "none":
+        return None
+    if amp == "fp16":
+        return torch.float16
+    if amp == "bf16":
+        return torch.bfloat16
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    return torch.bfloat16 if ("avx512_bf16" in flags or "amx_bf16" in flags) else None
+
+
+def resolve_configs(out: Path, preset: str, overrides: list[str],
+                    action_dim: int) -> tuple[RSSMConfig, WMTrainConfig, dict[str, Any]]:
+    """Model/train configs for `out`: from its config.json when resuming, else from the preset.
+
+    A bundle trained with another preset or other sizes is an error, not a silent restart.
+    """
+    if preset not in WM_PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; valid: {', '.join(WM_PRESETS)}")
+    model_cfg, train_cfg = WM_PRESETS[preset]
+    model_cfg = dataclasses.replace(model_cfg, action_dim=action_dim)
+    sections = apply_overrides({"model": model_cfg, "train": train_cfg}, overrides)
+    model_cfg, train_cfg = sections["model"], sections["train"]
+    bundle = read_config(out)
+    if "world_model" in bundle:
+        saved = config_from_dict(bundle["world_model"])
+        old_preset = bundle.get("world_model_preset")
+        if old_preset != preset:
+            raise BundleError(f"{out} holds a world model trained with preset {old_preset!r}, not {preset!r}: "
+                              f"pass --preset {old_preset} to resume it, or choose another --out")
+        if saved != model_cfg:
+            diff = {k: (v, getattr(model_cfg, k)) for k, v in dataclasses.asdict(saved).items()
+                    if getattr(model_cfg, k) != v}
+            raise BundleError(f"{out} holds a world model of other sizes (saved vs requested: {diff})")
+    return model_cfg, train_cfg, bundle
+
+
+def _dist_info() -> tuple[int, int, int]:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    return int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0")), world
+
+
+def train_world_model(data: str | Path, out: str | Path, preset: str = "small", overrides: list[str] | None = None,
+                      device: str = "cpu", body: str | None = None, progress: bool = True,
+                      log=print) -> dict[str, Any]:
+    """Train (or resume) the world model of bundle `out` on the episodes in `data`."""
+    out = Path(out)
+    rank, local_rank, world = _dist_info()
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if device == "cuda" else "gloo")
+    dev = torch.device(f"cuda:{local_rank}" if device == "cuda" and world > 1 else device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda was asked for but torch sees no CUDA device")
+
+    probe_cfg = WM_PRESETS.get(preset, WM_PRESETS["small"])[1]
+    seq_len = apply_overrides({"model": RSSMConfig(), "train": probe_cfg}, overrides or [])["train"].seq_len
+    replay, held_out = EpisodeReplay.from_dir(data, seq_len, dev, seed=1000 * rank)
+    model_cfg, cfg, bundle = resolve_configs(out, preset, overrides or [], replay.action_dim)
+    torch.manual_seed(cfg.seed + rank)
+
+    model = RSSM(model_cfg).to(dev)
+    if cfg.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, eps=cfg.eps)
+    step, elapsed_before = 0, 0.0
+    state_path, weights_path = out / STATE_FILE, out / WEIGHTS_FILE
+    if state_path.exists():
+        state = load_torch(state_path)
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        step, elapsed_before = int(state["step"]), float(state.get("elapsed", 0.0))
+        torch.set_rng_state(state["torch_rng"])
+        if rank == 0:
+            replay.set_state(state["replay_rng"])
+        else:  # other ranks draw a fresh stream per resume point
+            replay.generator.manual_seed(1000 * rank + step)
+        log(f"[train-wm] resumed {out} at step {step}")
+    elif weights_path.exists():
+        load_weights(model, weights_path)
+        step = int(bundle.get("world_model_train", {}).get("step", 0))
+        log(f"[train-wm] warm start from {weights_path} at step {step} (no optimizer state found)")
+
+    amp_dtype = resolve_amp(cfg.amp, dev)
+    # RSSM.forward is the loss, so DDP's gradient hooks see the whole update
+    loss_fn = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
+    if cfg.compile:
+        loss_fn = torch.compile(loss_fn, mode="reduce-overhead" if dev.type == "cuda" else "default")
+    scaler = torch.amp.GradScaler(dev.type, enabled=amp_dtype == torch.float16)
+
+    meta = {
+        "body": body or bundle.get("body"), "world_model": dataclasses.asdict(model_cfg),
+        "world_model_preset": preset, "world_model_data": str(data),
+        "world_model_heldout": [p.name for p in held_out],
+    }
+
+    def checkpoint(step: int, elapsed: float) -> None:
+        if rank != 0:
+            return
+        save_torch(state_path, {"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step,
+                                "elapsed": elapsed, "torch_rng": torch.get_rng_state(),
+                                "replay_rng": replay.get_state()})
+        save_torch(weights_path, model.state_dict())
+        write_config(out, {**read_config(out), **meta, "world_model_train": {
+            **dataclasses.asdict(cfg), "step": step, "train_seconds": round(elapsed, 1),
+            "device": str(dev), "world_size": world, "amp": str(amp_dtype),
+            "dataset_steps": replay.num_steps, "dataset_episodes": replay.num_episodes}})
+
+    log_path = out / LOG_FILE
+    if rank == 0:
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        log(f"[train-wm] {replay.num_episodes} episodes ({replay.num_steps} frames) for training, "
+            f"{len(held_out)} held out; {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M params; "
+            f"device {dev}, amp {amp_dtype}, world size {world}")
+    bar = tqdm(total=cfg.steps, initial=step, disable=not progress or rank != 0, desc="train-wm",
+               dynamic_ncols=True)
+    t_start, last_ckpt = time.time(), time.time()
+    window: dict[str, list[float]] = {}
+    t_window, steps_window = time.time(), 0
+    try:
+        while step < cfg.steps:
+            batch = replay.sample(cfg.batch)
+            with torch.autocast(dev.type, dtype=amp_dtype) if amp_dtype else contextlib.nullcontext():
+                loss, metrics = loss_fn(batch["image"], batch["action"], batch["is_first"])
+            if not torch.isfinite(loss):
+                raise TrainingDiverged(f"loss became {loss.item()} at step {step}; stopped. The last good "
+                                       f"checkpoint ({state_path}) is kept; try a lower train.lr")
+            opt.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.unscale_(opt)
+            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            scaler.step(opt)
+            scaler.update()
+            step += 1
+            steps_window += 1
+            bar.update(1)
+            for k, v in {**metrics, "grad_norm": grad_norm}.items():
+                window.setdefault(k, []).append(float(v))
+            if step % cfg.log_every == 0 or step == cfg.steps:
+                secs = time.time() - t_window
+                row = {k: round(float(np.mean(v)), 4) for k, v in window.items()}
+                row.update(step=step, updates_per_s=round(steps_window / secs, 3),
+                           frames_per_s=round(steps_window * cfg.batch * cfg.seq_len * world / secs, 1),
+                           elapsed=round(elapsed_before + time.time() - t_start, 1))
+                if rank == 0:
+                    with open(log_path, "a") as f:
+                        f.write(json.dumps(row) + "\n")
+                    bar.set_postfix(loss=row["loss"], img=row["image_loss"], kl=row["kl"])
+                window, t_window, steps_window = {}, time.time(), 0
+            if time.time() - last_ckpt > cfg.checkpoint_minutes * 60:
+                checkpoint(step, elapsed_before + time.time() - t_start)
+                last_ckpt = time.time()
+    except KeyboardInterrupt:
+        checkpoint(step, elapsed_before + time.time() - t_start)
+        log(f"[train-wm] interrupted at step {step}; checkpoint saved, rerun to resume")
+        raise
+    finally:
+        bar.close()
+    checkpoint(step, elapsed_before + time.time() - t_start)
+    if rank == 0:
+        log(f"[train-wm] done: step {step}, {elapsed_before + time.time() - t_start:.0f}s of training -> {out}")
+    return {"step": step, "model": model, "params": sum(p.numel() for p in model.parameters())}
+
+
+def load_world_model(bundle: str | Path, device: str = "cpu") -> RSSM:
+    """The trained RSSM of a bundle, in eval mode; clear errors when it is missing or mismatched."""
+    cfg = read_config(bundle)
+    if "world_model" not in cfg:
+        raise BundleError(f"{bundle} has no world model (config.json missing or without 'world_model'); "
+                          f"train one with `genrl train-wm --out {bundle}`")
+    model = RSSM(config_from_dict(cfg["world_model"]))
+    load_weights(model, Path(bundle) / WEIGHTS_FILE)
+    return model.to(device).eval()

@@ -1,0 +1,143 @@
+"""RSSM world model: learning, save/load, resume, errors, DDP, open-loop evaluation."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from genrl_core.bundle import BundleError, load_weights
+from genrl_core.cli import main
+from genrl_core.data import EpisodeStore, load_episode
+from genrl_core.models.rssm import RSSM, RSSMConfig
+from genrl_core.train.world_model import STATE_FILE, TrainingDiverged, train_world_model
+
+TINY = RSSMConfig(deter=32, stoch=4, classes=4, hidden=32, depth=4)
+QUIET = {"progress": False, "log": lambda *_: None}
+
+
+def _log(bundle):
+    return [json.loads(line) for line in (bundle / "logs" / "world_model.jsonl").read_text().splitlines()]
+
+
+def test_observe_and_imagine_shapes():
+    model = RSSM(TINY)
+    images = torch.randint(0, 255, (2, 5, 64, 64, 3), dtype=torch.uint8)
+    out = model.observe(images, torch.zeros(2, 5, 6), torch.zeros(2, 5, dtype=torch.bool))
+    assert out["post"].shape == (2, 5, 4, 4) and out["deter"].shape == (2, 5, 32)
+    assert torch.allclose(out["post"].sum(-1), torch.ones(2, 5, 4))
+    assert out["post"].min() >= 0.01 / 4 - 1e-6  # unimix keeps every class possible
+    img = model.imagine(out["deter"][:, -1], out["stoch"][:, -1], torch.zeros(2, 7, 6))
+    assert img["stoch"].shape == (2, 7, 4, 4)
+    assert model.decode(img["stoch"]).shape == (2, 7, 3, 64, 64)
+
+
+def test_is_first_resets_the_state():
+    model = RSSM(TINY).eval()
+    images = torch.randint(0, 255, (1, 6, 64, 64, 3), dtype=torch.uint8)
+    actions = torch.randn(1, 6, 6)
+    first = torch.zeros(1, 6, dtype=torch.bool)
+    first[0, 3] = True
+    a = model.observe(images, actions, first, sample=False)
+    b = model.observe(images[:, 3:], actions[:, 3:], first[:, 3:], sample=False)
+    torch.testing.assert_close(a["deter"][:, 3:], b["deter"])
+
+
+def test_tiny_loss_falls_and_bundle_round_trips(tmp_path, walker_random_data):
+    bundle = tmp_path / "bundle"
+    res = train_world_model(walker_random_data, bundle, preset="tiny", **QUIET)
+    rows = _log(bundle)
+    assert rows[-1]["step"] == 60 and rows[-1]["loss"] < 0.7 * rows[0]["loss"]
+    cfg = json.loads((bundle / "config.json").read_text())
+    assert cfg["world_model_preset"] == "tiny" and cfg["world_model_train"]["step"] == 60
+    loaded = RSSM(RSSMConfig(**cfg["world_model"]))
+    load_weights(loaded, bundle / "world_model.pt")
+    images = torch.from_numpy(EpisodeStore(walker_random_data).load(EpisodeStore(walker_random_data).paths()[0])[
+        "image"][:8])[None]
+    post_a = res["model"].eval().posterior_probs(images)
+    post_b = loaded.eval().posterior_probs(images)
+    torch.testing.assert_close(post_a, post_b)
+    torch.testing.assert_close(res["model"].decode(post_a), loaded.decode(post_b))
+
+
+def test_resume_continues_the_step_count(tmp_path, walker_random_data):
+    bundle = tmp_path / "bundle"
+    train_world_model(walker_random_data, bundle, preset="tiny", overrides=["train.steps=20"], **QUIET)
+    state = torch.load(bundle / STATE_FILE, weights_only=True)
+    assert state["step"] == 20
+    train_world_model(walker_random_data, bundle, preset="tiny", overrides=["train.steps=30"], **QUIET)
+    steps = [r["step"] for r in _log(bundle)]
+    assert steps == [10, 20, 30]  # the second run logged only step 30: it resumed, not restarted
+    assert torch.load(bundle / STATE_FILE, weights_only=True)["step"] == 30
+
+
+def test_errors_are_clear(tmp_path, walker_random_data, capsys):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        train_world_model(tmp_path / "nope", tmp_path / "b", preset="tiny", **QUIET)
+    bundle = tmp_path / "bundle"
+    train_world_model(walker_random_data, bundle, preset="tiny", overrides=["train.steps=2"], **QUIET)
+    with pytest.raises(BundleError, match="preset 'tiny', not 'small'"):
+        train_world_model(walker_random_data, bundle, preset="small", **QUIET)
+    with pytest.raises(BundleError, match="other sizes"):
+        train_world_model(walker_random_data, bundle, preset="tiny", overrides=["model.deter=64"], **QUIET)
+    with pytest.raises(ValueError, match="shorter than seq_len 600"):
+        train_world_model(walker_random_data, tmp_path / "c", preset="tiny", overrides=["train.seq_len=600"],
+                          **QUIET)
+    assert main(["train-wm", "--data", str(walker_random_data), "--out", str(tmp_path / "d"), "--preset", "huge"]) == 2
+    assert "unknown preset 'huge'" in capsys.readouterr().err
+    assert main(["train-wm", "--data", str(walker_random_data), "--out", str(tmp_path / "d"), "--preset", "tiny",
+                 "--set", "train.batch=zero"]) == 2
+    assert "train.batch=zero" in capsys.readouterr().err
+
+
+def test_nan_loss_stops_and_keeps_last_checkpoint(tmp_path, walker_random_data):
+    bundle = tmp_path / "bundle"
+    train_world_model(walker_random_data, bundle, preset="tiny", overrides=["train.steps=5"], **QUIET)
+    before = (bundle / "world_model.pt").read_bytes()
+    poisoned = EpisodeStore(tmp_path / "poisoned")  # actions with NaN make the loss NaN
+    for path in EpisodeStore(walker_random_data).paths():
+        ep = load_episode(path)
+        ep["action"][:] = np.nan
+        poisoned.save(path.stem, ep)
+    with pytest.raises(TrainingDiverged, match="last good checkpoint"):
+        train_world_model(poisoned.root, bundle, preset="tiny", overrides=["train.steps=10"], **QUIET)
+    assert (bundle / "world_model.pt").read_bytes() == before
+    assert torch.load(bundle / STATE_FILE, weights_only=True)["step"] == 5
+
+
+def test_ddp_two_processes_stay_in_sync(tmp_path, walker_random_data):
+    bundle = tmp_path / "bundle"
+    script = (
+        "import sys, torch, torch.distributed as dist\n"
+        "from genrl_core.train.world_model import train_world_model\n"
+        "res = train_world_model(sys.argv[1], sys.argv[2], preset='tiny', overrides=['train.steps=6'], "
+        "progress=False, log=lambda *_: None)\n"
+        "flat = torch.cat([p.detach().flatten() for p in res['model'].parameters()])\n"
+        "gathered = [torch.zeros_like(flat) for _ in range(dist.get_world_size())]\n"
+        "dist.all_gather(gathered, flat)\n"
+        "assert all(torch.equal(gathered[0], g) for g in gathered), 'replicas diverged'\n"
+        "print('rank', dist.get_rank(), 'in sync', res['step'])\n"
+    )
+    path = tmp_path / "ddp_check.py"
+    path.write_text(script)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+                           "--master_port", "29517", str(path), str(walker_random_data), str(bundle)],
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.count("in sync 6") == 2
+    assert json.loads((bundle / "config.json").read_text())["world_model_train"]["world_size"] == 2
+
+
+def test_open_loop_eval_writes_metrics_and_video(tmp_path, walker_random_data):
+    bundle = tmp_path / "bundle"
+    train_world_model(walker_random_data, bundle, preset="tiny", overrides=["train.steps=5"], **QUIET)
+    assert main(["eval-wm", "--bundle", str(bundle), "--data", str(walker_random_data), "--episodes", "1",
+                 "--out", str(tmp_path / "eval")]) == 0
+    metrics = json.loads((tmp_path / "eval" / "open_loop.json").read_text())
+    assert len(metrics["mse"]) == 50 and len(metrics["psnr"]) == 50
+    assert np.isfinite(metrics["psnr"]).all()
+    assert (tmp_path / "eval" / "open_loop.mp4").stat().st_size > 1000
