@@ -8,8 +8,6 @@ Writes go to a temp file first, so a crash never leaves a torn file.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -17,27 +15,13 @@ import torch
 from torch import nn
 
 import genrl_core
+from genrl_core.fileio import atomic_write
 
 BUNDLE_VERSION = 1
 
 
 class BundleError(ValueError):
     """A bundle is missing, incomplete, or does not match the code or the request."""
-
-
-def atomic_write_bytes(path: Path, write) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def read_config(bundle: str | Path) -> dict[str, Any]:
@@ -57,11 +41,11 @@ def read_config(bundle: str | Path) -> dict[str, Any]:
 def write_config(bundle: str | Path, cfg: dict[str, Any]) -> None:
     cfg = {**cfg, "bundle_version": BUNDLE_VERSION, "code_version": genrl_core.__version__}
     text = json.dumps(cfg, indent=1, sort_keys=True).encode()
-    atomic_write_bytes(Path(bundle) / "config.json", lambda f: f.write(text))
+    atomic_write(Path(bundle) / "config.json", lambda f: f.write(text))
 
 
 def save_torch(path: str | Path, obj: Any) -> None:
-    atomic_write_bytes(Path(path), lambda f: torch.save(obj, f))
+    atomic_write(Path(path), lambda f: torch.save(obj, f))
 
 
 def load_torch(path: str | Path) -> Any:

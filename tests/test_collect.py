@@ -87,3 +87,13 @@ def test_mpc_expert_beats_doing_nothing():
 def test_expert_settings_must_exist():
     with pytest.raises(ValueError, match="no expert settings for task 'walker_flip'"):
         MPCConfig.load("walker_flip")
+
+
+def test_cli_video_writes_a_playable_mp4(tmp_path, capsys):
+    out = tmp_path / "ep.mp4"
+    assert main(["video", "--body", "cheetah", "--policy", "random", "--out", str(out), "--upscale", "1"]) == 0
+    import imageio.v2 as imageio
+
+    frames = imageio.mimread(out)
+    assert len(frames) == 501 and frames[0].shape == (64, 64, 3)
+    assert "cheetah_run" in capsys.readouterr().out
