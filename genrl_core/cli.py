@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -73,6 +74,32 @@ def _cmd_eval_wm(args: argparse.Namespace) -> None:
                        horizon=args.horizon)
 
 
+def _cmd_train_vlm(args: argparse.Namespace) -> None:
+    from genrl_core.config import apply_overrides
+    from genrl_core.train.vlm import VLMTrainConfig, train_vlm
+    from genrl_core.vlm.embedded import EmbeddedVLMConfig
+
+    sections = apply_overrides({"model": EmbeddedVLMConfig(), "train": VLMTrainConfig()}, args.set)
+    train_vlm(args.data, args.out, overrides=dataclasses.asdict(sections["train"]), model_cfg=sections["model"],
+              device=args.device, progress=not args.no_progress)
+
+
+def _cmd_embed_dataset(args: argparse.Namespace) -> None:
+    from genrl_core.vlm import embed_dataset, load_vlm
+
+    vlm = load_vlm(args.bundle, backend=args.vlm_backend, arch=args.vlm_arch, pretrained=args.vlm_pretrained,
+                   checkpoint=args.vlm_checkpoint, device=args.device, allow_download=args.vlm_download)
+    print(f"[embed-dataset] cached in {embed_dataset(args.data, vlm)}")
+
+
+def add_vlm_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--vlm-backend", default="embedded", help="embedded (the bundle's, default) | open_clip")
+    p.add_argument("--vlm-arch", default=None, help="open_clip architecture, e.g. ViT-B-32")
+    p.add_argument("--vlm-pretrained", default=None, help="open_clip pretrained tag (downloads: needs --vlm-download)")
+    p.add_argument("--vlm-checkpoint", default=None, help="local open_clip weights file")
+    p.add_argument("--vlm-download", action="store_true", help="allow open_clip to download hub weights")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from genrl_core.data.collect import POLICY_HELP
 
@@ -122,6 +149,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--context", type=int, default=5, help="true frames given before predicting")
     p.add_argument("--horizon", type=int, default=45, help="frames predicted open-loop")
     p.set_defaults(func=_cmd_eval_wm)
+
+    p = sub.add_parser("train-vlm", help="train (or resume) the embedded VLM of a bundle on a dataset")
+    p.add_argument("--data", required=True, help="dataset folder from `genrl collect`")
+    p.add_argument("--out", required=True, help="bundle folder; rerunning with the same folder resumes")
+    p.add_argument("--set", nargs="*", default=[], metavar="SECTION.KEY=VALUE",
+                   help="override fields, e.g. train.steps=500 train.batch=16 model.width=128")
+    p.add_argument("--device", default="cpu", help="cpu | cuda")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (logs still go to JSONL)")
+    p.set_defaults(func=_cmd_train_vlm)
+
+    p = sub.add_parser("embed-dataset", help="cache VLM window embeddings next to a dataset's episodes")
+    p.add_argument("--data", required=True, help="dataset folder")
+    p.add_argument("--bundle", default=None, help="bundle whose embedded VLM to use")
+    p.add_argument("--device", default="cpu", help="cpu | cuda")
+    add_vlm_args(p)
+    p.set_defaults(func=_cmd_embed_dataset)
 
     p = sub.add_parser("experts", help="measure the MPC experts' true returns (1000 env steps per episode)")
     p.add_argument("--tasks", required=True, help="comma-separated tasks, e.g. walker_stand,walker_run")

@@ -1,0 +1,200 @@
+"""Contrastive training of the embedded VLM on a dataset's 8-frame windows and state captions.
+
+    genrl train-vlm --data data/walker --out checkpoints/walker
+
+Windows are labelled with concepts read off the simulator state (`vlm.captions`), every
+batch holds windows of distinct concept sets (so no positive pair is pushed apart), each
+gets a random wording, and open_clip's own `ClipLoss` pulls video and caption together.
+The MiniLM text tower is frozen, so caption embeddings are cached. Rerunning resumes from
+`train_state/vlm.pt`; the bundle ships `vlm.pt` (all but the text tower) and
+config.json['vlm'].
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import open_clip
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from genrl_core.bundle import BundleError, load_torch, read_config, save_torch, write_config
+from genrl_core.data.store import EpisodeStore, load_episode
+from genrl_core.train.replay import split_episodes
+from genrl_core.vlm.base import WINDOW, window_indices
+from genrl_core.vlm.captions import caption, window_concepts
+from genrl_core.vlm.embedded import EmbeddedVLM, EmbeddedVLMConfig, VideoCLIP, make_tokenizer
+
+STATE_FILE = Path("train_state") / "vlm.pt"
+WEIGHTS_FILE = "vlm.pt"
+LOG_FILE = Path("logs") / "vlm.jsonl"
+
+
+@dataclasses.dataclass(frozen=True)
+class VLMTrainConfig:
+    steps: int = 3000
+    batch: int = 32  # windows per batch, each of a different concept set
+    lr: float = 3e-4
+    weight_decay: float = 0.05
+    stride: int = 2  # label every `stride`-th window of an episode
+    log_every: int = 25
+    checkpoint_minutes: float = 10.0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if min(self.steps, self.batch, self.stride, self.log_every) < 1 or self.lr <= 0:
+            raise ValueError("train-vlm: steps, batch, stride, log_every must be >= 1 and lr > 0")
+
+
+def episode_features(body: str, states: np.ndarray) -> dict[str, np.ndarray]:
+    """Per-step reward features (T,) of an episode, recomputed from its stored physics states."""
+    from genrl_core.envs import PixelEnv
+
+    env = PixelEnv(body, size=16)
+    rows = []
+    for state in states:
+        env.physics.set_state(state)
+        env.physics.forward()
+        rows.append(env.features())
+    return {k: np.array([float(r[k]) for r in rows]) for k in rows[0]}
+
+
+class WindowSet:
+    """Frames of a set of episodes and the concept labels of their windows."""
+
+    def __init__(self, paths: list[Path], stride: int, log=print):
+        self.frames: list[torch.Tensor] = []
+        self.items: dict[tuple[str, ...], list[tuple[int, int]]] = defaultdict(list)
+        self.body = ""
+        for e, path in enumerate(paths):
+            ep = load_episode(path)
+            self.body = ep["body"]
+            feats = episode_features(ep["body"], ep["state"])
+            self.frames.append(torch.from_numpy(ep["image"]))
+            for t in range(WINDOW - 1, len(ep["image"]), stride):
+                window = {k: v[t - WINDOW + 1: t + 1] for k, v in feats.items()}
+                self.items[tuple(window_concepts(window, ep["body"]))].append((e, t))
+        if not self.items:
+            raise ValueError("no windows to train on")
+        self.keys = sorted(self.items)
+        common = sorted(self.keys, key=lambda k: -len(self.items[k]))[:8]
+        log(f"[train-vlm] {len(paths)} episodes, {sum(map(len, self.items.values()))} windows, "
+            f"{len(self.keys)} concept sets; most common: "
+            + ", ".join(f"{'+'.join(k)} ({len(self.items[k])})" for k in common))
+
+    def window(self, e: int, t: int) -> torch.Tensor:
+        return self.frames[e][torch.from_numpy(window_indices(t + 1)[t])]
+
+    def batch(self, size: int, rng: np.random.Generator) -> tuple[torch.Tensor, list[tuple[str, ...]]]:
+        keys = rng.choice(len(self.keys), size=min(size, len(self.keys)), replace=False)
+        picked = [self.keys[k] for k in keys]
+        windows = [self.window(*self.items[k][rng.integers(len(self.items[k]))]) for k in picked]
+        return torch.stack(windows), picked
+
+
+class CaptionCache:
+    """Frozen-text-tower embeddings of captions, computed once per distinct string."""
+
+    def __init__(self, model: VideoCLIP, device: torch.device):
+        self.model, self.device, self.tok = model, device, make_tokenizer(model.cfg)
+        self.cache: dict[str, torch.Tensor] = {}
+
+    @torch.no_grad()
+    def __call__(self, texts: list[str]) -> torch.Tensor:
+        new = [t for t in dict.fromkeys(texts) if t not in self.cache]
+        if new:
+            emb = F.normalize(self.model.encode_text(self.tok(new).to(self.device)).float(), dim=-1)
+            self.cache.update(zip(new, emb, strict=True))
+        return torch.stack([self.cache[t] for t in texts])
+
+
+def train_vlm(data: str | Path, out: str | Path, overrides: dict[str, Any] | None = None,
+              model_cfg: EmbeddedVLMConfig | None = None, device: str = "cpu", progress: bool = True,
+              log=print) -> dict[str, Any]:
+    out, dev = Path(out), torch.device(device)
+    cfg = dataclasses.replace(VLMTrainConfig(), **(overrides or {}))
+    bundle = read_config(out)
+    model_cfg = model_cfg or EmbeddedVLMConfig(**bundle.get("vlm", {}).get("config", {}))
+    if "vlm" in bundle and bundle["vlm"].get("config") != dataclasses.asdict(model_cfg):
+        raise BundleError(f"{out} holds a VLM of other sizes: {bundle['vlm'].get('config')}")
+    paths = EpisodeStore(data).paths()
+    if not paths:
+        raise FileNotFoundError(f"dataset folder {data} holds no episodes (create them with `genrl collect`)")
+    train_paths, held = split_episodes(paths)
+    windows = WindowSet(train_paths, cfg.stride, log)
+    torch.manual_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+    model = VideoCLIP(model_cfg).to(dev)
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    step, elapsed_before = 0, 0.0
+    if (out / STATE_FILE).exists():
+        state = load_torch(out / STATE_FILE)
+        model.load_state_dict(state["model"], strict=False)
+        opt.load_state_dict(state["optimizer"])
+        step, elapsed_before = int(state["step"]), float(state["elapsed"])
+        rng.bit_generator.state = json.loads(state["rng"])
+        log(f"[train-vlm] resumed {out} at step {step}")
+    loss_fn = open_clip.ClipLoss()
+    captions = CaptionCache(model, dev)
+    meta = {"body": bundle.get("body") or windows.body, "vlm": {
+        "backend": "embedded", "config": dataclasses.asdict(model_cfg), "data": str(data),
+        "heldout": [p.name for p in held]}}
+
+    def checkpoint(elapsed: float) -> None:
+        save_torch(out / STATE_FILE, {"model": model.trainable_state(), "optimizer": opt.state_dict(), "step": step,
+                                      "elapsed": elapsed, "rng": json.dumps(rng.bit_generator.state)})
+        save_torch(out / WEIGHTS_FILE, model.trainable_state())
+        write_config(out, {**read_config(out), **meta, "vlm_train": {
+            **dataclasses.asdict(cfg), "step": step, "train_seconds": round(elapsed, 1), "device": str(dev)}})
+
+    (out / LOG_FILE).parent.mkdir(parents=True, exist_ok=True)
+    bar = tqdm(total=cfg.steps, initial=step, disable=not progress, desc="train-vlm", dynamic_ncols=True)
+    t0, last_ckpt, t_win, losses, accs = time.time(), time.time(), time.time(), [], []
+    model.train()
+    try:
+        while step < cfg.steps:
+            frames, keys = windows.batch(cfg.batch, rng)
+            texts = [caption(list(k), windows.body, rng) for k in keys]
+            video = F.normalize(model.encode_video(frames.to(dev)).float(), dim=-1)
+            text = captions(texts)
+            loss = loss_fn(video, text, model.logit_scale.exp())
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            opt.step()
+            with torch.no_grad():
+                model.logit_scale.clamp_(0, 4.6052)  # temperature >= 0.01, as CLIP
+                accs.append(float((video @ text.T).argmax(1).eq(torch.arange(len(keys), device=dev)).float().mean()))
+            losses.append(float(loss.detach()))
+            step += 1
+            bar.update(1)
+            if step % cfg.log_every == 0 or step == cfg.steps:
+                row = {"step": step, "loss": round(float(np.mean(losses)), 4),
+                       "batch_acc": round(float(np.mean(accs)), 3),
+                       "logit_scale": round(float(model.logit_scale.exp()), 2),
+                       "steps_per_s": round(len(losses) / (time.time() - t_win), 3),
+                       "elapsed": round(elapsed_before + time.time() - t0, 1)}
+                with open(out / LOG_FILE, "a") as f:
+                    f.write(json.dumps(row) + "\n")
+                bar.set_postfix(loss=row["loss"], acc=row["batch_acc"])
+                losses, accs, t_win = [], [], time.time()
+            if time.time() - last_ckpt > cfg.checkpoint_minutes * 60:
+                checkpoint(elapsed_before + time.time() - t0)
+                last_ckpt = time.time()
+    except KeyboardInterrupt:
+        checkpoint(elapsed_before + time.time() - t0)
+        log(f"[train-vlm] interrupted at step {step}; checkpoint saved, rerun to resume")
+        raise
+    finally:
+        bar.close()
+    checkpoint(elapsed_before + time.time() - t0)
+    log(f"[train-vlm] done: step {step} -> {out}")
+    return {"step": step, "vlm": EmbeddedVLM(model, dev)}
