@@ -92,6 +92,32 @@ def _cmd_embed_dataset(args: argparse.Namespace) -> None:
     print(f"[embed-dataset] cached in {embed_dataset(args.data, vlm)}")
 
 
+def _cmd_train_connector(args: argparse.Namespace) -> None:
+    from genrl_core.config import apply_overrides
+    from genrl_core.train.connector import ConnectorTrainConfig, train_connector
+
+    cfg = apply_overrides({"train": ConnectorTrainConfig()}, args.set)["train"]
+    train_connector(args.data, args.bundle, overrides=dataclasses.asdict(cfg), device=args.device,
+                    progress=not args.no_progress)
+
+
+def _cmd_target(args: argparse.Namespace) -> None:
+    import time
+
+    from genrl_core.agent import GenRL
+    from genrl_core.video import write_mp4
+
+    agent = GenRL.load(args.bundle, device=args.device)
+    t0 = time.perf_counter()
+    prompt = Path(args.video) if args.video else args.prompt
+    if prompt is None:
+        raise ValueError("give a text prompt or --video FILE")
+    frames = agent.decode(agent.target(prompt, steps=args.steps, use_aligner=not args.no_aligner))
+    secs = time.perf_counter() - t0
+    path = write_mp4(args.out, frames, upscale=4)
+    print(f"[target] {prompt!s}: {len(frames)} steps decoded in {secs:.2f}s -> {path}")
+
+
 def add_vlm_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--vlm-backend", default="embedded", help="embedded (the bundle's, default) | open_clip")
     p.add_argument("--vlm-arch", default=None, help="open_clip architecture, e.g. ViT-B-32")
@@ -166,6 +192,25 @@ def build_parser() -> argparse.ArgumentParser:
     add_vlm_args(p)
     p.set_defaults(func=_cmd_embed_dataset)
 
+    p = sub.add_parser("train-connector", help="train (or resume) the connector and aligner of a bundle")
+    p.add_argument("--data", required=True, help="dataset folder with cached embeddings (genrl embed-dataset)")
+    p.add_argument("--bundle", required=True, help="bundle with a trained world model and VLM")
+    p.add_argument("--set", nargs="*", default=[], metavar="train.KEY=VALUE",
+                   help="override fields, e.g. train.steps=2000 train.batch=8")
+    p.add_argument("--device", default="cpu", help="cpu | cuda")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (logs still go to JSONL)")
+    p.set_defaults(func=_cmd_train_connector)
+
+    p = sub.add_parser("target", help="decode the target trajectory a prompt means, as an mp4")
+    p.add_argument("prompt", nargs="?", default=None, help='text prompt, e.g. "stand up straight"')
+    p.add_argument("--video", default=None, help="video prompt file (mp4, webm, gif) instead of text")
+    p.add_argument("--bundle", default="checkpoints/walker", help="bundle folder")
+    p.add_argument("--steps", type=int, default=32, help="target length, 8..64")
+    p.add_argument("--out", default="out/target.mp4", help="mp4 path")
+    p.add_argument("--no-aligner", action="store_true", help="skip the aligner (ablation)")
+    p.add_argument("--device", default="cpu", help="cpu | cuda")
+    p.set_defaults(func=_cmd_target)
+
     p = sub.add_parser("experts", help="measure the MPC experts' true returns (1000 env steps per episode)")
     p.add_argument("--tasks", required=True, help="comma-separated tasks, e.g. walker_stand,walker_run")
     p.add_argument("--episodes", type=int, default=5, help="episodes per task")
@@ -179,7 +224,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         args.func(args)
-    except (ValueError, FileNotFoundError, EpisodeFormatError, RuntimeError) as exc:
+    except (ValueError, OSError, EpisodeFormatError, RuntimeError, KeyError) as exc:
         print(f"genrl {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -8,7 +8,6 @@ style, and every value is validated by the dataclass it lands in.
 from __future__ import annotations
 
 import dataclasses
-import json
 from typing import Any
 
 from genrl_core.models.rssm import RSSMConfig
@@ -85,7 +84,3 @@ def apply_overrides(sections: dict[str, Any], overrides: list[str]) -> dict[str,
             raise ValueError(f"bad value in {item!r}: {exc}") from None
         out[section] = dataclasses.replace(out[section], **{key: value})
     return out
-
-
-def to_json(obj: Any) -> str:
-    return json.dumps(dataclasses.asdict(obj) if dataclasses.is_dataclass(obj) else obj, indent=1, sort_keys=True)

@@ -35,6 +35,8 @@ def open_loop(model, images: torch.Tensor, actions: torch.Tensor, context: int) 
 def evaluate_open_loop(bundle: str | Path, data: str | Path, out: str | Path, episodes: int = 5,
                        context: int = 5, horizon: int = 45, starts: tuple[int, ...] = (0, 100, 200, 300, 400),
                        log=print) -> dict:
+    if context < 1 or horizon < 1:
+        raise ValueError(f"context ({context}) and horizon ({horizon}) must both be >= 1")
     model = load_world_model(bundle)
     held = read_config(bundle).get("world_model_heldout", [])
     store = EpisodeStore(data)

@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 
 from genrl_core.cli import main
-from genrl_core.data import EpisodeStore, SequenceSampler, load_episode
+from genrl_core.data import EpisodeStore, load_episode
 from genrl_core.data.collect import Policy, run_episode
 from genrl_core.data.experts import MPCConfig, MPCExpert
+from genrl_core.data.replay import EpisodeReplay
 from genrl_core.envs import PixelEnv
 
 
@@ -26,7 +27,7 @@ def test_cli_collect_random_writes_full_episodes(tmp_path, capsys):
     assert ep["body"] == "walker" and ep["policy"] == "random" and ep["task"] == "none"
     assert ep["is_first"][0] and ep["is_last"][-1] and not ep["is_last"][:-1].any()
     assert "walker_run" in list(ep["task_names"]) and ep["task_rewards"].shape == (501, 9)
-    batch = SequenceSampler(tmp_path, seq_len=32, batch_size=4).sample()
+    batch = EpisodeReplay(store.paths(), seq_len=32).sample(4)
     assert batch["image"].shape == (4, 32, 64, 64, 3)
     assert "2 episodes" in capsys.readouterr().out
 

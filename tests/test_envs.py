@@ -60,13 +60,21 @@ def test_standard_rewards_match_dm_control(name):
     assert np.ptp(theirs) > 0  # the states visited do differ in reward
 
 
-def test_step_reward_is_true_task_reward_summed_over_repeat():
-    env = PixelEnv("walker_lying_down", seed=0, init="random_pose")
-    env.reset()
-    res = env.step(np.zeros(env.action_dim))
-    idx = env.task_names.index("walker_lying_down")
-    assert res.reward == pytest.approx(res.task_rewards[idx], rel=1e-5)
-    assert 0.0 <= res.reward <= 2.0
+@pytest.mark.parametrize("task", ["walker_lying_down", "walker_walk"])
+def test_step_reward_is_true_task_reward_summed_over_repeat(task):
+    """An action-repeat-2 step earns what two single env steps earn, scored independently."""
+    repeated = PixelEnv(task, seed=0, init="random_pose", size=16)
+    single = PixelEnv(task, seed=0, init="random_pose", size=16, action_repeat=1)
+    repeated.reset()
+    single.reset()
+    action = np.full(repeated.action_dim, 0.3)
+    expected = 0.0
+    for _ in range(2):
+        single.step(action)
+        expected += float(get_task(task).reward(single.features()))
+    res = repeated.step(action)
+    assert res.reward == pytest.approx(expected, rel=1e-5)
+    assert res.task_rewards[repeated.task_names.index(task)] == pytest.approx(expected, rel=1e-5)
 
 
 # (task, pose that should score high, pose that should not); poses are dropped onto the floor
@@ -124,11 +132,17 @@ def test_every_custom_task_is_covered():
     assert covered == {t.name for t in TASKS.values() if not t.standard}
 
 
-def test_random_pose_init_is_diverse():
-    env = PixelEnv("walker", seed=0, init="random_pose", size=16)
+@pytest.mark.parametrize("body", list(BODIES))
+def test_random_pose_init_is_diverse_and_on_the_floor(body):
+    env = PixelEnv(body, seed=0, init="random_pose", size=16)
+    root = env.physics.model.joint(env.body.root_height_joint)
+    z_adr = int(root.qposadr[0]) + (2 if root.type[0] == 0 else 0)
     uprights = []
-    for _ in range(12):
+    for _ in range(15):  # includes poses whose limbs touch each other (cheetah, quadruped)
         env.reset()
         uprights.append(float(env.features()["upright"]))
-        assert env.physics.data.ncon <= 8  # resting on the floor, not buried in it
+        assert env._floor_contacts() == 0
+        env.physics.data.qpos[z_adr] -= 0.02
+        env.physics.forward()
+        assert env._floor_contacts() > 0  # it rests just above the floor, not floating
     assert min(uprights) < -0.3 and max(uprights) > 0.3  # upside down and upright poses both occur

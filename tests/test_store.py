@@ -211,7 +211,7 @@ def test_store_names_exists_summary_and_episodes(tmp_path):
     assert store.exists("a") and not store.exists("zzz")
     assert store.load("a.npz")["seed"] == store.load(store.root / "a.npz")["seed"] == 2
     assert store.summary() == {"episodes": 3, "steps": 21, "policies": {"random": 2, "expert": 1}}
-    assert [ep["seed"] for ep in store.episodes()] == [2, 1, 3]
+    assert [store.load(p)["seed"] for p in store.paths()] == [2, 1, 3]
     for bad in ("../x", ".hidden", ""):
         with pytest.raises(ValueError, match="invalid episode name"):
             store.save(bad, make_episode(3))

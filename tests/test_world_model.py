@@ -83,7 +83,7 @@ def test_errors_are_clear(tmp_path, walker_random_data, capsys):
         train_world_model(walker_random_data, bundle, preset="small", **QUIET)
     with pytest.raises(BundleError, match="other sizes"):
         train_world_model(walker_random_data, bundle, preset="tiny", overrides=["model.deter=64"], **QUIET)
-    with pytest.raises(ValueError, match="shorter than seq_len 600"):
+    with pytest.raises(ValueError, match="every episode is shorter than seq_len 600"):
         train_world_model(walker_random_data, tmp_path / "c", preset="tiny", overrides=["train.seq_len=600"],
                           **QUIET)
     assert main(["train-wm", "--data", str(walker_random_data), "--out", str(tmp_path / "d"), "--preset", "huge"]) == 2

@@ -154,16 +154,25 @@ class PixelEnv:
             self.physics.named.data.qvel[name] = value
         self.physics.forward()
 
-    def _drop_to_floor(self) -> None:
+    def _floor_contacts(self) -> int:
+        """Contacts with the floor only: limbs touching each other must not count, or lifting never ends."""
+        data, on_floor = self.physics.data, self.physics.model.geom_bodyid == 0
+        con = data.contact[: data.ncon]
+        return int(np.sum(on_floor[con.geom1] | on_floor[con.geom2]))
+
+    def _drop_to_floor(self, max_lift: float = 5.0) -> None:
         """Put the root at the lowest height (1 cm steps) at which nothing touches the floor."""
         model, qpos = self.physics.model, self.physics.data.qpos
         root = model.joint(self.body.root_height_joint)
         z_adr = int(root.qposadr[0]) + (2 if root.type[0] == 0 else 0)  # free joint: x, y, z, quat
         qpos[z_adr] = 0.0 if root.type[0] == 0 else -model.body("torso").pos[2]  # torso centre at floor level
         self.physics.forward()
-        while self.physics.data.ncon > 0:
+        for _ in range(int(max_lift / 0.01)):
+            if not self._floor_contacts():
+                return
             qpos[z_adr] += 0.01
             self.physics.forward()
+        raise RuntimeError(f"{self.body_name}: no floor-free height found within {max_lift} m")
 
     def _random_pose(self) -> None:
         """Random joint angles and root orientation (lying, fallen, upside down), dropped onto

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import time
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -23,11 +22,11 @@ import numpy as np
 import open_clip
 import torch
 import torch.nn.functional as F
-from tqdm import tqdm
 
 from genrl_core.bundle import BundleError, load_torch, read_config, save_torch, write_config
+from genrl_core.data.replay import split_episodes
 from genrl_core.data.store import EpisodeStore, load_episode
-from genrl_core.train.replay import split_episodes
+from genrl_core.train.loop import ProgressLog
 from genrl_core.vlm.base import WINDOW, window_indices
 from genrl_core.vlm.captions import caption, window_concepts
 from genrl_core.vlm.embedded import EmbeddedVLM, EmbeddedVLMConfig, VideoCLIP, make_tokenizer
@@ -155,9 +154,8 @@ def train_vlm(data: str | Path, out: str | Path, overrides: dict[str, Any] | Non
         write_config(out, {**read_config(out), **meta, "vlm_train": {
             **dataclasses.asdict(cfg), "step": step, "train_seconds": round(elapsed, 1), "device": str(dev)}})
 
-    (out / LOG_FILE).parent.mkdir(parents=True, exist_ok=True)
-    bar = tqdm(total=cfg.steps, initial=step, disable=not progress, desc="train-vlm", dynamic_ncols=True)
-    t0, last_ckpt, t_win, losses, accs = time.time(), time.time(), time.time(), [], []
+    plog = ProgressLog(out / LOG_FILE, cfg.steps, step, cfg.log_every, cfg.checkpoint_minutes, "train-vlm",
+                       progress, elapsed_before)
     model.train()
     try:
         while step < cfg.steps:
@@ -172,29 +170,17 @@ def train_vlm(data: str | Path, out: str | Path, overrides: dict[str, Any] | Non
             opt.step()
             with torch.no_grad():
                 model.logit_scale.clamp_(0, 4.6052)  # temperature >= 0.01, as CLIP
-                accs.append(float((video @ text.T).argmax(1).eq(torch.arange(len(keys), device=dev)).float().mean()))
-            losses.append(float(loss.detach()))
+                acc = (video @ text.T).argmax(1).eq(torch.arange(len(keys), device=dev)).float().mean()
             step += 1
-            bar.update(1)
-            if step % cfg.log_every == 0 or step == cfg.steps:
-                row = {"step": step, "loss": round(float(np.mean(losses)), 4),
-                       "batch_acc": round(float(np.mean(accs)), 3),
-                       "logit_scale": round(float(model.logit_scale.exp()), 2),
-                       "steps_per_s": round(len(losses) / (time.time() - t_win), 3),
-                       "elapsed": round(elapsed_before + time.time() - t0, 1)}
-                with open(out / LOG_FILE, "a") as f:
-                    f.write(json.dumps(row) + "\n")
-                bar.set_postfix(loss=row["loss"], acc=row["batch_acc"])
-                losses, accs, t_win = [], [], time.time()
-            if time.time() - last_ckpt > cfg.checkpoint_minutes * 60:
-                checkpoint(elapsed_before + time.time() - t0)
-                last_ckpt = time.time()
+            plog.update(step, {"loss": loss.detach(), "batch_acc": acc, "logit_scale": model.logit_scale.exp()})
+            if plog.checkpoint_due():
+                checkpoint(plog.elapsed)
     except KeyboardInterrupt:
-        checkpoint(elapsed_before + time.time() - t0)
+        checkpoint(plog.elapsed)
         log(f"[train-vlm] interrupted at step {step}; checkpoint saved, rerun to resume")
         raise
     finally:
-        bar.close()
-    checkpoint(elapsed_before + time.time() - t0)
+        plog.close()
+    checkpoint(plog.elapsed)
     log(f"[train-vlm] done: step {step} -> {out}")
     return {"step": step, "vlm": EmbeddedVLM(model, dev)}

@@ -13,21 +13,18 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import os
-import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 import torch.distributed as dist
-from tqdm import tqdm
 
 from genrl_core.bundle import BundleError, load_torch, load_weights, read_config, save_torch, write_config
 from genrl_core.config import WM_PRESETS, WMTrainConfig, apply_overrides
+from genrl_core.data.replay import EpisodeReplay
 from genrl_core.models.rssm import RSSM, RSSMConfig, config_from_dict
-from genrl_core.train.replay import EpisodeReplay
+from genrl_core.train.loop import ProgressLog
 
 STATE_FILE = Path("train_state") / "world_model.pt"
 WEIGHTS_FILE = "world_model.pt"
@@ -53,7 +50,7 @@ def resolve_amp(amp: str, device: torch.device) -> torch.dtype | None:
 
 
 def resolve_configs(out: Path, preset: str, overrides: list[str],
-                    action_dim: int) -> tuple[RSSMConfig, WMTrainConfig, dict[str, Any]]:
+                    action_dim: int | None) -> tuple[RSSMConfig, WMTrainConfig, dict[str, Any]]:
     """Model/train configs for `out`: from its config.json when resuming, else from the preset.
 
     A bundle trained with another preset or other sizes is an error, not a silent restart.
@@ -61,7 +58,8 @@ def resolve_configs(out: Path, preset: str, overrides: list[str],
     if preset not in WM_PRESETS:
         raise ValueError(f"unknown preset {preset!r}; valid: {', '.join(WM_PRESETS)}")
     model_cfg, train_cfg = WM_PRESETS[preset]
-    model_cfg = dataclasses.replace(model_cfg, action_dim=action_dim)
+    if action_dim is not None:
+        model_cfg = dataclasses.replace(model_cfg, action_dim=action_dim)
     sections = apply_overrides({"model": model_cfg, "train": train_cfg}, overrides)
     model_cfg, train_cfg = sections["model"], sections["train"]
     bundle = read_config(out)
@@ -71,9 +69,9 @@ def resolve_configs(out: Path, preset: str, overrides: list[str],
         if old_preset != preset:
             raise BundleError(f"{out} holds a world model trained with preset {old_preset!r}, not {preset!r}: "
                               f"pass --preset {old_preset} to resume it, or choose another --out")
-        if saved != model_cfg:
-            diff = {k: (v, getattr(model_cfg, k)) for k, v in dataclasses.asdict(saved).items()
-                    if getattr(model_cfg, k) != v}
+        diff = {k: (v, getattr(model_cfg, k)) for k, v in dataclasses.asdict(saved).items()
+                if getattr(model_cfg, k) != v and (k != "action_dim" or action_dim is not None)}
+        if diff:
             raise BundleError(f"{out} holds a world model of other sizes (saved vs requested: {diff})")
     return model_cfg, train_cfg, bundle
 
@@ -90,16 +88,20 @@ def train_world_model(data: str | Path, out: str | Path, preset: str = "small", 
     out = Path(out)
     rank, local_rank, world = _dist_info()
     if world > 1 and not dist.is_initialized():
+        if device == "cuda":
+            torch.cuda.set_device(local_rank)
         dist.init_process_group("nccl" if device == "cuda" else "gloo")
     dev = torch.device(f"cuda:{local_rank}" if device == "cuda" and world > 1 else device)
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError("--device cuda was asked for but torch sees no CUDA device")
 
-    probe_cfg = WM_PRESETS.get(preset, WM_PRESETS["small"])[1]
-    seq_len = apply_overrides({"model": RSSMConfig(), "train": probe_cfg}, overrides or [])["train"].seq_len
-    replay, held_out = EpisodeReplay.from_dir(data, seq_len, dev, seed=1000 * rank)
-    model_cfg, cfg, bundle = resolve_configs(out, preset, overrides or [], replay.action_dim)
-    torch.manual_seed(cfg.seed + rank)
+    model_cfg, cfg, bundle = resolve_configs(out, preset, overrides or [], action_dim=None)
+    replay, held_out = EpisodeReplay.from_dir(data, cfg.seq_len, dev, seed=1000 * cfg.seed + rank, log=log)
+    model_cfg = dataclasses.replace(model_cfg, action_dim=replay.action_dim)
+    if "world_model" in bundle and config_from_dict(bundle["world_model"]) != model_cfg:
+        raise BundleError(f"{out} holds a world model for {bundle['world_model']['action_dim']}-d actions, "
+                          f"the dataset has {replay.action_dim}-d actions")
+    torch.manual_seed(1000 * cfg.seed + rank)
 
     model = RSSM(model_cfg).to(dev)
     if cfg.channels_last:
@@ -112,11 +114,14 @@ def train_world_model(data: str | Path, out: str | Path, preset: str = "small", 
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         step, elapsed_before = int(state["step"]), float(state.get("elapsed", 0.0))
-        torch.set_rng_state(state["torch_rng"])
         if rank == 0:
+            torch.set_rng_state(state["torch_rng"])
             replay.set_state(state["replay_rng"])
-        else:  # other ranks draw a fresh stream per resume point
-            replay.generator.manual_seed(1000 * rank + step)
+            if dev.type == "cuda" and "cuda_rng" in state:
+                torch.cuda.set_rng_state(state["cuda_rng"], dev)
+        else:  # other ranks draw their own fresh streams per resume point
+            torch.manual_seed(1000 * cfg.seed + rank + step)
+            replay.generator.manual_seed(1000 * cfg.seed + rank + step)
         log(f"[train-wm] resumed {out} at step {step}")
     elif weights_path.exists():
         load_weights(model, weights_path)
@@ -141,30 +146,29 @@ def train_world_model(data: str | Path, out: str | Path, preset: str = "small", 
             return
         save_torch(state_path, {"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step,
                                 "elapsed": elapsed, "torch_rng": torch.get_rng_state(),
-                                "replay_rng": replay.get_state()})
+                                "replay_rng": replay.get_state(),
+                                **({"cuda_rng": torch.cuda.get_rng_state(dev)} if dev.type == "cuda" else {})})
         save_torch(weights_path, model.state_dict())
         write_config(out, {**read_config(out), **meta, "world_model_train": {
             **dataclasses.asdict(cfg), "step": step, "train_seconds": round(elapsed, 1),
             "device": str(dev), "world_size": world, "amp": str(amp_dtype),
             "dataset_steps": replay.num_steps, "dataset_episodes": replay.num_episodes}})
 
-    log_path = out / LOG_FILE
     if rank == 0:
-        log_path.parent.mkdir(parents=True, exist_ok=True)
         log(f"[train-wm] {replay.num_episodes} episodes ({replay.num_steps} frames) for training, "
             f"{len(held_out)} held out; {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M params; "
             f"device {dev}, amp {amp_dtype}, world size {world}")
-    bar = tqdm(total=cfg.steps, initial=step, disable=not progress or rank != 0, desc="train-wm",
-               dynamic_ncols=True)
-    t_start, last_ckpt = time.time(), time.time()
-    window: dict[str, list[float]] = {}
-    t_window, steps_window = time.time(), 0
+    plog = ProgressLog(out / LOG_FILE, cfg.steps, step, cfg.log_every, cfg.checkpoint_minutes, "train-wm",
+                       progress, elapsed_before, frames_per_step=cfg.batch * cfg.seq_len * world, enabled=rank == 0)
     try:
         while step < cfg.steps:
             batch = replay.sample(cfg.batch)
             with torch.autocast(dev.type, dtype=amp_dtype) if amp_dtype else contextlib.nullcontext():
                 loss, metrics = loss_fn(batch["image"], batch["action"], batch["is_first"])
-            if not torch.isfinite(loss):
+            finite = torch.isfinite(loss.detach()).float()
+            if world > 1:  # every rank must stop together, or the others hang in the gradient all-reduce
+                dist.all_reduce(finite, op=dist.ReduceOp.MIN)
+            if not finite.item():
                 raise TrainingDiverged(f"loss became {loss.item()} at step {step}; stopped. The last good "
                                        f"checkpoint ({state_path}) is kept; try a lower train.lr")
             opt.zero_grad(set_to_none=True)
@@ -174,33 +178,18 @@ def train_world_model(data: str | Path, out: str | Path, preset: str = "small", 
             scaler.step(opt)
             scaler.update()
             step += 1
-            steps_window += 1
-            bar.update(1)
-            for k, v in {**metrics, "grad_norm": grad_norm}.items():
-                window.setdefault(k, []).append(float(v))
-            if step % cfg.log_every == 0 or step == cfg.steps:
-                secs = time.time() - t_window
-                row = {k: round(float(np.mean(v)), 4) for k, v in window.items()}
-                row.update(step=step, updates_per_s=round(steps_window / secs, 3),
-                           frames_per_s=round(steps_window * cfg.batch * cfg.seq_len * world / secs, 1),
-                           elapsed=round(elapsed_before + time.time() - t_start, 1))
-                if rank == 0:
-                    with open(log_path, "a") as f:
-                        f.write(json.dumps(row) + "\n")
-                    bar.set_postfix(loss=row["loss"], img=row["image_loss"], kl=row["kl"])
-                window, t_window, steps_window = {}, time.time(), 0
-            if time.time() - last_ckpt > cfg.checkpoint_minutes * 60:
-                checkpoint(step, elapsed_before + time.time() - t_start)
-                last_ckpt = time.time()
+            plog.update(step, {**metrics, "grad_norm": grad_norm})
+            if plog.checkpoint_due():
+                checkpoint(step, plog.elapsed)
     except KeyboardInterrupt:
-        checkpoint(step, elapsed_before + time.time() - t_start)
+        checkpoint(step, plog.elapsed)
         log(f"[train-wm] interrupted at step {step}; checkpoint saved, rerun to resume")
         raise
     finally:
-        bar.close()
-    checkpoint(step, elapsed_before + time.time() - t_start)
+        plog.close()
+    checkpoint(step, plog.elapsed)
     if rank == 0:
-        log(f"[train-wm] done: step {step}, {elapsed_before + time.time() - t_start:.0f}s of training -> {out}")
+        log(f"[train-wm] done: step {step}, {plog.elapsed:.0f}s of training -> {out}")
     return {"step": step, "model": model, "params": sum(p.numel() for p in model.parameters())}
 
 

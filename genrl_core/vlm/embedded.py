@@ -79,6 +79,13 @@ class VideoCLIP(nn.Module):
         self.register_buffer("mean", torch.tensor(open_clip.OPENAI_DATASET_MEAN).view(3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(open_clip.OPENAI_DATASET_STD).view(3, 1, 1), persistent=False)
 
+    def train(self, mode: bool = True) -> VideoCLIP:
+        """The frozen text tower stays in eval mode (no dropout), so cached caption embeddings
+        equal the ones computed at use time."""
+        super().train(mode)
+        self.clip.text.eval()
+        return self
+
     @property
     def logit_scale(self) -> nn.Parameter:
         return self.clip.logit_scale

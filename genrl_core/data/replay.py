@@ -8,8 +8,10 @@ Generator whose state is checkpointed, so a resumed run draws the same batches.
 from __future__ import annotations
 
 import zlib
+from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from genrl_core.data.store import EpisodeStore, load_episode
@@ -21,42 +23,59 @@ def split_episodes(paths: list[Path]) -> tuple[list[Path], list[Path]]:
     """(train, held-out) by a stable hash of the file name: adding episodes never moves old ones."""
     held = [p for p in paths if zlib.crc32(p.name.encode()) % HOLDOUT_MODULO == 0]
     train = [p for p in paths if p not in held]
-    if not train:  # tiny datasets: train on everything rather than nothing
-        return paths, held
+    if not train:  # tiny datasets: train on everything rather than nothing, and hold nothing out
+        return paths, []
     return train, held
 
 
 class EpisodeReplay:
-    def __init__(self, paths: list[Path], seq_len: int, device: torch.device | str = "cpu", seed: int = 0):
+    def __init__(self, paths: list[Path], seq_len: int, device: torch.device | str = "cpu", seed: int = 0,
+                 extras: dict[str, Callable[[Path], np.ndarray]] | None = None, log=print):
+        """`extras` name -> loader of a per-step array (T, ...) for an episode file, sampled alongside.
+        Episodes shorter than seq_len (e.g. ended by a diverged simulation) are skipped, and said so."""
         if not paths:
             raise FileNotFoundError("no episodes to train on")
-        images, actions, firsts, starts = [], [], [], []
+        images, actions, firsts, starts, kept = [], [], [], [], []
+        extra_parts: dict[str, list[torch.Tensor]] = {name: [] for name in extras or {}}
         offset = 0
         for path in paths:
             ep = load_episode(path)
             length = len(ep["image"])
             if length < seq_len:
-                raise ValueError(f"episode {path} has {length} steps, shorter than seq_len {seq_len}")
+                log(f"[replay] skipping {path.name}: {length} steps, shorter than seq_len {seq_len}")
+                continue
+            kept.append(path)
             images.append(torch.from_numpy(ep["image"]))
             actions.append(torch.from_numpy(ep["action"]))
             firsts.append(torch.from_numpy(ep["is_first"]))
             starts.append(torch.arange(offset, offset + length - seq_len + 1))
+            for name, load in (extras or {}).items():
+                arr = np.asarray(load(path))
+                if len(arr) != length:
+                    raise ValueError(f"{name} for {path} has {len(arr)} steps, the episode {length}")
+                extra_parts[name].append(torch.from_numpy(arr))
             offset += length
-        if len({a.shape[1] for a in actions}) != 1:
-            raise ValueError("episodes have different action sizes; use one body per dataset")
+        if not images:
+            raise ValueError(f"every episode is shorter than seq_len {seq_len}")
+        for path, act in zip(kept, actions, strict=True):
+            if act.shape[1] != actions[0].shape[1]:
+                raise ValueError(f"{path}: 'action' has {act.shape[1]} dims, other episodes {actions[0].shape[1]}; "
+                                 f"use one body per dataset")
         self.device = torch.device(device)
         self.images = torch.cat(images).to(self.device)
         self.actions = torch.cat(actions).to(self.device)
         self.is_first = torch.cat(firsts).to(self.device)
         self.starts = torch.cat(starts).to(self.device)
-        self.seq_len, self.num_episodes = seq_len, len(paths)
+        self.extras = {name: torch.cat(parts).to(self.device) for name, parts in extra_parts.items()}
+        self.seq_len, self.num_episodes = seq_len, len(images)
         self.window = torch.arange(seq_len, device=self.device)
         self.generator = torch.Generator(device=self.device)
         self.generator.manual_seed(seed)
 
     @classmethod
-    def from_dir(cls, data: str | Path, seq_len: int, device: torch.device | str = "cpu",
-                 seed: int = 0) -> tuple[EpisodeReplay, list[Path]]:
+    def from_dir(cls, data: str | Path, seq_len: int, device: torch.device | str = "cpu", seed: int = 0,
+                 extras: dict[str, Callable[[Path], np.ndarray]] | None = None,
+                 log=print) -> tuple[EpisodeReplay, list[Path]]:
         """Replay of the training split of a dataset folder, and the held-out paths."""
         store = EpisodeStore(data)
         if not Path(data).is_dir():
@@ -65,7 +84,7 @@ class EpisodeReplay:
         if not paths:
             raise FileNotFoundError(f"dataset folder {data} holds no episodes (create them with `genrl collect`)")
         train, held = split_episodes(paths)
-        return cls(train, seq_len, device, seed), held
+        return cls(train, seq_len, device, seed, extras, log), held
 
     @property
     def num_steps(self) -> int:
@@ -80,7 +99,8 @@ class EpisodeReplay:
         idx = self.starts[pick, None] + self.window
         is_first = self.is_first[idx].clone()
         is_first[:, 0] = True  # every sequence starts the model from a fresh state
-        return {"image": self.images[idx], "action": self.actions[idx], "is_first": is_first}
+        extras = {name: values[idx] for name, values in self.extras.items()}
+        return {"image": self.images[idx], "action": self.actions[idx], "is_first": is_first, **extras}
 
     def get_state(self) -> torch.Tensor:
         return self.generator.get_state()

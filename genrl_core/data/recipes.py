@@ -1,0 +1,47 @@
+"""Dataset recipes: which policies, how many episodes each, per body.
+
+GenRL trained each body on exploration data plus expert data for every standard task; we
+mix uniformly random and random-pose episodes (diverse states: lying, fallen, upside down)
+with MPC-expert episodes of the standard tasks and a few custom ones. The other custom tasks
+(walker flip, high_kick, one_foot, legs_up; cheetah flip, run_backward, ...) get no expert
+data on purpose: they are the held-out tasks of the evaluation, as in the paper.
+"""
+
+from __future__ import annotations
+
+RECIPES: dict[str, dict[str, list[tuple[str, int]]]] = {
+    "walker": {
+        "default": [
+            ("random", 40),
+            ("reset", 40),
+            ("expert:walker_stand", 16),
+            ("expert:walker_walk", 16),
+            ("expert:walker_run", 16),
+            ("expert:walker_lying_down", 8),
+            ("expert:walker_sit_knees", 8),
+        ],
+        "tiny": [("random", 2), ("reset", 1), ("expert:walker_stand", 1)],
+    },
+    "cheetah": {
+        "default": [
+            ("random", 40),
+            ("reset", 40),
+            ("expert:cheetah_run", 16),
+            ("expert:cheetah_standing", 8),
+            ("expert:cheetah_lying_down", 8),
+        ],
+        "tiny": [("random", 2), ("reset", 1)],
+    },
+    "quadruped": {
+        "default": [("random", 60), ("reset", 60)],
+        "tiny": [("random", 2), ("reset", 1)],
+    },
+}
+
+
+def get_recipe(body: str, name: str) -> list[tuple[str, int]]:
+    if body not in RECIPES:
+        raise ValueError(f"no recipes for body {body!r}; bodies with recipes: {', '.join(RECIPES)}")
+    if name not in RECIPES[body]:
+        raise ValueError(f"unknown recipe {name!r} for {body}; valid: {', '.join(RECIPES[body])}")
+    return RECIPES[body][name]

@@ -1,0 +1,58 @@
+"""What every training loop shares: averaged JSONL metrics with rates, a progress bar with
+ETA, and a wall-clock checkpoint timer."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+
+class ProgressLog:
+    def __init__(self, path: str | Path, total: int, initial: int, log_every: int, checkpoint_minutes: float,
+                 desc: str, progress: bool = True, elapsed_before: float = 0.0, frames_per_step: int = 0,
+                 enabled: bool = True):
+        self.path, self.total, self.log_every = Path(path), total, log_every
+        self.checkpoint_seconds, self.frames_per_step, self.enabled = checkpoint_minutes * 60, frames_per_step, enabled
+        if enabled:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.bar = tqdm(total=total, initial=initial, desc=desc, dynamic_ncols=True, disable=not (progress and enabled))
+        self.start, self.elapsed_before = time.time(), elapsed_before
+        self.last_checkpoint = self.window_start = time.time()
+        self.window: dict[str, list[float]] = {}
+        self.window_steps = 0
+
+    @property
+    def elapsed(self) -> float:
+        """Training seconds over all runs of this out dir."""
+        return self.elapsed_before + time.time() - self.start
+
+    def update(self, step: int, metrics: dict[str, float]) -> None:
+        for key, value in metrics.items():
+            self.window.setdefault(key, []).append(float(value))
+        self.window_steps += 1
+        self.bar.update(1)
+        if step % self.log_every and step != self.total:
+            return
+        secs = max(time.time() - self.window_start, 1e-9)
+        row = {k: round(float(np.mean(v)), 4) for k, v in self.window.items()}
+        row.update(step=step, steps_per_s=round(self.window_steps / secs, 3), elapsed=round(self.elapsed, 1))
+        if self.frames_per_step:
+            row["frames_per_s"] = round(self.window_steps * self.frames_per_step / secs, 1)
+        if self.enabled:
+            with open(self.path, "a") as f:
+                f.write(json.dumps(row) + "\n")
+            self.bar.set_postfix({k: row[k] for k in list(metrics)[:3]})
+        self.window, self.window_steps, self.window_start = {}, 0, time.time()
+
+    def checkpoint_due(self) -> bool:
+        if time.time() - self.last_checkpoint < self.checkpoint_seconds:
+            return False
+        self.last_checkpoint = time.time()
+        return True
+
+    def close(self) -> None:
+        self.bar.close()

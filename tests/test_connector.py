@@ -1,0 +1,102 @@
+"""Connector, aligner and the GenRL facade on a tiny real bundle."""
+
+import json
+
+import imageio.v2 as imageio
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from genrl_core.agent import GenRL, PromptError
+from genrl_core.cli import main
+from genrl_core.data import EpisodeStore
+from genrl_core.models.aligner import Aligner
+from genrl_core.train.connector import train_connector
+from genrl_core.train.vlm import train_vlm
+from genrl_core.train.world_model import train_world_model
+from genrl_core.vlm import embed_dataset, load_vlm
+from genrl_core.vlm.embedded import EmbeddedVLMConfig
+
+QUIET = {"progress": False, "log": lambda *_: None}
+
+
+@pytest.fixture(scope="module")
+def tiny_bundle(tmp_path_factory, walker_random_data):
+    bundle = tmp_path_factory.mktemp("bundle")
+    train_world_model(walker_random_data, bundle, preset="tiny", overrides=["train.steps=20"], **QUIET)
+    train_vlm(walker_random_data, bundle, overrides={"steps": 3, "batch": 4},
+              model_cfg=EmbeddedVLMConfig(width=64, layers=1, patch_size=16, head_width=32), **QUIET)
+    embed_dataset(walker_random_data, load_vlm(bundle), log=lambda *_: None)
+    train_connector(walker_random_data, bundle, overrides={"steps": 40, "batch": 4, "seq_len": 16, "log_every": 10,
+                                                          "lr": 1e-3}, **QUIET)
+    return bundle
+
+
+def test_connector_loss_falls(tiny_bundle):
+    rows = [json.loads(x) for x in (tiny_bundle / "logs" / "connector.jsonl").read_text().splitlines()]
+    assert rows[-1]["step"] == 40
+    assert rows[-1]["connector_kl"] < 0.8 * rows[0]["connector_kl"]
+
+
+def test_aligner_moves_noisy_embeddings_to_their_source():
+    torch.manual_seed(0)
+    centres = F.normalize(torch.randn(6, 64), dim=-1)  # "video embeddings" lie in a few clusters
+    data = F.normalize(centres[torch.randint(6, (512,))] + 0.05 * torch.randn(512, 64), dim=-1)
+    aligner = Aligner(64)
+    opt = torch.optim.Adam(aligner.parameters(), lr=3e-3)
+    for _ in range(300):
+        loss = aligner.loss(data[torch.randint(512, (64,))])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    noisy = Aligner.corrupt(data)
+    with torch.no_grad():
+        before = (noisy * data).sum(-1).mean()
+        after = (aligner(noisy) * data).sum(-1).mean()
+    assert after > before + 0.2
+
+
+def test_text_and_video_prompts_give_targets(tiny_bundle, tmp_path, walker_random_data):
+    agent = GenRL.load(tiny_bundle)
+    latents = agent.target("stand up straight", steps=16)
+    assert latents.shape == (16, 4, 4) and torch.all(latents.sum(-1) == 1)
+    frames = agent.decode(latents)
+    assert frames.shape == (16, 64, 64, 3) and frames.dtype == np.uint8
+    ep = EpisodeStore(walker_random_data).load(EpisodeStore(walker_random_data).paths()[0])
+    clip = tmp_path / "clip.mp4"
+    imageio.mimwrite(clip, list(np.repeat(ep["image"][:20], 2, axis=1).repeat(2, axis=2)), fps=20)
+    assert agent.target(clip, steps=8).shape == (8, 4, 4)
+    gif = tmp_path / "clip.gif"
+    imageio.mimwrite(gif, list(ep["image"][:10]))
+    assert agent.target(str(gif), steps=8).shape == (8, 4, 4)
+    # the aligner can be switched off for the ablation, and it changes the prompt embedding
+    assert not torch.allclose(agent.embed_prompt("run fast"), agent.embed_prompt("run fast", use_aligner=False))
+
+
+def test_bad_prompts_are_rejected(tiny_bundle, tmp_path):
+    agent = GenRL.load(tiny_bundle)
+    with pytest.raises(PromptError, match="empty"):
+        agent.target("   ")
+    with pytest.raises(PromptError, match="10000 characters"):
+        agent.target("x" * 10_000)
+    with pytest.raises(PromptError, match="between 8 and 64"):
+        agent.target("walk", steps=100)
+    not_video = tmp_path / "notes.mp4"
+    not_video.write_text("this is not a video")
+    with pytest.raises(PromptError, match="cannot read video prompt"):
+        agent.target(not_video)
+    short = tmp_path / "short.gif"
+    imageio.mimwrite(short, [np.full((32, 32, 3), 80 * i, np.uint8) for i in range(3)])
+    with pytest.raises(PromptError, match="3 frames"):
+        agent.target(short)
+
+
+def test_cli_target_writes_video(tiny_bundle, tmp_path, capsys):
+    out = tmp_path / "t.mp4"
+    assert main(["target", "lie on your back", "--bundle", str(tiny_bundle), "--steps", "8", "--out", str(out)]) == 0
+    assert out.stat().st_size > 1000 and "decoded in" in capsys.readouterr().out
+    assert main(["target", "--bundle", str(tiny_bundle)]) == 2
+    assert "give a text prompt" in capsys.readouterr().err
+    assert main(["target", "  ", "--bundle", str(tiny_bundle)]) == 2
+    assert "the prompt is empty" in capsys.readouterr().err
