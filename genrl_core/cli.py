@@ -76,12 +76,15 @@ def _cmd_eval_wm(args: argparse.Namespace) -> None:
 
 def _cmd_train_vlm(args: argparse.Namespace) -> None:
     from genrl_core.config import apply_overrides
-    from genrl_core.train.vlm import VLMTrainConfig, train_vlm
-    from genrl_core.vlm.embedded import EmbeddedVLMConfig
+    from genrl_core.train.vlm import VLM_PRESETS, train_vlm
 
-    sections = apply_overrides({"model": EmbeddedVLMConfig(), "train": VLMTrainConfig()}, args.set)
-    train_vlm(args.data, args.out, overrides=dataclasses.asdict(sections["train"]), model_cfg=sections["model"],
-              device=args.device, progress=not args.no_progress)
+    model_cfg, train_cfg = VLM_PRESETS[args.preset] if args.preset in VLM_PRESETS else (None, None)
+    if model_cfg is None:
+        raise ValueError(f"unknown preset {args.preset!r}; valid: {', '.join(VLM_PRESETS)}")
+    sections = apply_overrides({"model": model_cfg, "train": train_cfg}, args.set)
+    model_override = sections["model"] if any(a.startswith("model.") for a in args.set) else None
+    train_vlm(args.data, args.out, overrides=dataclasses.asdict(sections["train"]), model_cfg=model_override,
+              device=args.device, progress=not args.no_progress, preset=args.preset)
 
 
 def _cmd_embed_dataset(args: argparse.Namespace) -> None:
@@ -94,11 +97,22 @@ def _cmd_embed_dataset(args: argparse.Namespace) -> None:
 
 def _cmd_train_connector(args: argparse.Namespace) -> None:
     from genrl_core.config import apply_overrides
-    from genrl_core.train.connector import ConnectorTrainConfig, train_connector
+    from genrl_core.train.connector import CONNECTOR_PRESETS, train_connector
 
-    cfg = apply_overrides({"train": ConnectorTrainConfig()}, args.set)["train"]
+    if args.preset not in CONNECTOR_PRESETS:
+        raise ValueError(f"unknown preset {args.preset!r}; valid: {', '.join(CONNECTOR_PRESETS)}")
+    cfg = apply_overrides({"train": CONNECTOR_PRESETS[args.preset]}, args.set)["train"]
     train_connector(args.data, args.bundle, overrides=dataclasses.asdict(cfg), device=args.device,
-                    progress=not args.no_progress)
+                    progress=not args.no_progress, preset=args.preset)
+
+
+def _cmd_pipeline(args: argparse.Namespace) -> None:
+    from genrl_core.pipeline import run_pipeline
+
+    times = run_pipeline(args.body, args.out, args.data or f"data/{args.body}", preset=args.preset,
+                         recipe=args.recipe, device=args.device, workers=args.workers,
+                         budget_minutes=args.budget_minutes, overrides=args.set)
+    print("[pipeline] minutes per stage this run: " + ", ".join(f"{k} {v / 60:.1f}" for k, v in times.items()))
 
 
 def _cmd_target(args: argparse.Namespace) -> None:
@@ -179,6 +193,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train-vlm", help="train (or resume) the embedded VLM of a bundle on a dataset")
     p.add_argument("--data", required=True, help="dataset folder from `genrl collect`")
     p.add_argument("--out", required=True, help="bundle folder; rerunning with the same folder resumes")
+    p.add_argument("--preset", default="small", help="tiny | small (CPU default) | paper")
     p.add_argument("--set", nargs="*", default=[], metavar="SECTION.KEY=VALUE",
                    help="override fields, e.g. train.steps=500 train.batch=16 model.width=128")
     p.add_argument("--device", default="cpu", help="cpu | cuda")
@@ -195,6 +210,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train-connector", help="train (or resume) the connector and aligner of a bundle")
     p.add_argument("--data", required=True, help="dataset folder with cached embeddings (genrl embed-dataset)")
     p.add_argument("--bundle", required=True, help="bundle with a trained world model and VLM")
+    p.add_argument("--preset", default="small", help="tiny | small (CPU default) | paper")
     p.add_argument("--set", nargs="*", default=[], metavar="train.KEY=VALUE",
                    help="override fields, e.g. train.steps=2000 train.batch=8")
     p.add_argument("--device", default="cpu", help="cpu | cuda")
@@ -210,6 +226,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-aligner", action="store_true", help="skip the aligner (ablation)")
     p.add_argument("--device", default="cpu", help="cpu | cuda")
     p.set_defaults(func=_cmd_target)
+
+    p = sub.add_parser("pipeline", help="build a bundle from nothing: collect, world model, VLM, connector")
+    p.add_argument("--body", required=True, help="walker | cheetah | quadruped")
+    p.add_argument("--out", required=True, help="bundle folder (rerun to resume; finished stages are skipped)")
+    p.add_argument("--data", default=None, help="dataset folder (default data/BODY)")
+    p.add_argument("--preset", default="small", help="tiny | small (CPU default) | paper (GPU)")
+    p.add_argument("--recipe", default="default", help="dataset recipe (genrl_core/data/recipes.py)")
+    p.add_argument("--device", default="cpu", help="cpu | cuda")
+    p.add_argument("--workers", type=int, default=1, help="collection worker processes")
+    p.add_argument("--budget-minutes", type=float, default=None,
+                   help="stop cleanly (checkpoint saved) after this many minutes; rerun to continue")
+    p.add_argument("--set", nargs="*", default=[], metavar="SECTION.KEY=VALUE", help="world-model overrides")
+    p.set_defaults(func=_cmd_pipeline)
 
     p = sub.add_parser("experts", help="measure the MPC experts' true returns (1000 env steps per episode)")
     p.add_argument("--tasks", required=True, help="comma-separated tasks, e.g. walker_stand,walker_run")

@@ -20,7 +20,7 @@ RECIPES: dict[str, dict[str, list[tuple[str, int]]]] = {
             ("expert:walker_lying_down", 8),
             ("expert:walker_sit_knees", 8),
         ],
-        "tiny": [("random", 2), ("reset", 1), ("expert:walker_stand", 1)],
+        "tiny": [("random", 2), ("reset", 1)],
     },
     "cheetah": {
         "default": [

@@ -50,6 +50,13 @@ class ConnectorTrainConfig:
             raise ValueError("train-connector: steps, batch, log_every must be >= 1 and lr > 0")
 
 
+CONNECTOR_PRESETS = {
+    "tiny": ConnectorTrainConfig(steps=20, batch=4, seq_len=16, log_every=10),
+    "small": ConnectorTrainConfig(),
+    "paper": ConnectorTrainConfig(steps=50_000, batch=48, lr=1e-4),
+}
+
+
 def chunk(x: torch.Tensor) -> torch.Tensor:
     """(B, T, ...) -> (B * T/8, 8, ...): consecutive 8-step chunks."""
     return x.reshape(x.shape[0] * (x.shape[1] // WINDOW), WINDOW, *x.shape[2:])
@@ -64,9 +71,11 @@ def connector_batch_loss(wm, connector: Connector, batch: dict[str, torch.Tensor
 
 
 def train_connector(data: str | Path, bundle: str | Path, overrides: dict[str, Any] | None = None,
-                    device: str = "cpu", progress: bool = True, log=print) -> dict[str, Any]:
+                    device: str = "cpu", progress: bool = True, preset: str = "small", log=print) -> dict[str, Any]:
+    if preset not in CONNECTOR_PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; valid: {', '.join(CONNECTOR_PRESETS)}")
     bundle, dev = Path(bundle), torch.device(device)
-    cfg = dataclasses.replace(ConnectorTrainConfig(), **(overrides or {}))
+    cfg = dataclasses.replace(CONNECTOR_PRESETS[preset], **(overrides or {}))
     wm = load_world_model(bundle, device)
     for p in wm.parameters():
         p.requires_grad_(False)

@@ -32,7 +32,7 @@ class ProgressLog:
 
     def update(self, step: int, metrics: dict[str, float]) -> None:
         for key, value in metrics.items():
-            self.window.setdefault(key, []).append(float(value))
+            self.window.setdefault(key, []).append(float(value.detach() if hasattr(value, "detach") else value))
         self.window_steps += 1
         self.bar.update(1)
         if step % self.log_every and step != self.total:

@@ -52,6 +52,13 @@ class VLMTrainConfig:
             raise ValueError("train-vlm: steps, batch, stride, log_every must be >= 1 and lr > 0")
 
 
+VLM_PRESETS: dict[str, tuple[EmbeddedVLMConfig, VLMTrainConfig]] = {
+    "tiny": (EmbeddedVLMConfig(width=64, layers=1, patch_size=16, head_width=32), VLMTrainConfig(steps=5, batch=4)),
+    "small": (EmbeddedVLMConfig(), VLMTrainConfig()),
+    "paper": (EmbeddedVLMConfig(width=384, layers=6), VLMTrainConfig(steps=20_000, batch=128)),
+}
+
+
 def episode_features(body: str, states: np.ndarray) -> dict[str, np.ndarray]:
     """Per-step reward features (T,) of an episode, recomputed from its stored physics states."""
     from genrl_core.envs import PixelEnv
@@ -116,11 +123,16 @@ class CaptionCache:
 
 def train_vlm(data: str | Path, out: str | Path, overrides: dict[str, Any] | None = None,
               model_cfg: EmbeddedVLMConfig | None = None, device: str = "cpu", progress: bool = True,
-              log=print) -> dict[str, Any]:
+              preset: str = "small", log=print) -> dict[str, Any]:
+    """Train (or resume) the embedded VLM of bundle `out`; sizes from `model_cfg`, else the bundle, else `preset`."""
+    if preset not in VLM_PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; valid: {', '.join(VLM_PRESETS)}")
     out, dev = Path(out), torch.device(device)
-    cfg = dataclasses.replace(VLMTrainConfig(), **(overrides or {}))
+    cfg = dataclasses.replace(VLM_PRESETS[preset][1], **(overrides or {}))
     bundle = read_config(out)
-    model_cfg = model_cfg or EmbeddedVLMConfig(**bundle.get("vlm", {}).get("config", {}))
+    if model_cfg is None:
+        saved = bundle.get("vlm", {}).get("config")
+        model_cfg = EmbeddedVLMConfig(**saved) if saved else VLM_PRESETS[preset][0]
     if "vlm" in bundle and bundle["vlm"].get("config") != dataclasses.asdict(model_cfg):
         raise BundleError(f"{out} holds a VLM of other sizes: {bundle['vlm'].get('config')}")
     paths = EpisodeStore(data).paths()

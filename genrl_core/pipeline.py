@@ -1,0 +1,114 @@
+"""One resumable command that builds a body's bundle from nothing:
+
+    collect -> world model -> VLM -> embed dataset -> connector + aligner
+
+    genrl pipeline --body walker --out checkpoints/walker --data data/walker
+    genrl pipeline --body walker --out runs/walker --preset paper --device cuda --budget-minutes 9
+
+Every stage resumes where it stopped and is skipped once finished, so the same command
+can be rerun in chunks (e.g. under 10 minutes each on a lent GPU box): `--budget-minutes`
+stops the running stage cleanly (checkpoint saved) when the time is up.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from genrl_core.bundle import read_config
+
+
+class BudgetExhausted(Exception):
+    """The time budget ran out; the running stage saved a checkpoint."""
+
+
+@contextlib.contextmanager
+def time_budget(minutes: float | None) -> Iterator[None]:
+    """Turn the end of the budget into a KeyboardInterrupt, which every training loop checkpoints on."""
+    if not minutes:
+        yield
+        return
+
+    def stop(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGALRM, stop)
+    signal.setitimer(signal.ITIMER_REAL, minutes * 60)
+    try:
+        yield
+    except KeyboardInterrupt:
+        raise BudgetExhausted from None
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def stage_status(out: Path, data: Path, body: str, recipe: str, preset: str) -> dict[str, bool]:
+    """Which stages are finished, read from what is on disk."""
+    from genrl_core.config import WM_PRESETS
+    from genrl_core.data.collect import Policy
+    from genrl_core.data.recipes import get_recipe
+    from genrl_core.data.store import EpisodeStore
+
+    store = EpisodeStore(data)
+    collected = all(store.exists(f"{Policy.parse(p, body).slug}-{i:05d}")
+                    for p, n in get_recipe(body, recipe) for i in range(n))
+    cfg = read_config(out)
+    wm_steps = cfg.get("world_model_train", {}).get("steps", WM_PRESETS[preset][1].steps)
+    vlm_train = cfg.get("vlm_train", {})
+    conn_train = cfg.get("connector", {}).get("train", {})
+    return {
+        "collect": collected,
+        "world_model": cfg.get("world_model_train", {}).get("step", 0) >= wm_steps,
+        "vlm": bool(vlm_train) and vlm_train.get("step", 0) >= vlm_train.get("steps", 1),
+        "connector": bool(conn_train) and conn_train.get("step", 0) >= conn_train.get("steps", 1),
+    }
+
+
+def run_pipeline(body: str, out: str | Path, data: str | Path, preset: str = "small", recipe: str = "default",
+                 device: str = "cpu", workers: int = 1, budget_minutes: float | None = None,
+                 overrides: list[str] | None = None, log=print) -> dict[str, float]:
+    """Run the unfinished stages in order; returns seconds spent per stage in this call."""
+    from genrl_core.data.collect import collect
+    from genrl_core.data.recipes import get_recipe
+    from genrl_core.train.connector import train_connector
+    from genrl_core.train.vlm import train_vlm
+    from genrl_core.train.world_model import train_world_model
+    from genrl_core.vlm import embed_dataset, load_vlm
+
+    out, data = Path(out), Path(data)
+    get_recipe(body, recipe)  # validate before any work
+    times: dict[str, float] = {}
+    stages = [
+        ("collect", lambda: [collect(body, p, n, data, workers=workers, log=log) for p, n in get_recipe(body, recipe)]),
+        ("world_model", lambda: train_world_model(data, out, preset=preset, overrides=overrides, device=device,
+                                                  body=body, log=log)),
+        ("vlm", lambda: train_vlm(data, out, device=device, preset=preset, log=log)),
+        ("connector", lambda: (embed_dataset(data, load_vlm(out, device=device), log=log),
+                               train_connector(data, out, device=device, preset=preset, log=log))),
+    ]
+    deadline = time.time() + budget_minutes * 60 if budget_minutes else None
+    for name, run in stages:
+        if stage_status(out, data, body, recipe, preset)[name]:
+            log(f"[pipeline] {name}: finished, skipping")
+            continue
+        left = (deadline - time.time()) / 60 if deadline else None
+        if left is not None and left <= 0:
+            log(f"[pipeline] time budget used up before {name}; rerun the same command to continue")
+            return times
+        log(f"[pipeline] {name}: running" + (f" ({left:.1f} min left in the budget)" if left else ""))
+        t0 = time.time()
+        try:
+            with time_budget(left):
+                run()
+        except BudgetExhausted:
+            times[name] = time.time() - t0
+            log(f"[pipeline] time budget reached during {name} (checkpoint saved); rerun to continue")
+            return times
+        times[name] = time.time() - t0
+        log(f"[pipeline] {name}: done in {times[name] / 60:.1f} min")
+    log(f"[pipeline] bundle {out} is complete: try `genrl target \"stand up straight\" --bundle {out}`")
+    return times
