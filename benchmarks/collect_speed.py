@@ -13,13 +13,13 @@ import argparse
 import time
 
 import numpy as np
-from dm_control import suite
 
-import genrl_core  # noqa: F401  (sets MUJOCO_GL before dm_control is imported)
-from genrl_core.data.collect import Policy, run_episode
+from genrl_core.data.collect import Policy, run_episode  # sets MUJOCO_GL before dm_control loads
 
 
 def bare_dm_control_fps(body: str, frames: int = 500) -> float:
+    from dm_control import suite
+
     env = suite.load(body, {"walker": "walk", "cheetah": "run", "quadruped": "walk"}[body],
                      task_kwargs={"random": 0})
     spec = env.action_spec()

@@ -46,7 +46,8 @@ DETAILS = ["one_foot", "high_kick", "legs_up"]
 def window_concepts(f: dict[str, np.ndarray], body: str) -> list[str]:
     """Concept labels of one window from its per-step features (each an array over the window)."""
     h, up, nose = f["torso_height"].mean(), f["upright"].mean(), f["nose_up"].mean()
-    speed, spin = f["speed"].mean(), np.abs(f["spin"]).mean()
+    # signed mean: a flip keeps turning one way (> 2 rad over the 0.4 s window); a fall or a flail does not
+    speed, spin = f["speed"].mean(), abs(f["spin"].mean())
     dh = f["torso_height"][-1] - f["torso_height"][0]
     stand_h, lie_h = {"walker": (1.1, 0.3), "cheetah": (0.55, 0.3), "quadruped": (0.45, 0.25)}.get(body, (1.0, 0.3))
     concepts: list[str] = []
@@ -64,7 +65,7 @@ def window_concepts(f: dict[str, np.ndarray], body: str) -> list[str]:
         concepts.append("crouching")
     else:
         concepts.append("fallen")
-    if spin > 3.0:
+    if spin > 5.0:
         concepts.append("flipping")
     elif speed > 3.0:
         concepts.append("running")
