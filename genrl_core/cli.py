@@ -26,14 +26,13 @@ def _cmd_envs(args: argparse.Namespace) -> None:
 
 
 def _cmd_collect(args: argparse.Namespace) -> None:
-    from genrl_core.data.collect import collect, write_manifest
+    from genrl_core.data.collect import check_dataset_meta, collect
     from genrl_core.data.recipes import get_recipe
     from genrl_core.data.store import EpisodeStore
 
     if args.recipe:
         plan = get_recipe(args.body, args.recipe)
-        Path(args.out).mkdir(parents=True, exist_ok=True)
-        write_manifest(args.out, plan, args.body, args.seed)
+        check_dataset_meta(args.out, args.body, args.seed, args.size, recipe=[list(p) for p in plan])
     else:
         plan = [(args.policy, args.episodes)]
     for policy, episodes in plan:

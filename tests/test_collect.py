@@ -30,6 +30,9 @@ def test_cli_collect_random_writes_full_episodes(tmp_path, capsys):
     batch = EpisodeReplay(store.paths(), seq_len=32).sample(4)
     assert batch["image"].shape == (4, 32, 64, 64, 3)
     assert "2 episodes" in capsys.readouterr().out
+    # resuming the folder with another seed or frame size would mix data: refused, nothing written
+    assert main(["collect", "--body", "walker", "--episodes", "3", "--seed", "1", "--out", str(tmp_path)]) == 2
+    assert "collected with seed=0" in capsys.readouterr().err and len(store) == 2
 
 
 def test_episodes_are_reproducible_and_policies_differ():

@@ -18,6 +18,7 @@ import numpy as np
 
 from genrl_core.data.store import EpisodeStore
 from genrl_core.envs import PixelEnv, get_body, get_task
+from genrl_core.fileio import atomic_write
 
 POLICY_HELP = "random | reset | expert:TASK (e.g. expert:walker_run)"
 
@@ -128,6 +129,7 @@ def collect(body: str, policy: str, episodes: int, out: str | Path, seed: int = 
     pol = Policy.parse(policy, body)
     if episodes < 0:
         raise ValueError(f"episodes must be >= 0, got {episodes}")
+    check_dataset_meta(out, body, seed, size)
     store = EpisodeStore(out)
     store.clean_temp()  # leftovers of an interrupted run; their episodes are redone below
     todo = [i for i in range(episodes) if not store.exists(f"{pol.slug}-{i:05d}")]
@@ -155,5 +157,22 @@ def _log_progress(log, res: tuple[str, float, float], n: int, total: int, t0: fl
     log(f"[collect] {n}/{total} {name}: return {ret:.1f} in {secs:.1f}s (eta {eta / 60:.1f} min)")
 
 
-def write_manifest(out: str | Path, recipe: list[tuple[str, int]], body: str, seed: int) -> None:
-    Path(out, "manifest.json").write_text(json.dumps({"body": body, "seed": seed, "recipe": recipe}, indent=1))
+def check_dataset_meta(out: str | Path, body: str, seed: int, size: int, recipe: list | None = None) -> None:
+    """A dataset folder holds one body, seed and frame size: resuming with others would silently
+    mix data, so it is refused. The first collection writes `dataset.json`."""
+    path = Path(out, "dataset.json")
+    want = {"body": body, "seed": seed, "size": size}
+    if path.exists():
+        have = json.loads(path.read_text())
+        diff = {k: (have.get(k), v) for k, v in want.items() if have.get(k) != v}
+        if diff:
+            raise ValueError(f"{out} was collected with " + ", ".join(f"{k}={a!r}" for k, (a, _) in diff.items())
+                             + "; this run asks for " + ", ".join(f"{k}={b!r}" for k, (_, b) in diff.items())
+                             + ": use those values to resume, or another --out")
+        if recipe is None or have.get("recipe") == recipe:
+            return
+        want = {**have, "recipe": recipe}
+    elif recipe is not None:
+        want["recipe"] = recipe
+    text = json.dumps(want, indent=1).encode()
+    atomic_write(path, lambda f: f.write(text))

@@ -26,6 +26,7 @@ from mujoco import rollout
 from genrl_core.envs.bodies import features
 from genrl_core.envs.pixel_env import PixelEnv
 from genrl_core.envs.tasks import get_task
+from genrl_core.fileio import atomic_write
 
 EXPERTS_DIR = Path(__file__).resolve().parents[2] / "checkpoints" / "experts"
 
@@ -215,5 +216,6 @@ def evaluate_experts(tasks: list[str], episodes: int, workers: int = 1, record: 
                 "seconds_per_episode": round(float(np.mean([s for _, s in rows])), 1),
                 "workers": workers, "cpu_count": os.cpu_count(), "date": time.strftime("%Y-%m-%d"),
             }
-            path.write_text(json.dumps(settings, indent=1) + "\n")
+            text = (json.dumps(settings, indent=1) + "\n").encode()
+            atomic_write(path, lambda f, text=text: f.write(text))
     return {t: [r for r, _ in rows] for t, rows in results.items()}

@@ -6,6 +6,7 @@ to the model's input size and normalised with the model's own preprocessing sett
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import open_clip
@@ -50,7 +51,14 @@ class OpenClipVLM(VLM):
         self.std = torch.tensor(cfg.get("std", open_clip.OPENAI_DATASET_STD), device=self.device).view(3, 1, 1)
         self.embed_dim = int(self.model.text_projection.shape[-1]) if hasattr(self.model, "text_projection") \
             else int(self.model.encode_text(self.tokenizer(["x"]).to(self.device)).shape[-1])
-        self.name = f"open_clip:{arch}:{Path(str(weights)).name if weights else 'random'}"
+        # the embeddings cache is keyed by name: identify a local file by path, size and mtime, not its name only
+        if checkpoint is not None:
+            stat = Path(checkpoint).resolve().stat()
+            key = hashlib.sha256(f"{Path(checkpoint).resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode())
+            tag = f"{Path(checkpoint).stem}-{key.hexdigest()[:10]}"
+        else:
+            tag = weights or "random"
+        self.name = f"open_clip:{arch}:{tag}"
 
     def _text(self, texts: list[str]) -> torch.Tensor:
         return self.model.encode_text(self.tokenizer(texts).to(self.device))
