@@ -119,7 +119,7 @@ def test_ddp_two_processes_stay_in_sync(tmp_path, walker_random_data):
         "gathered = [torch.zeros_like(flat) for _ in range(dist.get_world_size())]\n"
         "dist.all_gather(gathered, flat)\n"
         "assert all(torch.equal(gathered[0], g) for g in gathered), 'replicas diverged'\n"
-        "print('rank', dist.get_rank(), 'in sync', res['step'])\n"
+        "open(f'{sys.argv[2]}.rank{dist.get_rank()}', 'w').write(f\"in sync {res['step']}\")\n"
     )
     path = tmp_path / "ddp_check.py"
     path.write_text(script)
@@ -128,7 +128,8 @@ def test_ddp_two_processes_stay_in_sync(tmp_path, walker_random_data):
                            "--master_port", "29517", str(path), str(walker_random_data), str(bundle)],
                           capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert proc.stdout.count("in sync 6") == 2
+    # each rank reports in its own file (their stdout would interleave)
+    assert [(tmp_path / f"bundle.rank{r}").read_text() for r in (0, 1)] == ["in sync 6", "in sync 6"]
     assert json.loads((bundle / "config.json").read_text())["world_model_train"]["world_size"] == 2
 
 
