@@ -106,7 +106,7 @@ def train_world_model(data: str | Path, out: str | Path, preset: str = "small", 
     model = RSSM(model_cfg).to(dev)
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, eps=cfg.eps)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, eps=cfg.eps, fused=dev.type == "cuda")
     step, elapsed_before = 0, 0.0
     state_path, weights_path = out / STATE_FILE, out / WEIGHTS_FILE
     if state_path.exists():
