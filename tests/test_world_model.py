@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -142,3 +143,19 @@ def test_open_loop_eval_writes_metrics_and_video(tmp_path, walker_random_data):
     assert len(metrics["mse"]) == 50 and len(metrics["psnr"]) == 50
     assert np.isfinite(metrics["psnr"]).all()
     assert (tmp_path / "eval" / "open_loop.mp4").stat().st_size > 1000
+
+
+def test_sigterm_saves_a_checkpoint_and_exits(tmp_path, walker_random_data):
+    bundle = tmp_path / "bundle"
+    proc = subprocess.Popen([sys.executable, "-m", "genrl_core.cli", "train-wm", "--data", str(walker_random_data),
+                             "--out", str(bundle), "--preset", "tiny", "--set", "train.steps=100000",
+                             "--no-progress"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    log = bundle / "logs" / "world_model.jsonl"
+    deadline = time.time() + 120
+    while not log.exists() and time.time() < deadline:
+        time.sleep(0.2)
+    proc.terminate()  # SIGTERM, as `kill PID` or a job scheduler sends
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "interrupted at step" in out
+    step = torch.load(bundle / STATE_FILE, weights_only=True)["step"]
+    assert step >= 10 and json.loads((bundle / "config.json").read_text())["world_model_train"]["step"] == step

@@ -128,7 +128,7 @@ def train_connector(data: str | Path, bundle: str | Path, overrides: dict[str, A
         f"world model {config.get('world_model_preset')} at step {config.get('world_model_train', {}).get('step')}")
     plog = ProgressLog(bundle / LOG_FILE, cfg.steps, step, cfg.log_every, cfg.checkpoint_minutes,
                        "train-connector", progress, elapsed_before)
-    try:
+    with plog.saving_on_interrupt(lambda: checkpoint(plog.elapsed), log):
         while step < cfg.steps:
             batch = replay.sample(cfg.batch)
             conn_loss = connector_batch_loss(wm, connector, batch)
@@ -142,12 +142,6 @@ def train_connector(data: str | Path, bundle: str | Path, overrides: dict[str, A
             plog.update(step, {"connector_kl": conn_loss.detach(), "aligner_loss": align_loss.detach()})
             if plog.checkpoint_due():
                 checkpoint(plog.elapsed)
-    except KeyboardInterrupt:
-        checkpoint(plog.elapsed)
-        log(f"[train-connector] interrupted at step {step}; checkpoint saved, rerun to resume")
-        raise
-    finally:
-        plog.close()
     checkpoint(plog.elapsed)
     log(f"[train-connector] done: step {step} -> {bundle}")
     return {"step": step, "connector": connector, "aligner": aligner}

@@ -3,8 +3,10 @@ ETA, and a wall-clock checkpoint timer."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +17,7 @@ class ProgressLog:
     def __init__(self, path: str | Path, total: int, initial: int, log_every: int, checkpoint_minutes: float,
                  desc: str, progress: bool = True, elapsed_before: float = 0.0, frames_per_step: int = 0,
                  enabled: bool = True):
-        self.path, self.total, self.log_every = Path(path), total, log_every
+        self.path, self.total, self.log_every, self.desc, self.step = Path(path), total, log_every, desc, initial
         self.checkpoint_seconds, self.frames_per_step, self.enabled = checkpoint_minutes * 60, frames_per_step, enabled
         if enabled:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -31,6 +33,7 @@ class ProgressLog:
         return self.elapsed_before + time.time() - self.start
 
     def update(self, step: int, metrics: dict[str, float]) -> None:
+        self.step = step
         for key, value in metrics.items():
             self.window.setdefault(key, []).append(float(value.detach() if hasattr(value, "detach") else value))
         self.window_steps += 1
@@ -56,3 +59,15 @@ class ProgressLog:
 
     def close(self) -> None:
         self.bar.close()
+
+    @contextlib.contextmanager
+    def saving_on_interrupt(self, save: Callable[[], None], log=print) -> Iterator[None]:
+        """Ctrl-C or SIGTERM inside the block saves a checkpoint, says so, and re-raises."""
+        try:
+            yield
+        except KeyboardInterrupt:
+            save()
+            log(f"[{self.desc}] interrupted at step {self.step}; checkpoint saved, rerun to resume")
+            raise
+        finally:
+            self.close()

@@ -169,7 +169,7 @@ def train_vlm(data: str | Path, out: str | Path, overrides: dict[str, Any] | Non
     plog = ProgressLog(out / LOG_FILE, cfg.steps, step, cfg.log_every, cfg.checkpoint_minutes, "train-vlm",
                        progress, elapsed_before)
     model.train()
-    try:
+    with plog.saving_on_interrupt(lambda: checkpoint(plog.elapsed), log):
         while step < cfg.steps:
             frames, keys = windows.batch(cfg.batch, rng)
             texts = [caption(list(k), windows.body, rng) for k in keys]
@@ -187,12 +187,6 @@ def train_vlm(data: str | Path, out: str | Path, overrides: dict[str, Any] | Non
             plog.update(step, {"loss": loss.detach(), "batch_acc": acc, "logit_scale": model.logit_scale.exp()})
             if plog.checkpoint_due():
                 checkpoint(plog.elapsed)
-    except KeyboardInterrupt:
-        checkpoint(plog.elapsed)
-        log(f"[train-vlm] interrupted at step {step}; checkpoint saved, rerun to resume")
-        raise
-    finally:
-        plog.close()
     checkpoint(plog.elapsed)
     log(f"[train-vlm] done: step {step} -> {out}")
     return {"step": step, "vlm": EmbeddedVLM(model, dev)}

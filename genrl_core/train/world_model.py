@@ -160,7 +160,7 @@ def train_world_model(data: str | Path, out: str | Path, preset: str = "small", 
             f"device {dev}, amp {amp_dtype}, world size {world}")
     plog = ProgressLog(out / LOG_FILE, cfg.steps, step, cfg.log_every, cfg.checkpoint_minutes, "train-wm",
                        progress, elapsed_before, frames_per_step=cfg.batch * cfg.seq_len * world, enabled=rank == 0)
-    try:
+    with plog.saving_on_interrupt(lambda: checkpoint(step, plog.elapsed), log):
         while step < cfg.steps:
             batch = replay.sample(cfg.batch)
             with torch.autocast(dev.type, dtype=amp_dtype) if amp_dtype else contextlib.nullcontext():
@@ -181,12 +181,6 @@ def train_world_model(data: str | Path, out: str | Path, preset: str = "small", 
             plog.update(step, {**metrics, "grad_norm": grad_norm})
             if plog.checkpoint_due():
                 checkpoint(step, plog.elapsed)
-    except KeyboardInterrupt:
-        checkpoint(step, plog.elapsed)
-        log(f"[train-wm] interrupted at step {step}; checkpoint saved, rerun to resume")
-        raise
-    finally:
-        plog.close()
     checkpoint(step, plog.elapsed)
     if rank == 0:
         log(f"[train-wm] done: step {step}, {plog.elapsed:.0f}s of training -> {out}")
