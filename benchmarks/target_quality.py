@@ -18,7 +18,6 @@ import argparse
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -27,7 +26,7 @@ from genrl_core.bundle import read_config
 from genrl_core.data.replay import EpisodeReplay
 from genrl_core.models.nets import categorical_kl
 from genrl_core.train.connector import chunk
-from genrl_core.vlm import embeddings_dir
+from genrl_core.vlm import load_window_embeddings
 
 PROMPTS = {
     "standing": "stand up straight",
@@ -60,9 +59,8 @@ def heldout_kl(agent: GenRL, data: str, batches: int = 8) -> tuple[float, float]
     paths = [Path(data) / name for name in held]
     if not paths:
         return float("nan"), float("nan")
-    cache = embeddings_dir(data, agent.vlm)
     replay = EpisodeReplay(paths, 48, seed=0, log=lambda *_: None,
-                           extras={"embedding": lambda p: np.load(cache / f"{p.stem}.npy")})
+                           extras={"embedding": lambda p: load_window_embeddings(data, agent.vlm, p.stem).numpy()})
     conn, prior = [], []
     for _ in range(batches):
         batch = replay.sample(16)

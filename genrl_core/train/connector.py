@@ -16,7 +16,6 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from genrl_core.bundle import BundleError, load_torch, read_config, save_torch, write_config
@@ -25,7 +24,7 @@ from genrl_core.models.aligner import Aligner
 from genrl_core.models.connector import Connector
 from genrl_core.train.loop import ProgressLog
 from genrl_core.train.world_model import load_world_model
-from genrl_core.vlm import WINDOW, embeddings_dir, load_vlm
+from genrl_core.vlm import WINDOW, embeddings_dir, load_vlm, load_window_embeddings
 
 STATE_FILE = Path("train_state") / "connector.pt"
 LOG_FILE = Path("logs") / "connector.jsonl"
@@ -85,14 +84,8 @@ def train_connector(data: str | Path, bundle: str | Path, overrides: dict[str, A
         raise FileNotFoundError(f"no cached window embeddings for this VLM in {cache}; run "
                                 f"`genrl embed-dataset --data {data} --bundle {bundle}` first")
 
-    def load_embedding(path: Path) -> np.ndarray:
-        file = cache / f"{path.stem}.npy"
-        if not file.exists():
-            raise FileNotFoundError(f"{file} missing: rerun `genrl embed-dataset --data {data} --bundle {bundle}`")
-        return np.load(file)
-
-    replay, held = EpisodeReplay.from_dir(data, cfg.seq_len, dev, seed=cfg.seed,
-                                          extras={"embedding": load_embedding})
+    embeddings = {"embedding": lambda p: load_window_embeddings(data, vlm, p.stem).numpy()}
+    replay, held = EpisodeReplay.from_dir(data, cfg.seq_len, dev, seed=cfg.seed, extras=embeddings)
     torch.manual_seed(cfg.seed)
     connector = Connector(wm.cfg, vlm.embed_dim).to(dev)
     aligner = Aligner(vlm.embed_dim).to(dev)
