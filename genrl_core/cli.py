@@ -133,6 +133,70 @@ def _cmd_target(args: argparse.Namespace) -> None:
     print(f"[target] {prompt!s}: {len(frames)} steps decoded in {secs:.2f}s -> {path}")
 
 
+def _behaviour_settings(items: list[str]) -> dict:
+    """`key=value` strings -> typed behaviour settings (only the keys given)."""
+    from genrl_core.config import apply_overrides
+    from genrl_core.train.behaviour import BehaviourConfig
+
+    items = [f"behaviour.{x}" if not x.startswith("behaviour.") else x for x in items]
+    cfg = apply_overrides({"behaviour": BehaviourConfig()}, items)["behaviour"]
+    keys = [x.split("=", 1)[0].split(".", 1)[1] for x in items]
+    return {k: getattr(cfg, k) for k in keys}
+
+
+def _load_agent(args: argparse.Namespace):
+    from genrl_core.agent import GenRL
+
+    return GenRL.load(args.bundle, device=args.device, policies_dir=args.policies_dir)
+
+
+def _cmd_learn(args: argparse.Namespace) -> None:
+    import json
+
+    agent = _load_agent(args)
+    meta = agent.learn(args.prompt, _behaviour_settings(args.set), progress=not args.no_progress)
+    verb = "reused" if meta["reused"] else "learned"
+    print(f"[learn] {verb} {meta['slug']} ({meta['updates_done']} updates, {meta['train_seconds']:.0f}s) "
+          f"-> {meta['path']}", file=sys.stderr)
+    print(json.dumps({k: meta[k] for k in ("slug", "prompt", "updates_done", "train_seconds", "path", "reused")}))
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> None:
+    import json
+
+    agent = _load_agent(args)
+    out = agent.evaluate(args.policy, args.task, args.episodes, args.video, args.seed, args.max_steps)
+    score = "n/a" if out["normalised"] is None else f"{out['normalised']:.2f}"
+    print(f"[evaluate] {args.policy} on {out['task']}: return {out['mean_return']} {out['returns']}, "
+          f"normalised {score} (random {out['random_return']}, expert {out['expert_return']}, "
+          f"{out['reference_source']})", file=sys.stderr)
+    print(json.dumps(out))
+
+
+def _cmd_policies(args: argparse.Namespace) -> None:
+    for meta in _load_agent(args).policies():
+        print(f"{meta['slug']}\t{meta['prompt']!r}\t{meta['updates_done']} updates\t{meta['train_seconds']:.0f}s")
+
+
+def _cmd_start_states(args: argparse.Namespace) -> None:
+    from genrl_core.train.behaviour import build_start_states
+    from genrl_core.train.world_model import load_world_model
+
+    build_start_states(load_world_model(args.bundle, args.device), args.data, args.bundle, count=args.count)
+
+
+def _cmd_serve(args: argparse.Namespace) -> None:
+    from app.main import serve
+
+    serve(bundle=args.bundle, host=args.host, port=args.port, db=args.db, max_jobs=args.max_jobs, token=args.token)
+
+
+def add_agent_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--bundle", default="checkpoints/walker", help="bundle folder")
+    p.add_argument("--policies-dir", default=None, help="where learned policies go (default BUNDLE/policies)")
+    p.add_argument("--device", default="cpu", help="cpu | cuda")
+
+
 def add_vlm_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--vlm-backend", default="embedded", help="embedded (the bundle's, default) | open_clip")
     p.add_argument("--vlm-arch", default=None, help="open_clip architecture, e.g. ViT-B-32")
@@ -240,6 +304,45 @@ def build_parser() -> argparse.ArgumentParser:
                    help="stop cleanly (checkpoint saved) after this many minutes; rerun to continue")
     p.add_argument("--set", nargs="*", default=[], metavar="SECTION.KEY=VALUE", help="world-model overrides")
     p.set_defaults(func=_cmd_pipeline)
+
+    p = sub.add_parser("learn", help="learn a policy for a prompt in imagination (resumes; reuses a finished one)")
+    p.add_argument("prompt", help='what the body should do, e.g. "run fast", or a video file path')
+    add_agent_args(p)
+    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                   help="behaviour settings, e.g. updates=3000 reward=cosine use_aligner=false start=data_free "
+                        "(all keys: genrl_core/train/behaviour.py BehaviourConfig)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (logs still go to log.jsonl)")
+    p.set_defaults(func=_cmd_learn)
+
+    p = sub.add_parser("evaluate", help="score a learned policy in the real simulator with a task's true reward")
+    p.add_argument("--policy", required=True, help="policy slug (see `genrl policies`)")
+    p.add_argument("--task", default=None, help="e.g. walker_run (default: the task nearest to the policy's prompt)")
+    p.add_argument("--episodes", type=int, default=5, help="episodes of 1000 env steps")
+    p.add_argument("--seed", type=int, default=0, help="seed of the first episode (the others follow)")
+    p.add_argument("--max-steps", type=int, default=None, help="stop episodes early (agent steps), for quick looks")
+    p.add_argument("--video", default=None, help="write episode 0 to this mp4")
+    add_agent_args(p)
+    p.set_defaults(func=_cmd_evaluate)
+
+    p = sub.add_parser("policies", help="list the finished policies of a bundle")
+    add_agent_args(p)
+    p.set_defaults(func=_cmd_policies)
+
+    p = sub.add_parser("start-states", help="store dataset posterior states in a bundle (behaviour learning starts)")
+    p.add_argument("--data", required=True, help="dataset folder the world model was trained on")
+    p.add_argument("--bundle", required=True, help="bundle folder")
+    p.add_argument("--count", type=int, default=4096, help="number of states (~0.5 KB each)")
+    p.add_argument("--device", default="cpu", help="cpu | cuda")
+    p.set_defaults(func=_cmd_start_states)
+
+    p = sub.add_parser("serve", help="start the web app (REST API + UI) on a bundle")
+    p.add_argument("--bundle", default="checkpoints/walker", help="bundle folder")
+    p.add_argument("--host", default="127.0.0.1", help="0.0.0.0 to listen on all interfaces")
+    p.add_argument("--port", type=int, default=7860, help="port")
+    p.add_argument("--db", default=None, help="SQLite job database (default under runs/app/)")
+    p.add_argument("--max-jobs", type=int, default=1, help="learning jobs that run at once; others queue")
+    p.add_argument("--token", default=None, help="API token required to start/cancel jobs (or GENRL_API_TOKEN)")
+    p.set_defaults(func=_cmd_serve)
 
     p = sub.add_parser("experts", help="measure the MPC experts' true returns (1000 env steps per episode)")
     p.add_argument("--tasks", required=True, help="comma-separated tasks, e.g. walker_stand,walker_run")

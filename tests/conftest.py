@@ -3,6 +3,13 @@
 import pytest
 
 from genrl_core.data.collect import collect
+from genrl_core.train.connector import train_connector
+from genrl_core.train.vlm import train_vlm
+from genrl_core.train.world_model import train_world_model
+from genrl_core.vlm import embed_dataset, load_vlm
+from genrl_core.vlm.embedded import EmbeddedVLMConfig
+
+QUIET = {"progress": False, "log": lambda *_: None}
 
 
 @pytest.fixture(scope="session")
@@ -11,3 +18,16 @@ def walker_random_data(tmp_path_factory):
     out = tmp_path_factory.mktemp("walker_random")
     collect("walker", "random", 3, out, seed=0, log=lambda *_: None)
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_bundle(tmp_path_factory, walker_random_data):
+    """A complete tiny bundle (world model, VLM, connector, aligner) trained for a few steps on real data."""
+    bundle = tmp_path_factory.mktemp("bundle")
+    train_world_model(walker_random_data, bundle, preset="tiny", overrides=["train.steps=20"], **QUIET)
+    train_vlm(walker_random_data, bundle, overrides={"steps": 3, "batch": 4},
+              model_cfg=EmbeddedVLMConfig(width=64, layers=1, patch_size=16, head_width=32), **QUIET)
+    embed_dataset(walker_random_data, load_vlm(bundle), log=lambda *_: None)
+    train_connector(walker_random_data, bundle, overrides={"steps": 40, "batch": 4, "seq_len": 16, "log_every": 10,
+                                                          "lr": 1e-3}, **QUIET)
+    return bundle

@@ -12,25 +12,8 @@ from genrl_core.agent import GenRL, PromptError
 from genrl_core.cli import main
 from genrl_core.data import EpisodeStore
 from genrl_core.models.aligner import Aligner
-from genrl_core.train.connector import train_connector
-from genrl_core.train.vlm import train_vlm
-from genrl_core.train.world_model import train_world_model
-from genrl_core.vlm import embed_dataset, load_vlm
-from genrl_core.vlm.embedded import EmbeddedVLMConfig
 
 QUIET = {"progress": False, "log": lambda *_: None}
-
-
-@pytest.fixture(scope="module")
-def tiny_bundle(tmp_path_factory, walker_random_data):
-    bundle = tmp_path_factory.mktemp("bundle")
-    train_world_model(walker_random_data, bundle, preset="tiny", overrides=["train.steps=20"], **QUIET)
-    train_vlm(walker_random_data, bundle, overrides={"steps": 3, "batch": 4},
-              model_cfg=EmbeddedVLMConfig(width=64, layers=1, patch_size=16, head_width=32), **QUIET)
-    embed_dataset(walker_random_data, load_vlm(bundle), log=lambda *_: None)
-    train_connector(walker_random_data, bundle, overrides={"steps": 40, "batch": 4, "seq_len": 16, "log_every": 10,
-                                                          "lr": 1e-3}, **QUIET)
-    return bundle
 
 
 def test_connector_loss_falls(tiny_bundle):

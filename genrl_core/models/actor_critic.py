@@ -1,0 +1,107 @@
+"""Actor and critic for behaviour learning in imagination (DreamerV3 style, GENRL.md section 6).
+
+- Actor: Gaussian over actions in [-1, 1] (tanh mean, bounded std), reparameterised so its
+  gradients flow back through the world model's dynamics.
+- Critic: 255-bin two-hot distribution over symlog returns, zero-initialised output, with a
+  slow copy used as a regulariser.
+- ReturnNorm: returns are divided by max(1, P95 - P5), the percentiles tracked with an EMA.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from genrl_core.models.nets import mlp
+
+
+def symlog(x: torch.Tensor) -> torch.Tensor:
+    return torch.sign(x) * torch.log1p(x.abs())
+
+
+def symexp(x: torch.Tensor) -> torch.Tensor:
+    return torch.sign(x) * torch.expm1(x.abs())
+
+
+class Actor(nn.Module):
+    def __init__(self, feat_dim: int, action_dim: int, hidden: int = 256, layers: int = 2,
+                 min_std: float = 0.1, max_std: float = 1.0):
+        super().__init__()
+        self.net = mlp(feat_dim, hidden, 2 * action_dim, layers=layers)
+        self.min_std, self.max_std = min_std, max_std
+
+    def forward(self, feat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mean, std = self.net(feat).chunk(2, -1)
+        return torch.tanh(mean), (self.max_std - self.min_std) * torch.sigmoid(std + 2.0) + self.min_std
+
+    def sample(self, feat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Reparameterised action clipped to [-1, 1] (straight-through at the bounds) and its entropy."""
+        mean, std = self(feat)
+        raw = mean + std * torch.randn_like(mean)
+        action = raw + (raw.clamp(-1, 1) - raw).detach()
+        entropy = (0.5 + 0.5 * torch.log(2 * torch.pi * std**2)).sum(-1)
+        return action, entropy
+
+    @torch.no_grad()
+    def act(self, feat: torch.Tensor, explore: bool = False) -> torch.Tensor:
+        mean, std = self(feat)
+        return (mean + std * torch.randn_like(mean)).clamp(-1, 1) if explore else mean
+
+
+class Critic(nn.Module):
+    """Value distribution over 255 bins evenly spaced in symlog space ([-20, 20])."""
+
+    def __init__(self, feat_dim: int, hidden: int = 256, layers: int = 2, bins: int = 255):
+        super().__init__()
+        self.net = mlp(feat_dim, hidden, bins, layers=layers)
+        last = self.net[-1]
+        nn.init.zeros_(last.weight)  # start predicting 0 everywhere, as DreamerV3
+        nn.init.zeros_(last.bias)
+        self.register_buffer("bins", torch.linspace(-20.0, 20.0, bins))
+
+    def forward(self, feat: torch.Tensor) -> torch.Tensor:
+        return self.net(feat)
+
+    def value(self, logits: torch.Tensor) -> torch.Tensor:
+        return symexp((logits.softmax(-1) * self.bins).sum(-1))
+
+    def two_hot(self, target: torch.Tensor) -> torch.Tensor:
+        """Two-hot encoding (..., bins) of symlog(target) between its two nearest bins."""
+        x = symlog(target).clamp(self.bins[0], self.bins[-1])
+        hi = torch.searchsorted(self.bins, x.contiguous(), right=False).clamp(1, len(self.bins) - 1)
+        lo = hi - 1
+        w_hi = (x - self.bins[lo]) / (self.bins[hi] - self.bins[lo])
+        out = torch.zeros(*x.shape, len(self.bins), device=x.device)
+        out.scatter_(-1, lo[..., None], (1 - w_hi)[..., None])
+        out.scatter_add_(-1, hi[..., None], w_hi[..., None])
+        return out
+
+    def loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Cross-entropy against the two-hot target, per element."""
+        return -(self.two_hot(target.detach()) * F.log_softmax(logits, -1)).sum(-1)
+
+
+class ReturnNorm(nn.Module):
+    """EMA of the 5th and 95th return percentiles; scale = max(1, P95 - P5)."""
+
+    def __init__(self, decay: float = 0.99):
+        super().__init__()
+        self.decay = decay
+        self.register_buffer("low", torch.zeros(()))
+        self.register_buffer("high", torch.zeros(()))
+        self.register_buffer("initialised", torch.zeros((), dtype=torch.bool))
+
+    @torch.no_grad()
+    def update(self, returns: torch.Tensor) -> None:
+        q = torch.quantile(returns.detach().flatten().float(), torch.tensor([0.05, 0.95], device=returns.device))
+        if not self.initialised:
+            self.low.copy_(q[0])
+            self.high.copy_(q[1])
+            self.initialised.fill_(True)
+        else:
+            self.low.lerp_(q[0], 1 - self.decay)
+            self.high.lerp_(q[1], 1 - self.decay)
+
+    def scale(self) -> torch.Tensor:
+        return torch.clamp(self.high - self.low, min=1.0)

@@ -1,0 +1,318 @@
+"""Behaviour learning in imagination: one policy per prompt (GENRL.md section 6).
+
+From a batch of starting latent states the actor imagines `horizon` steps with the frozen
+world model; each imagined state is rewarded by its similarity to the prompt's target
+trajectory after temporal alignment (`models.reward`); the critic learns lambda-returns and
+the actor maximises them with gradients through the dynamics.
+
+Starting states come from the bundle's `start_states.pt` (posteriors of dataset frames,
+`build_start_states`), or, in data-free mode, half from random one-hot latents and half from
+the connector fed random aligned embeddings, with h = 0.
+
+A run lives in one folder: `state.pt` (everything needed to resume, written every few
+minutes, on cancel and on Ctrl-C), `policy.pt` (actor weights) and `meta.json`.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import hashlib
+import json
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from genrl_core.bundle import BundleError, load_torch, save_torch
+from genrl_core.data.replay import EpisodeReplay
+from genrl_core.fileio import atomic_write
+from genrl_core.models.actor_critic import Actor, Critic, ReturnNorm
+from genrl_core.models.nets import sample_onehot
+from genrl_core.models.reward import REWARD_KINDS, aligned_reward, similarity_matrix
+from genrl_core.models.rssm import RSSM
+from genrl_core.train.loop import ProgressLog
+
+START_STATES_FILE = "start_states.pt"
+
+
+class LearningCancelled(RuntimeError):
+    """Learning stopped on request; the checkpoint was saved and a rerun resumes."""
+
+
+@dataclasses.dataclass(frozen=True)
+class BehaviourConfig:
+    updates: int = 1500  # actor-critic updates (paper: 50k, mostly converged by 10k)
+    batch: int = 256  # imagined trajectories per update (paper: 32 x 32 = 1024)
+    horizon: int = 16  # imagined steps; the target has horizon + 1 states
+    gamma: float = 0.99
+    lam: float = 0.95
+    actor_lr: float = 1e-4  # paper: 3e-5 over 50k updates; a short CPU run needs larger steps
+    critic_lr: float = 1e-4
+    entropy: float = 3e-4
+    hidden: int = 256
+    layers: int = 2
+    slow_critic_every: int = 100  # hard copy to the slow critic, as GenRL
+    reward: str = "max_cosine"  # max_cosine | cosine | kl
+    align_states: int = 8  # b: initial target states slid over the imagined window
+    use_aligner: bool = True  # off only for the ablation
+    start: str = "auto"  # dataset | data_free | auto (dataset when the bundle has start states)
+    grad_clip: float = 100.0
+    seed: int = 0
+    log_every: int = 10
+    checkpoint_minutes: float = 2.0
+
+    def __post_init__(self) -> None:
+        if self.reward not in REWARD_KINDS:
+            raise ValueError(f"unknown reward {self.reward!r}; valid: {', '.join(REWARD_KINDS)}")
+        if self.start not in ("auto", "dataset", "data_free"):
+            raise ValueError(f"unknown start {self.start!r}; valid: auto, dataset, data_free")
+        if min(self.updates, self.batch, self.horizon, self.align_states, self.log_every) < 1:
+            raise ValueError("updates, batch, horizon, align_states and log_every must be >= 1")
+        if self.align_states > self.horizon + 1:
+            raise ValueError(f"align_states {self.align_states} must be <= horizon + 1 ({self.horizon + 1})")
+        if not (0 < self.gamma <= 1 and 0 <= self.lam <= 1 and self.actor_lr > 0 and self.critic_lr > 0):
+            raise ValueError("need 0 < gamma <= 1, 0 <= lam <= 1 and positive learning rates")
+
+
+BEHAVIOUR_PRESETS = {
+    "tiny": BehaviourConfig(updates=5, batch=16, hidden=64, layers=1, log_every=1),
+    "small": BehaviourConfig(),
+    "paper": BehaviourConfig(updates=50_000, batch=1024, actor_lr=3e-5, critic_lr=3e-5, hidden=1024, layers=4),
+}
+
+
+def feature(deter: torch.Tensor, stoch: torch.Tensor) -> torch.Tensor:
+    """The actor's and critic's input: [h, flat one-hot s]."""
+    return torch.cat([deter, stoch.flatten(-2)], -1)
+
+
+def file_digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:12]
+
+
+# ------------------------------------------------------------------ starting states
+@torch.no_grad()
+def build_start_states(wm: RSSM, data: str | Path, bundle: str | Path, count: int = 4096, seq_len: int = 32,
+                       seed: int = 0, log=print) -> Path:
+    """Posterior states of `count` random dataset frames, shipped in the bundle (~2 MB), so that
+    learning needs no dataset on the user's machine."""
+    device = next(wm.parameters()).device
+    replay, _ = EpisodeReplay.from_dir(data, seq_len, device, seed=seed, log=log)
+    deters, stochs = [], []
+    for _ in range(max(1, count // (32 * seq_len))):
+        batch = replay.sample(32)
+        obs = wm.observe(batch["image"], batch["action"], batch["is_first"])
+        deters.append(obs["deter"][:, seq_len // 4:].flatten(0, 1))  # skip the warm-up steps of each sequence
+        stochs.append(obs["stoch"][:, seq_len // 4:].flatten(0, 1).argmax(-1))
+    deter, stoch = torch.cat(deters)[:count], torch.cat(stochs)[:count]
+    out = Path(bundle) / START_STATES_FILE
+    save_torch(out, {"deter": deter.half().cpu(), "stoch": stoch.to(torch.uint8).cpu(),
+                     "world_model": file_digest(Path(bundle) / "world_model.pt")})
+    log(f"[start-states] {len(deter)} posterior states -> {out}")
+    return out
+
+
+class StartStates:
+    """Samples batches of (deter, one-hot stoch) starting states."""
+
+    def __init__(self, wm: RSSM, bundle: Path, mode: str, connector=None, aligner=None, embed_dim: int = 0,
+                 generator: torch.Generator | None = None):
+        self.wm, self.device = wm, next(wm.parameters()).device
+        self.gen = generator
+        path = bundle / START_STATES_FILE
+        if mode == "auto":
+            mode = "dataset" if path.exists() else "data_free"
+        self.mode = mode
+        if mode == "dataset":
+            pool = load_torch(path)
+            if pool.get("world_model") != file_digest(bundle / "world_model.pt"):
+                raise BundleError(f"{path} was built for another world model; rebuild it with "
+                                  f"`genrl start-states --data DIR --bundle {bundle}`")
+            self.deter = pool["deter"].float().to(self.device)
+            self.stoch = F.one_hot(pool["stoch"].long(), wm.cfg.classes).float().to(self.device)
+        else:
+            if connector is None or aligner is None:
+                raise ValueError("data-free starting states need the connector and the aligner")
+            self.connector, self.aligner, self.embed_dim = connector, aligner, embed_dim
+
+    @torch.no_grad()
+    def sample(self, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.mode == "dataset":
+            idx = torch.randint(len(self.deter), (batch,), generator=self.gen).to(self.device)
+            return self.deter[idx], self.stoch[idx]
+        cfg = self.wm.cfg
+        half = batch // 2
+        classes = torch.randint(cfg.classes, (batch - half, cfg.stoch), generator=self.gen).to(self.device)
+        uniform = F.one_hot(classes, cfg.classes).float()
+        emb = F.normalize(torch.randn(half, self.embed_dim, generator=self.gen), dim=-1).to(self.device)
+        steps = int(torch.randint(1, 8, (), generator=self.gen))
+        from_connector = self.connector.rollout(self.aligner(emb), steps, sample=True)[:, -1]
+        stoch = torch.cat([uniform, from_connector])
+        return torch.zeros(batch, cfg.deter, device=self.device), stoch
+
+
+# ------------------------------------------------------------------ learner
+def imagine(wm: RSSM, actor: Actor, deter: torch.Tensor, stoch: torch.Tensor, horizon: int) -> dict[str, torch.Tensor]:
+    """Roll the prior with the actor: states 0..horizon (state 0 = the start), actions, entropies."""
+    deters, stochs, probs, entropies = [deter], [stoch], [None], []
+    for _ in range(horizon):
+        action, entropy = actor.sample(feature(deter, stoch))
+        deter = wm.step(deter, stoch, action)
+        prob = wm.prior_probs(deter)
+        stoch = sample_onehot(prob)  # straight-through: actor gradients flow through the dynamics
+        deters.append(deter)
+        stochs.append(stoch)
+        probs.append(prob)
+        entropies.append(entropy)
+    probs[0] = stochs[0]  # the start state is a known one-hot; its "prior" is itself
+    return {"deter": torch.stack(deters, 1), "stoch": torch.stack(stochs, 1), "probs": torch.stack(probs, 1),
+            "entropy": torch.stack(entropies, 1)}
+
+
+def lambda_returns(reward: torch.Tensor, value: torch.Tensor, gamma: float, lam: float) -> torch.Tensor:
+    """reward (B, H) for reaching states 1..H, value (B, H+1) -> returns (B, H) of states 0..H-1."""
+    ret, out = value[:, -1], []
+    for t in reversed(range(reward.shape[1])):
+        ret = reward[:, t] + gamma * ((1 - lam) * value[:, t + 1] + lam * ret)
+        out.append(ret)
+    return torch.stack(out[::-1], 1)
+
+
+class BehaviourLearner:
+    """Actor, critic, slow critic, their optimisers and the return normaliser."""
+
+    def __init__(self, wm: RSSM, cfg: BehaviourConfig, action_dim: int):
+        self.wm, self.cfg = wm, cfg
+        dev = next(wm.parameters()).device
+        feat_dim = wm.cfg.deter + wm.cfg.stoch_dim
+        self.actor = Actor(feat_dim, action_dim, cfg.hidden, cfg.layers).to(dev)
+        self.critic = Critic(feat_dim, cfg.hidden, cfg.layers).to(dev)
+        self.slow_critic = copy.deepcopy(self.critic).requires_grad_(False)
+        self.norm = ReturnNorm().to(dev)
+        self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=cfg.actor_lr, eps=1e-5)
+        self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=cfg.critic_lr, eps=1e-5)
+        self.updates = 0
+
+    def rewards(self, traj: dict[str, torch.Tensor], target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        sim = similarity_matrix(self.cfg.reward, self.wm, traj["stoch"], target, traj["probs"])
+        return aligned_reward(sim, self.cfg.align_states)
+
+    def update(self, deter: torch.Tensor, stoch: torch.Tensor, target: torch.Tensor) -> dict[str, Any]:
+        cfg = self.cfg
+        traj = imagine(self.wm, self.actor, deter, stoch, cfg.horizon)
+        reward, t_a = self.rewards(traj, target)
+        feat = feature(traj["deter"], traj["stoch"])
+        value = self.critic.value(self.critic(feat))
+        returns = lambda_returns(reward[:, 1:], value, cfg.gamma, cfg.lam)
+        weight = cfg.gamma ** torch.arange(cfg.horizon, device=feat.device, dtype=feat.dtype)
+        self.norm.update(returns)
+        actor_loss = -(weight * returns / self.norm.scale()).mean() - cfg.entropy * traj["entropy"].mean()
+        self.actor_opt.zero_grad(set_to_none=True)
+        actor_loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.actor.parameters(), cfg.grad_clip)
+        self.actor_opt.step()
+
+        logits = self.critic(feat[:, :-1].detach())
+        with torch.no_grad():
+            slow_value = self.slow_critic.value(self.slow_critic(feat[:, :-1]))
+        critic_loss = (weight * (self.critic.loss(logits, returns.detach())
+                                 + self.critic.loss(logits, slow_value))).mean()
+        self.critic_opt.zero_grad(set_to_none=True)
+        critic_loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.critic.parameters(), cfg.grad_clip)
+        self.critic_opt.step()
+        self.updates += 1
+        if self.updates % cfg.slow_critic_every == 0:
+            self.slow_critic.load_state_dict(self.critic.state_dict())
+        return {"reward": reward[:, 1:].mean().detach(), "actor_loss": actor_loss.detach(),
+                "critic_loss": critic_loss.detach(), "return": returns.mean().detach(), "t_a": t_a.detach()}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"actor": self.actor.state_dict(), "critic": self.critic.state_dict(),
+                "slow_critic": self.slow_critic.state_dict(), "norm": self.norm.state_dict(),
+                "actor_opt": self.actor_opt.state_dict(), "critic_opt": self.critic_opt.state_dict(),
+                "updates": self.updates}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for name in ("actor", "critic", "slow_critic", "norm", "actor_opt", "critic_opt"):
+            getattr(self, name).load_state_dict(state[name])
+        self.updates = int(state["updates"])
+
+
+# ------------------------------------------------------------------ one run
+def write_meta(run_dir: Path, meta: dict[str, Any]) -> None:
+    text = json.dumps(meta, indent=1, sort_keys=True).encode()
+    atomic_write(run_dir / "meta.json", lambda f: f.write(text))
+
+
+def read_meta(run_dir: Path) -> dict[str, Any]:
+    path = run_dir / "meta.json"
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return {}
+
+
+def learn_policy(wm: RSSM, target: torch.Tensor, starts: StartStates, cfg: BehaviourConfig, run_dir: Path,
+                 action_dim: int, meta: dict[str, Any], callback: Callable[[dict], None] | None = None,
+                 cancel: threading.Event | None = None, progress: bool = False) -> dict[str, Any]:
+    """Learn (or resume) one policy in `run_dir`; returns its final meta."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(cfg.seed)
+    learner = BehaviourLearner(wm, cfg, action_dim)
+    elapsed_before = 0.0
+    state_path = run_dir / "state.pt"
+    if state_path.exists():
+        state = load_torch(state_path)
+        learner.load_state_dict(state["learner"])
+        elapsed_before = float(state["elapsed"])
+        torch.set_rng_state(state["torch_rng"])
+        if starts.gen is not None:
+            starts.gen.set_state(state["start_rng"])
+    save_torch(run_dir / "target.pt", target.cpu())
+    plog = ProgressLog(run_dir / "log.jsonl", cfg.updates, learner.updates, cfg.log_every, cfg.checkpoint_minutes,
+                       "learn", progress, elapsed_before)
+
+    def checkpoint(finished: bool = False) -> dict[str, Any]:
+        if finished:
+            save_torch(run_dir / "policy.pt", learner.actor.state_dict())
+            state_path.unlink(missing_ok=True)
+        else:
+            save_torch(state_path, {"learner": learner.state_dict(), "elapsed": plog.elapsed,
+                                    "torch_rng": torch.get_rng_state(),
+                                    "start_rng": starts.gen.get_state() if starts.gen is not None else None})
+        full = {**meta, "updates_done": learner.updates, "finished": finished,
+                "train_seconds": round(plog.elapsed, 1), "start_mode": starts.mode}
+        write_meta(run_dir, full)
+        return full
+
+    t_a_hist = np.zeros(cfg.horizon + 2 - cfg.align_states, np.int64)
+    window_start, window_updates = time.time(), 0
+    with plog.saving_on_interrupt(checkpoint, log=lambda *_: None):
+        while learner.updates < cfg.updates:
+            if cancel is not None and cancel.is_set():
+                checkpoint()
+                raise LearningCancelled(f"cancelled at update {learner.updates}; rerun to resume")
+            deter, stoch = starts.sample(cfg.batch)
+            metrics = learner.update(deter, stoch, target)
+            t_a = metrics.pop("t_a")
+            t_a_hist += np.bincount(t_a.cpu().numpy(), minlength=len(t_a_hist))
+            plog.update(learner.updates, metrics)
+            window_updates += 1
+            if callback is not None and (learner.updates % cfg.log_every == 0 or learner.updates == cfg.updates):
+                now = time.time()
+                callback({"update": learner.updates, "updates": cfg.updates,
+                          **{k: round(float(v), 5) for k, v in metrics.items()},
+                          "t_a_hist": t_a_hist.tolist(), "elapsed": round(plog.elapsed, 2),
+                          "updates_per_s": round(window_updates / max(now - window_start, 1e-9), 3)})
+                t_a_hist[:] = 0
+                window_start, window_updates = now, 0
+            if plog.checkpoint_due():
+                checkpoint()
+    return checkpoint(finished=True)
