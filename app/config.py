@@ -1,0 +1,76 @@
+"""App settings: defaults that work on a CPU laptop, overridable by arguments or GENRL_* env vars."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+DEFAULT_BUNDLE = "checkpoints/walker"
+
+
+def _env(name: str, default: str | None = None) -> str | None:
+    value = os.environ.get(name)
+    return value if value not in (None, "") else default
+
+
+@dataclass
+class AppConfig:
+    bundles: list[Path] = field(default_factory=lambda: [Path(DEFAULT_BUNDLE)])  # one per body
+    db: Path = Path("runs/app/jobs.sqlite")          # SQLite job store
+    runs: Path = Path("runs/app")                     # job artefacts, uploads, policies, caches
+    device: str = "auto"                              # cpu | cuda | auto (cuda when available)
+    max_jobs: int = 1                                 # jobs learning at once
+    max_queue: int = 32                               # queued jobs beyond which /learn answers 429
+    token: str | None = None                          # guards endpoints that start or cancel work
+    resume: bool = True                               # restart: re-queue interrupted jobs (learn resumes)
+    max_attempts: int = 3                             # ... but give up on a job that keeps dying
+    default_updates: int | None = None               # learn updates when a request gives none (None: library default)
+    max_updates: int = 100_000                        # refuse absurd requests
+    eval_episodes: int = 1                            # real-env episodes per job by default (0: skip)
+    max_eval_episodes: int = 5
+    max_upload_mb: float = 20.0                       # request bodies and video uploads
+    inference_slots: int = 1                          # /target renders at once (CPU: one is fastest)
+    inference_queue: int = 16                         # waiting /target requests beyond which 429
+    target_cache: int = 256                           # decoded target mp4s kept on disk
+    preload: bool = True                              # load bundles at start-up (in the background)
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return int(self.max_upload_mb * 1024 * 1024)
+
+    @classmethod
+    def from_env(cls, **overrides) -> AppConfig:
+        """Settings from GENRL_* env vars (the Docker image and `uvicorn app.main:app` use these),
+        then explicit overrides whose value is not None."""
+        cfg = cls()
+        bundles = _env("GENRL_BUNDLE")
+        if bundles:
+            cfg.bundles = [Path(b) for b in bundles.split(",") if b.strip()]
+        runs = _env("GENRL_RUNS")
+        if runs:
+            cfg.runs = Path(runs)
+        cfg.db = Path(_env("GENRL_DB", str(cfg.runs / "jobs.sqlite")))
+        cfg.device = _env("GENRL_DEVICE", cfg.device)
+        cfg.max_jobs = int(_env("GENRL_MAX_JOBS", str(cfg.max_jobs)))
+        cfg.token = _env("GENRL_API_TOKEN")
+        if _env("GENRL_UPDATES"):
+            cfg.default_updates = int(_env("GENRL_UPDATES"))
+        cfg.eval_episodes = int(_env("GENRL_EVAL_EPISODES", str(cfg.eval_episodes)))
+        cfg.max_upload_mb = float(_env("GENRL_MAX_UPLOAD_MB", str(cfg.max_upload_mb)))
+        for key, value in overrides.items():
+            if value is None:
+                continue
+            if not hasattr(cfg, key):
+                raise TypeError(f"unknown app setting {key!r}")
+            if key == "bundles":
+                if isinstance(value, str):
+                    value = value.split(",")
+                value = [Path(b) for b in ([value] if isinstance(value, Path) else value) if str(b).strip()]
+            elif key in ("db", "runs"):
+                value = Path(value)
+            setattr(cfg, key, value)
+        if "db" not in overrides or overrides["db"] is None:
+            if not _env("GENRL_DB"):
+                cfg.db = cfg.runs / "jobs.sqlite"
+        return cfg

@@ -1,0 +1,258 @@
+"""Policy-learning jobs: a bounded queue in SQLite and a pool of worker threads off the event loop.
+
+A job = target video -> learn (progress via the agent's callback, cancellable) -> imagined
+rollout -> alignment plot -> real-env evaluation; every artefact is a file in the job's folder,
+recorded in the store. torch releases the GIL, so threads are enough for concurrency here.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+from app import plots
+from app.bodies import Bodies
+from app.errors import AppError
+from app.media import copy_file, write_video
+from app.store import CANCELLED, FAILED, FINISHED, INTERRUPTED, MAX_HISTORY, QUEUED, RUNNING, SUCCEEDED, JobStore
+
+log = logging.getLogger("genrl.app")
+
+# name -> (file in the job folder, media type): the only files a download can ever reach
+ARTEFACTS: dict[str, tuple[str, str]] = {
+    "target": ("target.mp4", "video/mp4"),
+    "imagined": ("imagined.mp4", "video/mp4"),
+    "real": ("real.mp4", "video/mp4"),
+    "alignment": ("alignment.png", "image/png"),
+    "policy": ("policy.pt", "application/octet-stream"),
+}
+
+
+class Cancelled(Exception):
+    """The job's cancel event was set between stages."""
+
+
+class JobManager:
+    def __init__(self, store: JobStore, bodies: Bodies, runs: Path, max_workers: int = 1, max_queue: int = 32,
+                 resume: bool = True, max_attempts: int = 3):
+        if max_workers < 1:
+            raise ValueError("max_jobs must be at least 1")
+        self.store, self.bodies, self.jobs_dir = store, bodies, Path(runs) / "jobs"
+        self.max_workers, self.max_queue = max_workers, max_queue
+        self.resume, self.max_attempts = resume, max_attempts
+        self._events: dict[str, threading.Event] = {}
+        self._wake = threading.Condition()
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    # -- lifecycle -----------------------------------------------------------------------------
+    def start(self) -> None:
+        touched = self.store.recover(self.resume, self.max_attempts)
+        if touched:
+            log.info("recovered %d job(s) left over from the last run", len(touched))
+        self._stop.clear()
+        for i in range(self.max_workers):
+            thread = threading.Thread(target=self._worker, name=f"genrl-job-{i}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def stop(self, timeout: float = 60.0) -> None:
+        """Ask running jobs to checkpoint and stop; they are re-queued (or interrupted) for the next start."""
+        self._stop.set()
+        for event in list(self._events.values()):
+            event.set()
+        with self._wake:
+            self._wake.notify_all()
+        deadline = time.monotonic() + timeout
+        for thread in self._threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        self._threads = [t for t in self._threads if t.is_alive()]
+
+    # -- requests ------------------------------------------------------------------------------
+    def submit(self, body: str, prompt: str, video: Path | None, settings: dict[str, Any],
+               options: dict[str, Any]) -> dict[str, Any]:
+        queued = self.store.count(QUEUED)
+        if queued >= self.max_queue:
+            raise AppError(429, f"the job queue is full ({queued} waiting); retry when some have finished")
+        job = self.store.create(body, prompt, str(video) if video else None, settings, options)
+        with self._wake:
+            self._wake.notify()
+        return self.store.get(job["id"])
+
+    def cancel(self, job_id: str) -> dict[str, Any]:
+        job = self.store.get(job_id)
+        if job is None:
+            raise AppError(404, f"no job {job_id!r}")
+        if job["state"] in FINISHED:
+            raise AppError(409, f"job {job_id} has already {job['state']}; nothing to cancel")
+        if not self.store.cancel_if_queued(job_id):
+            event = self._events.get(job_id)
+            if event is not None:
+                event.set()
+                self.store.update(job_id, stage="cancelling", log="cancel requested")
+        return self.store.get(job_id)
+
+    def stats(self) -> dict[str, int]:
+        return {"workers": self.max_workers, "running": self.store.count(RUNNING),
+                "queued": self.store.count(QUEUED), "max_queue": self.max_queue}
+
+    # -- workers -------------------------------------------------------------------------------
+    def _worker(self) -> None:
+        while not self._stop.is_set():
+            job = self.store.claim_next()
+            if job is None:
+                with self._wake:
+                    self._wake.wait(1.0)
+                continue
+            event = self._events[job["id"]] = threading.Event()
+            try:
+                self._run(job, event)
+            finally:
+                self._events.pop(job["id"], None)
+
+    def _run(self, job: dict[str, Any], cancel: threading.Event) -> None:
+        job_id = job["id"]
+        self.store.update(job_id, stage="starting", error=None,
+                          log=f"started (attempt {job['attempts']})" if job["attempts"] > 1 else "started")
+        try:
+            self._pipeline(job, cancel)
+        except Exception as exc:  # every failure ends up in the job's state and log, never in the server
+            from genrl_core.agent import PromptError
+
+            if cancel.is_set() and self._stop.is_set():
+                if self.resume:
+                    self.store.update(job_id, state=QUEUED, stage="queued to resume after a restart",
+                                      log="server stopping: checkpointed, will resume on the next start")
+                else:
+                    self.store.update(job_id, state=INTERRUPTED, stage="interrupted", finished=time.time(),
+                                      error="the server stopped while this job was running", log="interrupted")
+            elif cancel.is_set():
+                self.store.update(job_id, state=CANCELLED, stage="cancelled", finished=time.time(), log="cancelled")
+            else:
+                if isinstance(exc, PromptError | AppError):
+                    message = exc.detail if isinstance(exc, AppError) else str(exc)
+                else:
+                    message = f"internal error: {type(exc).__name__}: {exc}"
+                    log.error("job %s failed:\n%s", job_id, traceback.format_exc())
+                self.store.update(job_id, state=FAILED, stage="failed", finished=time.time(), error=message,
+                                  log=f"failed: {message}")
+
+    def _stage(self, job_id: str, cancel: threading.Event, stage: str, progress: float) -> None:
+        if cancel.is_set():
+            raise Cancelled(stage)
+        self.store.update(job_id, stage=stage, progress=progress, log=stage)
+
+    def _pipeline(self, job: dict[str, Any], cancel: threading.Event) -> None:
+        job_id, body, settings, options = job["id"], job["body"], job["settings"], job["options"]
+        agent = self.bodies.agent(body, wait=600)
+        prompt: str | Path = Path(job["video"]) if job["video"] else job["prompt"]
+        folder = self.jobs_dir / job_id
+        folder.mkdir(parents=True, exist_ok=True)
+        steps = int(options.get("steps", 32))
+
+        self._stage(job_id, cancel, "decoding the target", 0.02)
+        frames = agent.decode(agent.target(prompt, steps=steps, use_aligner=settings.get("use_aligner", True)))
+        self._save(job_id, "target", lambda p: write_video(p, frames))
+
+        slug = agent.policy_slug(prompt, settings)
+        self.store.update(job_id, slug=slug)
+        if self._reuse_artefacts(job_id, body, slug, options, folder):
+            return
+
+        known = {p["slug"] for p in agent.policies()}
+        self._stage(job_id, cancel, "learning", 0.05)
+        if slug in known:
+            self.store.update(job_id, reused=1, log=f"policy {slug} already learned: reusing it")
+        history: list[list[float]] = []
+
+        def on_progress(m: dict[str, Any]) -> None:
+            history.append([int(m["update"]), float(m["reward"])])
+            if len(history) > MAX_HISTORY:
+                del history[::2]  # keep the curve's shape with bounded storage
+            done = int(m["update"]) / max(int(m["updates"]), 1)
+            self.store.update(job_id, metrics=m, history=history, progress=0.05 + 0.75 * done,
+                              stage=f"learning: update {m['update']}/{m['updates']}")
+
+        meta = agent.learn(prompt, settings, callback=on_progress, cancel=cancel)
+        self.store.update(job_id, log=f"policy {slug}: {policy_updates(meta)} updates, "
+                                      f"{meta.get('train_seconds', 0):.0f} s of training")
+        policy_file = _policy_file(meta)
+        if policy_file is not None:
+            self._save(job_id, "policy", lambda p: copy_file(policy_file, p))
+
+        self._stage(job_id, cancel, "imagining a rollout", 0.82)
+        imagined = agent.imagine(slug, steps=steps, seed=int(settings.get("seed", 0)))
+        self._save(job_id, "imagined", lambda p: write_video(p, imagined))
+
+        self._stage(job_id, cancel, "aligning prompt and rollout", 0.86)
+        al = agent.alignment(prompt, slug)
+        self.store.update(job_id, t_a=int(al["t_a"]))
+        self._save(job_id, "alignment", lambda p: plots.save_png(
+            plots.alignment_figure(al["offsets"], al["similarity"], al["t_a"]), p))
+        result: dict[str, Any] = {"alignment": al}
+
+        episodes = int(options.get("eval_episodes", 1))
+        if episodes > 0:
+            task = options.get("task") or agent.guess_task(prompt)
+            self._stage(job_id, cancel, f"evaluating in the real env ({task}, {episodes} episode(s))", 0.9)
+            ev = agent.evaluate(slug, task=task, episodes=episodes, video=folder / "real.mp4",
+                                seed=int(settings.get("seed", 0)))
+            video = Path(ev.get("video") or folder / "real.mp4")
+            if video.exists():
+                if video.resolve() != (folder / "real.mp4").resolve():
+                    copy_file(video, folder / "real.mp4")
+                self.store.add_artefact(job_id, "real", "real.mp4")
+            result["evaluation"] = {k: v for k, v in ev.items() if k != "video"}
+        self.store.update(job_id, state=SUCCEEDED, stage="done", progress=1.0, result=result, finished=time.time(),
+                          log="done")
+
+    def _save(self, job_id: str, name: str, write) -> None:
+        filename = ARTEFACTS[name][0]
+        write(self.jobs_dir / job_id / filename)
+        self.store.add_artefact(job_id, name, filename)
+
+    def _reuse_artefacts(self, job_id: str, body: str, slug: str, options: dict, folder: Path) -> bool:
+        """Same policy and options as a finished job: copy its artefacts instead of learning again."""
+        prev = self.store.finished_with_slug(body, slug, options)
+        if prev is None or prev["id"] == job_id:
+            return False
+        src = self.jobs_dir / prev["id"]
+        names = [n for n in prev["artefacts"] if n != "target"]
+        if not all((src / ARTEFACTS[n][0]).exists() for n in names):
+            return False
+        for name in names:
+            copy_file(src / ARTEFACTS[name][0], folder / ARTEFACTS[name][0])
+            self.store.add_artefact(job_id, name, ARTEFACTS[name][0])
+        self.store.update(job_id, state=SUCCEEDED, stage="done", progress=1.0, reused=1, t_a=prev["t_a"],
+                          metrics=prev["metrics"], history=prev["history"], result=prev["result"],
+                          finished=time.time(), log=f"reused policy {slug} and the results of job {prev['id']}")
+        return True
+
+    def artefact_path(self, job_id: str, name: str) -> tuple[Path, str]:
+        """The file of one artefact of one job, by whitelisted name only (no user path reaches the disk)."""
+        if name not in ARTEFACTS:
+            raise AppError(404, f"unknown artefact {name!r}; valid: {', '.join(ARTEFACTS)}")
+        job = self.store.get(job_id)
+        if job is None:
+            raise AppError(404, f"no job {job_id!r}")
+        filename, media_type = ARTEFACTS[name]
+        path = self.jobs_dir / job["id"] / filename
+        if name not in job["artefacts"] or not path.is_file():
+            have = ", ".join(job["artefacts"]) or "none yet"
+            raise AppError(404, f"job {job_id} has no {name} artefact (state {job['state']}; has: {have})")
+        return path, media_type
+
+
+def policy_updates(meta: dict[str, Any]) -> int | None:
+    return meta.get("updates") or meta.get("updates_done") or (meta.get("settings") or {}).get("updates")
+
+
+def _policy_file(meta: dict[str, Any]) -> Path | None:
+    path = Path(meta.get("path") or "")
+    if path.is_dir():
+        path = path / "policy.pt"
+    return path if path.is_file() else None

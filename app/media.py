@@ -1,0 +1,114 @@
+"""Files the app writes or accepts: decoded target videos (cached on disk), video-prompt uploads
+(size-limited, type-checked, content-addressed so the same clip maps to the same policy)."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import tempfile
+import threading
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import numpy as np
+
+from app.errors import AppError
+
+VIDEO_SUFFIXES = (".mp4", ".webm", ".gif", ".mov", ".avi", ".mkv")
+UPSCALE = 4  # 64 px frames shown at 256 px: nearest-neighbour keeps them sharp
+
+
+def write_video(path: Path, frames: np.ndarray, fps: int = 20) -> Path:
+    from genrl_core.video import write_mp4
+
+    return write_mp4(path, frames, fps=fps, upscale=UPSCALE)
+
+
+def _digest(*parts: Any) -> str:
+    return hashlib.sha256("\x1f".join(map(str, parts)).encode()).hexdigest()[:24]
+
+
+class TargetCache:
+    """Decoded target mp4s keyed by body, bundle version, prompt, steps and aligner; targets are
+    deterministic (the connector's mode rollout), so a repeated prompt is served from disk."""
+
+    def __init__(self, folder: Path, keep: int = 256):
+        self.folder, self.keep = folder, keep
+        self._lock = threading.Lock()
+        self.hits = self.misses = 0
+
+    def path(self, body: str, version: str, prompt: str, steps: int, use_aligner: bool) -> Path:
+        return self.folder / f"{_digest(body, version, prompt, steps, use_aligner)}.mp4"
+
+    def get(self, path: Path) -> Path | None:
+        if path.exists():
+            with self._lock:
+                self.hits += 1
+            return path
+        with self._lock:
+            self.misses += 1
+        return None
+
+    def prune(self) -> None:
+        with self._lock:
+            files = sorted(self.folder.glob("*.mp4"), key=lambda p: p.stat().st_mtime)
+            for old in files[: max(0, len(files) - self.keep)]:
+                old.unlink(missing_ok=True)
+
+
+def check_suffix(filename: str | None) -> str:
+    suffix = Path(filename or "").suffix.lower()
+    if suffix not in VIDEO_SUFFIXES:
+        raise AppError(415, f"a video prompt must be one of {', '.join(VIDEO_SUFFIXES)}; got {filename or 'no name'!r}")
+    return suffix
+
+
+def save_upload(src: BinaryIO, filename: str | None, uploads: Path, max_bytes: int) -> Path:
+    """Copy an uploaded video prompt to `uploads/<sha256>.<ext>` (at most `max_bytes`) and check
+    that it decodes to enough frames. Same content -> same path -> same policy slug (reuse)."""
+    suffix = check_suffix(filename)
+    uploads.mkdir(parents=True, exist_ok=True)
+    sha, size = hashlib.sha256(), 0
+    with tempfile.NamedTemporaryFile(dir=uploads, prefix=".upload-", suffix=suffix, delete=False) as tmp:
+        try:
+            while chunk := src.read(1 << 20):
+                size += len(chunk)
+                if size > max_bytes:
+                    raise AppError(413, f"the upload is larger than the {max_bytes / 2**20:.0f} MB limit")
+                sha.update(chunk)
+                tmp.write(chunk)
+        except AppError:
+            Path(tmp.name).unlink(missing_ok=True)
+            raise
+    if size == 0:
+        Path(tmp.name).unlink(missing_ok=True)
+        raise AppError(400, "the uploaded video is empty")
+    dest = uploads / f"{sha.hexdigest()[:32]}{suffix}"
+    Path(tmp.name).replace(dest)
+    check_video(dest, filename)
+    return dest
+
+
+def check_video(path: Path, filename: str | None = None) -> None:
+    from genrl_core.video import read_video_prompt
+
+    try:
+        read_video_prompt(path)
+    except ValueError as exc:
+        path.unlink(missing_ok=True)
+        raise AppError(400, f"{filename or path.name} is not a usable video prompt: "
+                            f"{str(exc).replace(path.name, filename or path.name)}") from None
+
+
+def save_upload_path(src: Path, filename: str | None, uploads: Path, max_bytes: int) -> Path:
+    """The same as save_upload for a file already on disk (a Gradio upload)."""
+    if src.stat().st_size > max_bytes:
+        raise AppError(413, f"the upload is larger than the {max_bytes / 2**20:.0f} MB limit")
+    with open(src, "rb") as f:
+        return save_upload(f, filename or src.name, uploads, max_bytes)
+
+
+def copy_file(src: Path, dest: Path) -> Path:
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(src, dest)
+    return dest

@@ -1,0 +1,253 @@
+"""Gradio Blocks front end: prompt -> target video; Learn -> live progress -> imagined rollout,
+alignment plot and real-env evaluation; a gallery of learned policies to replay. It calls the same
+Services as the REST API (no HTTP round trip), so both see the same jobs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+
+from app import plots
+from app.errors import AppError
+from app.media import save_upload_path, write_video
+from app.service import EXAMPLE_PROMPTS, MAX_STEPS, MIN_STEPS, REWARDS, Services
+from app.store import FINISHED, SUCCEEDED
+
+VIDEO = {"height": 256, "width": 256, "autoplay": True, "loop": True, "elem_classes": ["genrl-video"]}
+AUTO_TASK = "auto (nearest to the prompt)"
+
+
+def _fail(exc: AppError) -> gr.Error:
+    return gr.Error(exc.detail, print_exception=False)
+
+
+def _bar(progress: float, width: int = 24) -> str:
+    filled = int(round(progress * width))
+    return "█" * filled + "░" * (width - filled)
+
+
+def build_ui(svc: Services) -> gr.Blocks:
+    def status() -> str:
+        parts = []
+        for b in svc.bodies.info():
+            if b["state"] == "ready":
+                parts.append(f"**{b['body']}** ready ({len(b.get('tasks', []))} tasks)")
+            elif b["state"] == "loading":
+                parts.append(f"**{b['body']}** loading the bundle…")
+            else:
+                parts.append(f"**{b['body']}** unavailable: {b.get('error')}")
+        return " · ".join(parts)
+
+    def on_load(body: str) -> tuple[Any, ...]:
+        ready = all(b["state"] != "loading" for b in svc.bodies.info())
+        return status(), gr.Timer(active=not ready), _task_choices(body), *_gallery(body)
+
+    def _task_choices(body: str) -> Any:
+        try:
+            tasks = svc.bodies.agent(body).tasks()
+        except AppError:
+            tasks = []
+        return gr.Dropdown(choices=[AUTO_TASK, *tasks], value=AUTO_TASK)
+
+    def _video_prompt(video: str | None) -> Path | None:
+        if not video:
+            return None
+        return save_upload_path(Path(video), Path(video).name, svc.uploads, svc.cfg.max_upload_bytes)
+
+    def show_target(body: str, prompt: str, video: str | None, steps: float) -> str:
+        try:
+            clip = _video_prompt(video)
+            return str(svc.render_target(body, clip if clip else prompt, int(steps)))
+        except AppError as exc:
+            raise _fail(exc) from None
+
+    def learn(body: str, prompt: str, video: str | None, steps: float, updates: float | None, reward: str,
+              seed: float | None, task: str, episodes: float, token: str) -> tuple[Any, ...]:
+        try:
+            svc.check_token(token)
+            clip = _video_prompt(video)
+            job = svc.submit(prompt=None if clip else prompt, video=clip, body=body, steps=int(steps),
+                             updates=int(updates) if updates else None, reward=reward or None,
+                             seed=int(seed) if seed is not None else None,
+                             task=None if task in (None, "", AUTO_TASK) else task, eval_episodes=int(episodes))
+        except AppError as exc:
+            raise _fail(exc) from None
+        gr.Info(f"job {job['id']} queued")
+        empty = (None, None, None, "")
+        return job["id"], "", _progress_md(job), None, gr.Timer(active=True), *empty
+
+    def cancel(job_id: str | None, token: str) -> str:
+        if not job_id:
+            raise gr.Error("no job to cancel: start one with Learn")
+        try:
+            svc.check_token(token)
+            return _progress_md(svc.jobs.cancel(job_id))
+        except AppError as exc:
+            raise _fail(exc) from None
+
+    def poll(job_id: str | None, shown: str) -> tuple[Any, ...]:
+        """Timer tick: refresh progress; redraw the curve only when it changed; show artefacts once."""
+        keep = gr.skip()
+        if not job_id:
+            return shown, keep, keep, gr.Timer(active=False), keep, keep, keep, keep
+        job = svc.store.get(job_id)
+        if job is None:
+            return shown, "job not found", keep, gr.Timer(active=False), keep, keep, keep, keep
+        sig = f"{job_id}:{len(job['history'])}:{job['state']}"
+        curve = keep if sig == shown else plots.reward_figure(job["history"], job["metrics"].get("updates")
+                                                                or job["settings"].get("updates"))
+        done = job["state"] in FINISHED
+        results: tuple[Any, ...] = (keep, keep, keep, keep)
+        if done and sig != shown:
+            results = _results(job)
+        return sig, _progress_md(job), curve, gr.Timer(active=not done), *results
+
+    def _results(job: dict[str, Any]) -> tuple[Any, ...]:
+        if job["state"] != SUCCEEDED:
+            return None, None, None, f"**{job['state']}**: {job.get('error') or job['stage']}"
+        folder = svc.jobs.jobs_dir / job["id"]
+
+        def art(name: str, filename: str) -> str | None:
+            return str(folder / filename) if name in job["artefacts"] else None
+
+        return (art("imagined", "imagined.mp4"), art("alignment", "alignment.png"), art("real", "real.mp4"),
+                _eval_md(job))
+
+    def _gallery(body: str) -> tuple[Any, Any]:
+        try:
+            items = svc.policies(body)
+        except AppError:
+            items = []
+        rows = [[p["prompt"], p["slug"], p["updates"], p["task"] or "",
+                 "" if p["mean_return"] is None else round(p["mean_return"], 1),
+                 "" if p["normalised"] is None else round(p["normalised"], 3)] for p in items]
+        choices = [(f"{p['prompt']}  ({p['slug']})", p["slug"]) for p in items]
+        return gr.Dataframe(value=rows or None), gr.Dropdown(choices=choices, value=choices[0][1] if choices else None)
+
+    def replay(body: str, slug: str | None) -> tuple[Any, ...]:
+        if not slug:
+            raise gr.Error("pick a policy first (learn one in the first tab)")
+        try:
+            match = next((p for p in svc.policies(body) if p["slug"] == slug), None)
+            if match is None:
+                raise AppError(404, f"no policy {slug!r} for {body}")
+            if match["job"]:
+                job = svc.store.get(match["job"])
+                imagined, align, real, text = _results(job)
+                return imagined, real, align, text
+            agent = svc.bodies.agent(body)
+            path = svc.cfg.runs / "cache" / "replays" / f"{body}-{slug}.mp4"
+            if not path.exists():
+                with svc.bodies.gate():
+                    write_video(path, agent.imagine(slug))
+            return str(path), None, None, f"**{match['prompt']}**: imagined rollout (no real-env run recorded)"
+        except AppError as exc:
+            raise _fail(exc) from None
+
+    with gr.Blocks(title="GenRL") as demo:
+        gr.Markdown("# GenRL: describe a behaviour, get a policy\nThe world model shows what it understood "
+                    "(the target), then learns a policy for it purely in imagination and tries it in the real "
+                    "simulator. REST API: [/docs](/docs).")
+        banner = gr.Markdown(status(), elem_id="status")
+        job_id = gr.State(None)
+        shown = gr.State("")
+        with gr.Tab("Prompt & learn"):
+            with gr.Row():
+                with gr.Column(scale=1):
+                    body = gr.Dropdown(svc.bodies.names, value=svc.bodies.default, label="Body")
+                    prompt = gr.Textbox(label="Prompt", placeholder="e.g. stand up straight", lines=2,
+                                        max_lines=4, elem_id="prompt")
+                    gr.Examples([[p] for p in EXAMPLE_PROMPTS], inputs=[prompt], label="Examples")
+                    video = gr.Video(label="…or a video prompt (mp4 / webm / gif)", sources=["upload"],
+                                     height=160, elem_id="video-prompt")
+                    steps = gr.Slider(MIN_STEPS, MAX_STEPS, value=32, step=1, label="Target length (steps)")
+                    with gr.Accordion("Learning settings", open=False):
+                        updates = gr.Number(value=svc.cfg.default_updates, precision=0, minimum=1,
+                                            maximum=svc.cfg.max_updates, label="Updates (empty: default)")
+                        reward = gr.Radio(list(REWARDS), value=None, label="Reward (empty: default)")
+                        seed = gr.Number(value=0, precision=0, minimum=0, label="Seed")
+                        task = gr.Dropdown([AUTO_TASK], value=AUTO_TASK, label="Evaluation task",
+                                           allow_custom_value=False)
+                        episodes = gr.Slider(0, svc.cfg.max_eval_episodes, value=svc.cfg.eval_episodes, step=1,
+                                             label="Real-env evaluation episodes")
+                    token = gr.Textbox(label="API token", type="password", visible=bool(svc.cfg.token))
+                    with gr.Row():
+                        show_btn = gr.Button("Show target", elem_id="target-btn")
+                        learn_btn = gr.Button("Learn", variant="primary", elem_id="learn-btn")
+                        cancel_btn = gr.Button("Cancel", variant="stop", elem_id="cancel-btn")
+                with gr.Column(scale=1):
+                    target = gr.Video(label="Target: what the model understood", interactive=False,
+                                      elem_id="target-video", **VIDEO)
+                    progress = gr.Markdown("No job yet: press **Learn**.", elem_id="progress")
+                    curve = gr.Plot(label="Reward while learning", elem_id="reward-plot")
+            with gr.Row():
+                imagined = gr.Video(label="Imagined rollout of the policy", interactive=False,
+                                    elem_id="imagined-video", **VIDEO)
+                align = gr.Image(label="Alignment: similarity per offset (t_a marked)", type="filepath",
+                                 interactive=False, height=280, elem_id="alignment")
+                real = gr.Video(label="Real environment", interactive=False, elem_id="real-video", **VIDEO)
+            score = gr.Markdown("", elem_id="score")
+        with gr.Tab("Learned policies"):
+            table = gr.Dataframe(headers=["prompt", "policy", "updates", "task", "return", "normalised"],
+                                 interactive=False, elem_id="policies")
+            with gr.Row():
+                pick = gr.Dropdown([], label="Policy", scale=3)
+                refresh_btn = gr.Button("Refresh", scale=1)
+                replay_btn = gr.Button("Replay", variant="primary", scale=1)
+            with gr.Row():
+                replay_imagined = gr.Video(label="Imagined", interactive=False, **VIDEO)
+                replay_real = gr.Video(label="Real environment", interactive=False, **VIDEO)
+                replay_align = gr.Image(label="Alignment", type="filepath", interactive=False, height=280)
+            replay_md = gr.Markdown("")
+
+        poll_timer = gr.Timer(1.0, active=False)
+        status_timer = gr.Timer(2.0, active=True)
+        target_inputs = [body, prompt, video, steps]
+        show_btn.click(show_target, target_inputs, target, concurrency_limit=None)
+        prompt.submit(show_target, target_inputs, target, concurrency_limit=None)
+        learn_btn.click(learn, [body, prompt, video, steps, updates, reward, seed, task, episodes, token],
+                        [job_id, shown, progress, curve, poll_timer, imagined, align, real, score])
+        cancel_btn.click(cancel, [job_id, token], progress)
+        poll_timer.tick(poll, [job_id, shown], [shown, progress, curve, poll_timer, imagined, align, real, score],
+                        show_progress="hidden")
+        status_timer.tick(on_load, [body], [banner, status_timer, task, table, pick], show_progress="hidden")
+        demo.load(on_load, [body], [banner, status_timer, task, table, pick])
+        body.change(on_load, [body], [banner, status_timer, task, table, pick])
+        refresh_btn.click(_gallery, [body], [table, pick])
+        replay_btn.click(replay, [body, pick], [replay_imagined, replay_real, replay_align, replay_md])
+        poll_timer.tick(lambda b, j: _gallery(b) if j and (svc.store.get(j) or {}).get("state") == SUCCEEDED
+                        else (gr.skip(), gr.skip()), [body, job_id], [table, pick], show_progress="hidden")
+    return demo
+
+
+def _progress_md(job: dict[str, Any]) -> str:
+    m = job["metrics"]
+    lines = [f"**Job `{job['id']}`** · {job['state']} · {job['stage']}",
+             f"`{_bar(job['progress'])}` {job['progress'] * 100:.0f}%"]
+    if job.get("queue_position"):
+        lines.append(f"queue position {job['queue_position']}")
+    if m:
+        lines.append(f"update {m.get('update')}/{m.get('updates')} · reward {m.get('reward', 0):.4f} · "
+                     f"actor loss {m.get('actor_loss', 0):.3f} · critic loss {m.get('critic_loss', 0):.3f} · "
+                     f"{m.get('updates_per_s', 0):.2f} updates/s · {m.get('elapsed', 0):.0f} s")
+    if job["reused"]:
+        lines.append("reused an already learned policy")
+    if job.get("error"):
+        lines.append(f"error: {job['error']}")
+    return "  \n".join(lines)
+
+
+def _eval_md(job: dict[str, Any]) -> str:
+    ev = job["result"].get("evaluation")
+    t_a = f" · t_a = {job['t_a']}" if job["t_a"] is not None else ""
+    if not ev:
+        return f"Policy `{job['slug']}`{t_a} · no real-env evaluation requested"
+    returns = ", ".join(f"{r:.1f}" for r in ev.get("returns", []))
+    text = (f"Policy `{job['slug']}`{t_a} · real env **{ev.get('task')}**: "
+            f"true return **{ev.get('mean_return', 0):.1f}** ({returns})")
+    if ev.get("normalised") is not None:
+        text += (f" · normalised score **{ev['normalised']:.3f}** (random {ev.get('random_return', 0):.1f}, "
+                 f"expert {ev.get('expert_return', 0):.1f})")
+    return text
