@@ -48,6 +48,7 @@ class LearningCancelled(RuntimeError):
 @dataclasses.dataclass(frozen=True)
 class BehaviourConfig:
     updates: int = 1500  # actor-critic updates (paper: 50k, mostly converged by 10k)
+    max_minutes: float = 0.0  # also stop (finished) after this much learning time; 0 = no limit
     batch: int = 256  # imagined trajectories per update (paper: 32 x 32 = 1024)
     horizon: int = 16  # imagined steps; the target has horizon + 1 states
     gamma: float = 0.99
@@ -72,6 +73,8 @@ class BehaviourConfig:
             raise ValueError(f"unknown reward {self.reward!r}; valid: {', '.join(REWARD_KINDS)}")
         if self.start not in ("auto", "dataset", "data_free"):
             raise ValueError(f"unknown start {self.start!r}; valid: auto, dataset, data_free")
+        if self.max_minutes < 0:
+            raise ValueError(f"max_minutes must be >= 0, got {self.max_minutes}")
         if min(self.updates, self.batch, self.horizon, self.align_states, self.log_every) < 1:
             raise ValueError("updates, batch, horizon, align_states and log_every must be >= 1")
         if self.align_states > self.horizon + 1:
@@ -105,7 +108,7 @@ def build_start_states(wm: RSSM, data: str | Path, bundle: str | Path, count: in
     device = next(wm.parameters()).device
     replay, _ = EpisodeReplay.from_dir(data, seq_len, device, seed=seed, log=log)
     deters, stochs = [], []
-    for _ in range(max(1, count // (32 * seq_len))):
+    while sum(len(d) for d in deters) < count:
         batch = replay.sample(32)
         obs = wm.observe(batch["image"], batch["action"], batch["is_first"])
         deters.append(obs["deter"][:, seq_len // 4:].flatten(0, 1))  # skip the warm-up steps of each sequence
@@ -313,6 +316,8 @@ def learn_policy(wm: RSSM, target: torch.Tensor, starts: StartStates, cfg: Behav
                           "updates_per_s": round(window_updates / max(now - window_start, 1e-9), 3)})
                 t_a_hist[:] = 0
                 window_start, window_updates = now, 0
+            if cfg.max_minutes and plog.elapsed >= 60 * cfg.max_minutes:
+                break
             if plog.checkpoint_due():
                 checkpoint()
     return checkpoint(finished=True)

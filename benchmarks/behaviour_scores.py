@@ -1,0 +1,111 @@
+"""Prompt -> policy -> true score: the table that says whether the product works.
+
+    python benchmarks/behaviour_scores.py --bundle checkpoints/walker --minutes 20 --episodes 5
+    python benchmarks/behaviour_scores.py --tasks walker_stand,walker_walk --minutes 5 --no-ablation
+
+For each (task, prompt) pair: learn a policy in imagination (at most --minutes or --updates),
+roll it in the real simulator from pixels for --episodes episodes of 1000 env steps and score
+it with the task's true reward, normalised with `genrl_core.evaluate.REFERENCE_RETURNS`.
+In the same run: a uniform random policy on the same seeds (the floor) and, unless
+--no-ablation, the same prompt learned with the aligner switched off. Held-out tasks (no
+expert data in the walker dataset) are marked. Policies are reused when rerun, so an
+interrupted run continues where it stopped; results also go to --out as JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from genrl_core.agent import GenRL
+from genrl_core.envs.pixel_env import PixelEnv
+from genrl_core.evaluate import normalised_score
+
+PROMPTS = {
+    "walker_stand": "stand up straight",
+    "walker_walk": "walk forward",
+    "walker_run": "run fast",
+    "walker_lying_down": "lie down on the ground",
+    "walker_sit_knees": "kneel on your knees",
+    "walker_legs_up": "lie on your back with your legs up",
+    "walker_one_foot": "stand on one foot",
+    "walker_high_kick": "do a high kick",
+}
+IN_DATASET = {"walker_stand", "walker_walk", "walker_run", "walker_lying_down", "walker_sit_knees"}
+
+
+def random_return(task: str, episodes: int, seed: int) -> float:
+    rets = []
+    for i in range(episodes):
+        env, rng = PixelEnv(task, seed=seed + i), np.random.default_rng(seed + i)
+        step, total = env.reset(), 0.0
+        while not step.is_last:
+            step = env.step(rng.uniform(-1, 1, env.action_dim))
+            total += step.reward
+        rets.append(total)
+    return float(np.mean(rets))
+
+
+def run_one(agent: GenRL, task: str, prompt: str, settings: dict, episodes: int, seed: int, video_dir: Path) -> dict:
+    meta = agent.learn(prompt, settings, progress=True)
+    video = video_dir / f"{meta['slug']}_{task}.mp4"
+    ev = agent.evaluate(meta["slug"], task, episodes=episodes, seed=seed, video=video)
+    return {"slug": meta["slug"], "updates": meta["updates_done"], "learn_seconds": meta["train_seconds"],
+            "mean_return": ev["mean_return"], "normalised": ev["normalised"], "returns": ev["returns"]}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--bundle", default="checkpoints/walker", help="bundle folder")
+    ap.add_argument("--policies-dir", default="runs/behaviour_scores/policies", help="where policies are learned")
+    ap.add_argument("--tasks", default=",".join(PROMPTS), help="comma-separated tasks (prompts are fixed per task)")
+    ap.add_argument("--minutes", type=float, default=20.0, help="learning time limit per policy")
+    ap.add_argument("--updates", type=int, default=100_000, help="update limit per policy")
+    ap.add_argument("--episodes", type=int, default=5, help="evaluation episodes per policy")
+    ap.add_argument("--seed", type=int, default=1000, help="first evaluation seed")
+    ap.add_argument("--no-ablation", action="store_true", help="skip the aligner-off policies")
+    ap.add_argument("--device", default="cpu", help="cpu | cuda")
+    ap.add_argument("--out", default="runs/behaviour_scores/scores.json", help="results JSON")
+    args = ap.parse_args()
+    agent = GenRL.load(args.bundle, device=args.device, policies_dir=args.policies_dir)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    results = json.loads(out.read_text()) if out.exists() else {}
+    base = {"updates": args.updates, "max_minutes": args.minutes}
+    for task in args.tasks.split(","):
+        if task not in PROMPTS:
+            raise SystemExit(f"no prompt for task {task!r}; known: {', '.join(PROMPTS)}")
+        row = results.get(task, {})
+        row["prompt"] = PROMPTS[task]
+        if "random" not in row:
+            t0 = time.time()
+            ret = random_return(task, args.episodes, args.seed)
+            row["random"] = {"mean_return": round(ret, 1), "normalised": round(normalised_score(task, ret), 3),
+                             "seconds": round(time.time() - t0, 1)}
+        variants = {"genrl": base}
+        if not args.no_ablation:
+            variants["no_aligner"] = {**base, "use_aligner": False}
+        for name, settings in variants.items():
+            row[name] = run_one(agent, task, PROMPTS[task], settings, args.episodes, args.seed, out.parent / "videos")
+            results[task] = row
+            out.write_text(json.dumps(results, indent=1))
+    print(f"\n{args.episodes} episodes per policy, seeds {args.seed}+; learning <= {args.minutes} min / "
+          f"{args.updates} updates; device {args.device}")
+    print("| task | in data | prompt | GenRL score | return | learn min | updates | random score | "
+          "no-aligner score |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for task, row in results.items():
+        g, r, a = row.get("genrl", {}), row["random"], row.get("no_aligner", {})
+        fmt = lambda x: "n/a" if x is None else f"{x:.2f}"  # noqa: E731
+        print(f"| {task} | {'yes' if task in IN_DATASET else 'held out'} | {row['prompt']} | "
+              f"{fmt(g.get('normalised'))} | {g.get('mean_return', 'n/a')} | "
+              f"{g.get('learn_seconds', 0) / 60:.1f} | {g.get('updates', 'n/a')} | {fmt(r['normalised'])} | "
+              f"{fmt(a.get('normalised'))} |")
+
+
+if __name__ == "__main__":
+    main()
