@@ -64,6 +64,7 @@ class BehaviourConfig:
     use_aligner: bool = True  # off only for the ablation
     start: str = "auto"  # dataset | data_free | auto (dataset when the bundle has start states)
     grad_clip: float = 100.0
+    bf16: bool = True  # bf16 autocast of the forward passes: ~2-3x faster on CPUs with AVX512-BF16 and on GPUs
     seed: int = 0
     log_every: int = 10
     checkpoint_minutes: float = 2.0
@@ -208,24 +209,27 @@ class BehaviourLearner:
 
     def update(self, deter: torch.Tensor, stoch: torch.Tensor, target: torch.Tensor) -> dict[str, Any]:
         cfg = self.cfg
-        traj = imagine(self.wm, self.actor, deter, stoch, cfg.horizon)
-        reward, t_a = self.rewards(traj, target)
-        feat = feature(traj["deter"], traj["stoch"])
-        value = self.critic.value(self.critic(feat))
-        returns = lambda_returns(reward[:, 1:], value, cfg.gamma, cfg.lam)
-        weight = cfg.gamma ** torch.arange(cfg.horizon, device=feat.device, dtype=feat.dtype)
-        self.norm.update(returns)
-        actor_loss = -(weight * returns / self.norm.scale()).mean() - cfg.entropy * traj["entropy"].mean()
+        with torch.autocast(deter.device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
+            traj = imagine(self.wm, self.actor, deter, stoch, cfg.horizon)
+            reward, t_a = self.rewards(traj, target)
+            reward = reward.float()
+            feat = feature(traj["deter"], traj["stoch"])
+            value = self.critic.value(self.critic(feat).float())
+            returns = lambda_returns(reward[:, 1:], value, cfg.gamma, cfg.lam)
+            weight = cfg.gamma ** torch.arange(cfg.horizon, device=feat.device, dtype=torch.float32)
+            self.norm.update(returns)
+            actor_loss = -(weight * returns / self.norm.scale()).mean() - cfg.entropy * traj["entropy"].float().mean()
         self.actor_opt.zero_grad(set_to_none=True)
         actor_loss.backward()
         torch.nn.utils.clip_grad_norm_(self.actor.parameters(), cfg.grad_clip)
         self.actor_opt.step()
 
-        logits = self.critic(feat[:, :-1].detach())
-        with torch.no_grad():
-            slow_value = self.slow_critic.value(self.slow_critic(feat[:, :-1]))
-        critic_loss = (weight * (self.critic.loss(logits, returns.detach())
-                                 + self.critic.loss(logits, slow_value))).mean()
+        with torch.autocast(deter.device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
+            logits = self.critic(feat[:, :-1].detach()).float()
+            with torch.no_grad():
+                slow_value = self.slow_critic.value(self.slow_critic(feat[:, :-1]).float())
+            critic_loss = (weight * (self.critic.loss(logits, returns.detach())
+                                     + self.critic.loss(logits, slow_value))).mean()
         self.critic_opt.zero_grad(set_to_none=True)
         critic_loss.backward()
         torch.nn.utils.clip_grad_norm_(self.critic.parameters(), cfg.grad_clip)
