@@ -116,7 +116,8 @@ class JobManager:
 
     def _run(self, job: dict[str, Any], cancel: threading.Event) -> None:
         job_id = job["id"]
-        self.store.update(job_id, stage="starting", error=None,
+        # a resumed run reports progress afresh, from its checkpoint on
+        self.store.update(job_id, stage="starting", error=None, metrics={}, history=[],
                           log=f"started (attempt {job['attempts']})" if job["attempts"] > 1 else "started")
         try:
             self._pipeline(job, cancel)
