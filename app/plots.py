@@ -26,7 +26,6 @@ def alignment_figure(offsets: Sequence[int], similarity: Sequence[float], t_a: i
         ax.legend(loc="best", fontsize=8)
     ax.set_xlabel("offset (steps)")
     ax.set_ylabel("similarity")
-    ax.set_title("prompt vs imagined rollout", fontsize=10)
     ax.grid(alpha=0.3)
     return fig
 

@@ -1,0 +1,55 @@
+"""The UI in a real headless Chromium (Debian's, driven by Playwright): type a prompt, see the
+target video, start learning, see live progress and the results; save a screenshot."""
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from app.background import running
+from app.main import create_app
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+# gradio's own use of pandas, not ours
+pytestmark = pytest.mark.filterwarnings("ignore:.*no_silent_downcasting", "ignore:The copy keyword is deprecated")
+SCREENSHOT = Path(os.environ.get("GENRL_UI_SCREENSHOT", "out/ui_browser_test.png"))
+
+
+@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed (scripts/install.sh)")
+def test_prompt_target_learn_progress_in_chromium(tiny_bundle, tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    app = create_app(tiny_bundle, db=tmp_path / "jobs.sqlite", runs=tmp_path / "runs", default_updates=30,
+                     eval_episodes=0)
+    errors: list[str] = []
+    with running(app) as url, sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1250})
+            page.on("pageerror", lambda exc: errors.append(str(exc)))
+            page.goto(f"{url}/ui/")
+            page.wait_for_selector("#prompt textarea", timeout=30_000)
+            page.wait_for_function("document.querySelector('#status').innerText.includes('ready')",
+                                   timeout=30_000)
+            page.fill("#prompt textarea", "stand up straight")
+            page.click("#target-btn")
+            video = page.wait_for_selector("#target-video video[src]", timeout=60_000)
+            assert "/gradio_api/file=" in video.get_attribute("src")
+            page.click("#learn-btn")
+            page.wait_for_function(r"/update \d+\/30/.test(document.querySelector('#progress').innerText)",
+                                   timeout=120_000)
+            progress = page.inner_text("#progress")
+            assert "Job" in progress and "reward" in progress
+            page.wait_for_selector("#imagined-video video[src]", timeout=120_000)
+            page.wait_for_selector("#alignment img", timeout=30_000)
+            assert "succeeded" in page.inner_text("#progress") and "t_a" in page.inner_text("#score")
+            SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+            page.wait_for_timeout(1000)  # let the videos paint a frame
+            page.screenshot(path=str(SCREENSHOT), full_page=True)
+        finally:
+            browser.close()
+    assert SCREENSHOT.stat().st_size > 10_000
+    assert not errors, errors
