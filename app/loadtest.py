@@ -20,10 +20,12 @@ PROMPTS = ["stand up straight", "run fast", "walk forward", "lie down", "kneel",
 
 
 def run_load(url: str, requests: int = 60, concurrency: int = 6, steps: int = 16, distinct: bool = True,
-             timeout: float = 120.0) -> dict[str, Any]:
-    """`distinct`: every request a new prompt (measures real decoding, not the target cache)."""
+             timeout: float = 120.0, tag: str = "") -> dict[str, Any]:
+    """`distinct`: every request a new prompt (measures real decoding, not the target cache);
+    `tag` makes the prompts of one run differ from another's. A 429 (queue full) is a refusal
+    the server chose, counted apart from errors (failed requests, 5xx, bad responses)."""
     def one(i: int) -> tuple[int, float]:
-        prompt = PROMPTS[i % len(PROMPTS)] + (f" variant {i}" if distinct else "")
+        prompt = PROMPTS[i % len(PROMPTS)] + (f" variant {tag}{i}" if distinct else "")
         t0 = time.perf_counter()
         try:
             r = client.get(f"{url}/target", params={"prompt": prompt, "steps": steps})
@@ -44,7 +46,8 @@ def run_load(url: str, requests: int = 60, concurrency: int = 6, steps: int = 16
     for code, _ in results:
         codes[str(code)] = codes.get(str(code), 0) + 1
     return {"requests": requests, "concurrency": concurrency, "steps": steps, "distinct_prompts": distinct,
-            "errors": sum(1 for c, _ in results if c != 200), "status_codes": codes,
+            "errors": sum(1 for c, _ in results if c not in (200, 429)), "refused_429": codes.get("429", 0),
+            "status_codes": codes,
             "p50_ms": round(float(np.percentile(lat, 50)), 1), "p95_ms": round(float(np.percentile(lat, 95)), 1),
             "max_ms": round(float(lat.max()), 1), "wall_s": round(wall, 2),
             "requests_per_s": round(requests / wall, 2), "server_inference": health["inference"]}
