@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Install what is needed, then start the main job. Until the app lands this renders one
-# episode of the walker MPC expert to out/walker_walk.mp4 and prints its true returns.
+# Install what is needed, then serve the app (REST API + UI) on the shipped walker bundle:
+# open the URL it prints (http://127.0.0.1:7860/). Extra arguments go to `genrl serve`,
+# e.g. `./run.sh --host 0.0.0.0 --port 8080 --max-jobs 2 --token SECRET`.
 set -euo pipefail
 cd "$(dirname "$0")"
 bash scripts/install.sh
-exec .venv/bin/genrl video --body walker --policy expert:walker_walk --out out/walker_walk.mp4 "$@"
+exec .venv/bin/genrl serve "$@"

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Install what is needed, then run the linter and the default (fast) test suite.
+# Install what is needed (plus Debian's chromium for the app's browser test), then run the
+# linter and the default (fast) test suite.
 # Extra arguments go to pytest, e.g. `./test.sh -m slow` for the long checks.
 set -euo pipefail
 cd "$(dirname "$0")"
-bash scripts/install.sh
+EXTRA_APT_PACKAGES="chromium ${EXTRA_APT_PACKAGES:-}" bash scripts/install.sh
 .venv/bin/ruff check .
 exec .venv/bin/python -m pytest -q "$@"

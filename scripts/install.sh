@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Idempotent set-up on a fresh Debian machine: apt packages for headless MuJoCo rendering,
 # a .venv with the pinned requirements, and this package in editable mode.
+# EXTRA_APT_PACKAGES adds apt packages (test.sh adds chromium for the browser test).
 # Fast when everything is already there (a few dpkg/pip stamp checks).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,9 +25,13 @@ if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi
 
-# Reinstall only when the pins or the package metadata change.
+# Reinstall only when the pins or the package metadata change, or when the editable install
+# misses one of our packages (an older install made before app/ existed).
 stamp=".venv/.installed-$(cat requirements.txt pyproject.toml | sha256sum | cut -c1-16)"
-if [ ! -f "$stamp" ]; then
+packages_found() {
+  (cd / && "$OLDPWD/.venv/bin/python" -c "import importlib.util as u, sys; sys.exit(not all(u.find_spec(p) for p in ('genrl_core', 'app')))")
+}
+if [ ! -f "$stamp" ] || ! packages_found; then
   echo "[install] pip install -r requirements.txt (torch from the local wheel cache where available)"
   .venv/bin/python -m pip install -q --upgrade pip
   .venv/bin/python -m pip install -q -r requirements.txt
