@@ -186,7 +186,7 @@ def build_ui(svc: Services) -> gr.Blocks:
                 imagined = gr.Video(label="Imagined rollout of the policy", interactive=False,
                                     elem_id="imagined-video", **VIDEO)
                 align = gr.Image(label="Alignment: similarity per offset (t_a marked)", type="filepath",
-                                 interactive=False, height=280, elem_id="alignment")
+                                 interactive=False, elem_id="alignment")
                 real = gr.Video(label="Real environment", interactive=False, elem_id="real-video", **VIDEO)
             score = gr.Markdown("", elem_id="score")
         with gr.Tab("Learned policies"):
@@ -199,7 +199,7 @@ def build_ui(svc: Services) -> gr.Blocks:
             with gr.Row():
                 replay_imagined = gr.Video(label="Imagined", interactive=False, **VIDEO)
                 replay_real = gr.Video(label="Real environment", interactive=False, **VIDEO)
-                replay_align = gr.Image(label="Alignment", type="filepath", interactive=False, height=280)
+                replay_align = gr.Image(label="Alignment", type="filepath", interactive=False)
             replay_md = gr.Markdown("")
 
         poll_timer = gr.Timer(1.0, active=False)

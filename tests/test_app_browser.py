@@ -11,6 +11,11 @@ from app.background import running
 from app.main import create_app
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+def text(selector: str) -> str:
+    """JS expression: the element's text, '' until Gradio has rendered it."""
+    return f"(document.querySelector('{selector}') || {{innerText: ''}}).innerText"
+
+
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 # gradio's own use of pandas, not ours
@@ -32,14 +37,14 @@ def test_prompt_target_learn_progress_in_chromium(tiny_bundle, tmp_path):
             page.on("pageerror", lambda exc: errors.append(str(exc)))
             page.goto(f"{url}/ui/")
             page.wait_for_selector("#prompt textarea", timeout=30_000)
-            page.wait_for_function("document.querySelector('#status').innerText.includes('ready')",
+            page.wait_for_function(f"{text('#status')}.includes('ready')",
                                    timeout=30_000)
             page.fill("#prompt textarea", "stand up straight")
             page.click("#target-btn")
             video = page.wait_for_selector("#target-video video[src]", timeout=60_000)
             assert "/gradio_api/file=" in video.get_attribute("src")
             page.click("#learn-btn")
-            page.wait_for_function(r"/update \d+\/30/.test(document.querySelector('#progress').innerText)",
+            page.wait_for_function(rf"/update \d+\/30/.test({text('#progress')})",
                                    timeout=120_000)
             progress = page.inner_text("#progress")
             assert "Job" in progress and "reward" in progress
