@@ -26,6 +26,7 @@ def alignment_figure(offsets: Sequence[int], similarity: Sequence[float], t_a: i
         ax.legend(loc="best", fontsize=8)
     ax.set_xlabel("offset (steps)")
     ax.set_ylabel("similarity")
+    ax.set_title(" ", fontsize=10)  # room for the UI label drawn over the top-left corner
     ax.grid(alpha=0.3)
     return fig
 

@@ -112,8 +112,9 @@ def build_ui(svc: Services) -> gr.Blocks:
         def art(name: str, filename: str) -> str | None:
             return str(folder / filename) if name in job["artefacts"] else None
 
-        return (art("imagined", "imagined.mp4"), art("alignment", "alignment.png"), art("real", "real.mp4"),
-                _eval_md(job))
+        al = job["result"].get("alignment")
+        figure = plots.alignment_figure(al["offsets"], al["similarity"], al["t_a"]) if al else None
+        return art("imagined", "imagined.mp4"), figure, art("real", "real.mp4"), _eval_md(job)
 
     def _gallery(body: str) -> tuple[Any, Any]:
         try:
@@ -185,8 +186,7 @@ def build_ui(svc: Services) -> gr.Blocks:
             with gr.Row():
                 imagined = gr.Video(label="Imagined rollout of the policy", interactive=False,
                                     elem_id="imagined-video", **VIDEO)
-                align = gr.Image(label="Alignment: similarity per offset (t_a marked)", type="filepath",
-                                 interactive=False, elem_id="alignment")
+                align = gr.Plot(label="Alignment: similarity per offset (t_a marked)", elem_id="alignment")
                 real = gr.Video(label="Real environment", interactive=False, elem_id="real-video", **VIDEO)
             score = gr.Markdown("", elem_id="score")
         with gr.Tab("Learned policies"):
@@ -199,7 +199,7 @@ def build_ui(svc: Services) -> gr.Blocks:
             with gr.Row():
                 replay_imagined = gr.Video(label="Imagined", interactive=False, **VIDEO)
                 replay_real = gr.Video(label="Real environment", interactive=False, **VIDEO)
-                replay_align = gr.Image(label="Alignment", type="filepath", interactive=False)
+                replay_align = gr.Plot(label="Alignment")
             replay_md = gr.Markdown("")
 
         poll_timer = gr.Timer(1.0, active=False)
