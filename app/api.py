@@ -112,7 +112,10 @@ def build_router(svc: Services) -> APIRouter:
         video = None
         if ctype.startswith("multipart/form-data"):
             fields, video = await _parse_form(request)
-            raw = json.loads(fields.pop("options")) if "options" in fields else {}
+            try:
+                raw = json.loads(fields.pop("options")) if "options" in fields else {}
+            except ValueError:
+                raise AppError(400, "the 'options' field is not valid JSON") from None
             if not isinstance(raw, dict):
                 raise AppError(422, "options must be a JSON object")
             raw.update(fields)

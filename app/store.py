@@ -167,12 +167,16 @@ class JobStore:
     def claim_next(self) -> dict[str, Any] | None:
         """Atomically move the oldest queued job to running (one worker gets it)."""
         with self._lock:
-            row = self._db.execute("SELECT id FROM jobs WHERE state = ? ORDER BY seq LIMIT 1", (QUEUED,)).fetchone()
-            if row is None:
-                return None
-            self._db.execute("UPDATE jobs SET state = ?, started = ?, attempts = attempts + 1 WHERE id = ?",
-                             (RUNNING, time.time(), row[0]))
-            return self.get(row[0])
+            while True:
+                row = self._db.execute("SELECT id FROM jobs WHERE state = ? ORDER BY seq LIMIT 1",
+                                       (QUEUED,)).fetchone()
+                if row is None:
+                    return None
+                # conditional, so a job cancelled (or taken) in between is never started
+                cur = self._db.execute("UPDATE jobs SET state = ?, started = ?, attempts = attempts + 1 "
+                                       "WHERE id = ? AND state = ?", (RUNNING, time.time(), row[0], QUEUED))
+                if cur.rowcount:
+                    return self.get(row[0])
 
     def cancel_if_queued(self, job_id: str) -> bool:
         with self._lock:

@@ -98,3 +98,15 @@ def test_token_guards_work_endpoints(tiny_bundle, tmp_path):
         r = c.post(f"/jobs/{r.json()['id']}/cancel", headers={"X-API-Token": "s3cret"})
         assert r.status_code in (200, 409)
         assert c.get("/health").status_code == 200 and c.get("/jobs").status_code == 200  # reads stay open
+
+
+def test_chunked_oversized_body_and_bad_options(client):
+    def chunks():
+        for _ in range(3):
+            yield b"\0" * (512 * 1024)  # 1.5 MB in all, with no Content-Length
+
+    r = client.post("/learn", content=chunks(), headers={"content-type": "multipart/form-data; boundary=xyz"})
+    expect(r, 413, "limit")
+    expect(client.post("/learn", files={"options": (None, "{oops")}), 400, "options", "JSON")
+    expect(client.post("/learn", files={"options": (None, '["stand"]')}), 422, "JSON object")
+    expect(client.post("/learn", files={"options": (None, '{"prompt": "stand", "steps": 99}')}), 422, "steps")
