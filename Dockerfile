@@ -46,7 +46,8 @@ COPY pyproject.toml README.md ./
 COPY genrl_core ./genrl_core
 COPY app ./app
 COPY checkpoints ./checkpoints
-RUN pip install --no-deps --no-build-isolation . \
+# Editable, so genrl_core finds checkpoints/experts (normalised scores) beside it in /opt/genrl.
+RUN pip install --no-deps -e . \
     && python -c "import app.main, genrl_core.agent"
 
 USER 1000:1000
