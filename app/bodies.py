@@ -96,8 +96,9 @@ def body_name(bundle: Path) -> str:
 
 
 class Bodies:
-    def __init__(self, bundles: list[Path], device: str, policies_root: Path, slots: int = 1, max_waiting: int = 16):
-        self.device = device
+    def __init__(self, bundles: list[Path], device: str, policies_root: Path, slots: int = 1, max_waiting: int = 16,
+                 behaviour_preset: str = "small"):
+        self.device, self.behaviour_preset = device, behaviour_preset
         self.policies_root = policies_root
         self.gate = Gate(slots, max_waiting)
         self._bodies: dict[str, Body] = {}
@@ -136,7 +137,8 @@ class Bodies:
         try:
             device = resolve_device(self.device)
             policies = self.policies_root / body.name
-            body.agent = GenRL.load(body.bundle, device=device, policies_dir=policies)
+            body.agent = GenRL.load(body.bundle, device=device, policies_dir=policies,
+                                    behaviour_preset=self.behaviour_preset)
             config = body.bundle / "config.json"
             body.version = hashlib.sha256(config.read_bytes()).hexdigest()[:12] if config.exists() else ""
             body.load_seconds = time.perf_counter() - t0

@@ -34,6 +34,7 @@ class AppConfig:
     inference_queue: int = 16                         # waiting /target requests beyond which 429
     target_cache: int = 256                           # decoded target mp4s kept on disk
     preload: bool = True                              # load bundles at start-up (in the background)
+    behaviour_preset: str = "small"                   # learning defaults for what a job omits: tiny | small | paper
 
     @property
     def max_upload_bytes(self) -> int:
@@ -57,6 +58,7 @@ class AppConfig:
         if _env("GENRL_UPDATES"):
             cfg.default_updates = int(_env("GENRL_UPDATES"))
         cfg.eval_episodes = int(_env("GENRL_EVAL_EPISODES", str(cfg.eval_episodes)))
+        cfg.behaviour_preset = _env("GENRL_BEHAVIOUR_PRESET", cfg.behaviour_preset)
         cfg.max_upload_mb = float(_env("GENRL_MAX_UPLOAD_MB", str(cfg.max_upload_mb)))
         for key, value in overrides.items():
             if value is None:

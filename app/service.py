@@ -55,7 +55,8 @@ class Services:
     @classmethod
     def build(cls, cfg: AppConfig) -> Services:
         cfg.runs.mkdir(parents=True, exist_ok=True)
-        bodies = Bodies(cfg.bundles, cfg.device, cfg.runs / "policies", cfg.inference_slots, cfg.inference_queue)
+        bodies = Bodies(cfg.bundles, cfg.device, cfg.runs / "policies", cfg.inference_slots, cfg.inference_queue,
+                        cfg.behaviour_preset)
         store = JobStore(cfg.db)
         jobs = JobManager(store, bodies, cfg.runs, cfg.max_jobs, cfg.max_queue, cfg.resume, cfg.max_attempts)
         return cls(cfg, bodies, store, jobs, TargetCache(cfg.runs / "cache" / "targets", cfg.target_cache),

@@ -1,228 +1,273 @@
-"""Job queue, worker pool and SQLite store with a scripted stand-in agent: fast and deterministic
-checks of queueing, the concurrency limit, cancel, reuse and restart recovery. The real agent is
-exercised end to end in test_app_api.py."""
+"""Job queue, worker pool and SQLite store with the real GenRL agent on the tiny bundle: every
+stage and artefact, the concurrency limit, queue positions, cancel, reuse, restart recovery and
+shutdown. Learning uses the "tiny" behaviour preset and a few updates; a job with a huge
+`updates` count stays reliably "running" until it is cancelled or the manager stops. One job
+runs to the end once per module (`finished`); tests that need a server with a finished job
+behind it restart on a private copy of that state."""
 
-import threading
+import json
+import shutil
 import time
-from pathlib import Path
 
-import numpy as np
 import pytest
 
 from app.bodies import Bodies
 from app.errors import AppError
-from app.jobs import JobManager
-from app.store import JobStore
+from app.jobs import ARTEFACTS, JobManager
+from app.store import FINISHED, JobStore
+
+OPTS = {"steps": 8, "task": None, "eval_episodes": 0}  # no real-env episode where evaluation is not tested
+EVAL_OPTS = {**OPTS, "eval_episodes": 1}
+FEW = {"updates": 3}
+FOREVER = {"updates": 100_000}  # never finishes within a test: cancelled or stopped
+STAGES = ["decoding the target", "learning", "imagining a rollout", "aligning prompt and rollout", "evaluating"]
 
 
-class FakeAgent:
-    """The GenRL contract, scripted: learn runs `updates` steps of `delay` s, honouring cancel."""
-
-    def __init__(self, root: Path, delay: float = 0.02):
-        self.root, self.delay = root, delay
-        self.running = 0
-        self.peak = 0
-        self.lock = threading.Lock()
-        self.learned: list[str] = []
-
-    def target(self, prompt, steps=32, use_aligner=True):
-        return np.zeros(steps)
-
-    def decode(self, latents):
-        return np.zeros((len(latents), 8, 8, 3), np.uint8)
-
-    def tasks(self):
-        return ["walker_stand", "walker_run"]
-
-    def guess_task(self, prompt):
-        return "walker_stand"
-
-    def policy_slug(self, prompt, settings=None):
-        return f"{str(prompt).replace(' ', '-')}-{(settings or {}).get('updates', 0)}"
-
-    def policies(self):
-        return [{"slug": s, "prompt": s, "settings": {}, "finished": True, "path": str(self.root / s)}
-                for s in self.learned]
-
-    def learn(self, prompt, settings=None, callback=None, cancel=None):
-        slug = self.policy_slug(prompt, settings)
-        with self.lock:
-            self.running += 1
-            self.peak = max(self.peak, self.running)
-        try:
-            updates = (settings or {}).get("updates", 3)
-            for u in range(1, updates + 1):
-                if cancel is not None and cancel.is_set():
-                    raise RuntimeError("LearningCancelled")
-                time.sleep(self.delay)
-                if callback:
-                    callback({"update": u, "updates": updates, "reward": 0.1 * u, "actor_loss": 0.0,
-                              "critic_loss": 0.0, "t_a_hist": [0, 2, 1], "elapsed": 0.0, "updates_per_s": 1.0})
-        finally:
-            with self.lock:
-                self.running -= 1
-        (self.root / slug).mkdir(parents=True, exist_ok=True)
-        (self.root / slug / "policy.pt").write_bytes(b"weights")
-        self.learned.append(slug)
-        return {"slug": slug, "path": str(self.root / slug), "updates": updates, "train_seconds": 0.1}
-
-    def imagine(self, slug, steps=64, seed=0):
-        return np.zeros((steps, 8, 8, 3), np.uint8)
-
-    def alignment(self, prompt, slug):
-        return {"offsets": [0, 1, 2], "similarity": [0.1, 0.5, 0.2], "t_a": 1}
-
-    def evaluate(self, slug, task=None, episodes=1, video=None, seed=0):
-        from app.media import write_video
-
-        write_video(Path(video), np.zeros((4, 8, 8, 3), np.uint8))
-        return {"task": task, "returns": [1.0] * episodes, "mean_return": 1.0, "normalised": 0.5,
-                "random_return": 0.0, "expert_return": 2.0, "video": str(video)}
+def make(root, bundle, workers=1, max_queue=32, resume=True):
+    """A manager over the real tiny bundle (loaded now, tiny behaviour preset), its state under root."""
+    bodies = Bodies([bundle], "cpu", root / "policies", behaviour_preset="tiny")
+    bodies.load_all()
+    agent = bodies.agent("walker")  # raises, with the load error, if the bundle did not load
+    store = JobStore(root / "jobs.sqlite")
+    manager = JobManager(store, bodies, root / "runs", max_workers=workers, max_queue=max_queue, resume=resume)
+    return manager, store, agent
 
 
-def make(tmp_path, agent=None, workers=1, max_queue=32, resume=True):
-    bodies = Bodies([tmp_path / "walker"], "cpu", tmp_path / "policies")
-    body = bodies.body("walker")
-    body.agent = agent or FakeAgent(tmp_path / "pol")
-    body.loaded.set()
-    store = JobStore(tmp_path / "jobs.sqlite")
-    manager = JobManager(store, bodies, tmp_path / "runs", max_workers=workers, max_queue=max_queue, resume=resume)
-    return manager, store, body.agent
-
-
-def wait(store, job_id, states=("succeeded", "failed", "cancelled", "interrupted"), timeout=20.0):
+def wait(store, job_id, states=FINISHED, timeout=20.0, check=None):
+    """Poll the store until the job is in one of `states` (and `check(job)` holds)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         job = store.get(job_id)
-        if job["state"] in states:
+        if job["state"] in states and (check is None or check(job)):
             return job
-        time.sleep(0.02)
-    raise AssertionError(f"job {job_id} stuck in {store.get(job_id)['state']}")
+        assert job["state"] in states or job["state"] not in FINISHED, \
+            f"job {job_id} ended {job['state']} while waiting for {states}: {job['error']}; log {job['log'][-5:]}"
+        time.sleep(0.05)
+    job = store.get(job_id)
+    raise AssertionError(f"job {job_id} did not reach {states} in {timeout:.0f} s: state {job['state']}, "
+                         f"stage {job['stage']!r}, error {job['error']}, log {job['log'][-5:]}")
 
 
-OPTS = {"steps": 8, "task": None, "eval_episodes": 1}
+def learning(job):
+    """Running and reporting learning progress in this attempt (a requeued job keeps its old history)."""
+    return job["state"] == "running" and job["stage"].startswith("learning: update") and bool(job["history"])
 
 
-def test_job_runs_all_stages_and_records_artefacts(tmp_path):
-    manager, store, _ = make(tmp_path)
+def learned_slugs(agent):
+    return sorted(p["slug"] for p in agent.policies())
+
+
+@pytest.fixture(scope="module")
+def finished(tiny_bundle, tmp_path_factory):
+    """A server's state (database, job folders, policies) after one job ran every stage, with a
+    real-env episode; its manager stopped and store closed. Returns (root, job)."""
+    root = tmp_path_factory.mktemp("finished")
+    manager, store, _ = make(root, tiny_bundle)
     manager.start()
     try:
-        job = manager.submit("walker", "stand", None, {"updates": 3}, OPTS)
-        done = wait(store, job["id"])
-        assert done["state"] == "succeeded", done["error"]
-        assert set(done["artefacts"]) == {"target", "policy", "imagined", "alignment", "real"}
-        assert done["t_a"] == 1 and done["progress"] == 1.0
-        assert [h[0] for h in done["history"]] == [1, 2, 3]
-        assert done["result"]["evaluation"]["normalised"] == 0.5
+        job = wait(store, manager.submit("walker", "stand up straight", None, FEW, EVAL_OPTS)["id"], timeout=90)
+    finally:
+        manager.stop()
+        store.close()
+    assert job["state"] == "succeeded", job["error"]
+    return root, job
+
+
+def restart_copy(finished, bundle, root, **kw):
+    """A restart of the finished server on a private copy of its state."""
+    shutil.copytree(finished[0], root, dirs_exist_ok=True)
+    return make(root, bundle, **kw)
+
+
+def test_job_runs_all_stages_and_records_artefacts(tiny_bundle, finished):
+    root, done = finished
+    manager, store, agent = make(root, tiny_bundle)
+    try:
+        assert set(done["artefacts"]) == set(ARTEFACTS) and done["attempts"] == 1
+        assert done["progress"] == 1.0 and done["stage"] == "done" and not done["reused"]
+        assert [h[0] for h in done["history"]] == [1, 2, 3] and done["metrics"]["updates"] == 3
+        al = done["result"]["alignment"]
+        assert done["t_a"] == al["t_a"] and al["similarity"][al["t_a"]] == max(al["similarity"])
+        ev = done["result"]["evaluation"]
+        assert ev["task"] in agent.tasks() and len(ev["returns"]) == 1 and "normalised" in ev
+        logged = " | ".join(done["log"])
+        positions = [logged.find(stage) for stage in STAGES]
+        assert -1 not in positions and positions == sorted(positions), done["log"]
+        assert learned_slugs(agent) == [done["slug"]]
+        folder = root / "runs" / "jobs" / done["id"]
+        heads = {}
         for name in done["artefacts"]:
             path, _ = manager.artefact_path(done["id"], name)
-            assert path.is_file() and path.parent == tmp_path / "runs" / "jobs" / done["id"]
+            assert path.is_file() and path.parent == folder and path.stat().st_size > 100, name
+            heads[name] = path.read_bytes()[:8]
+        assert all(heads[n][4:8] == b"ftyp" for n in ("target", "imagined", "real"))
+        assert heads["alignment"] == b"\x89PNG\r\n\x1a\n" and heads["policy"][:2] == b"PK"  # a torch zip
+        policy_dir = root / "policies" / "walker" / done["slug"]
+        assert (folder / "policy.pt").read_bytes() == (policy_dir / "policy.pt").read_bytes()
     finally:
-        manager.stop()
+        store.close()
 
 
-def test_concurrency_limit_queue_positions_and_full_queue(tmp_path):
-    agent = FakeAgent(tmp_path / "pol", delay=0.05)
-    manager, store, _ = make(tmp_path, agent, workers=2, max_queue=4)
-    jobs = [manager.submit("walker", f"p{i}", None, {"updates": 4}, OPTS) for i in range(4)]
-    assert [j["queue_position"] for j in jobs] == [1, 2, 3, 4]
+def test_concurrency_limit_queue_positions_and_full_queue(tiny_bundle, tmp_path):
+    manager, store, agent = make(tmp_path, tiny_bundle, workers=2, max_queue=3)
+    jobs = [manager.submit("walker", prompt, None, FOREVER, OPTS) for prompt in ("stand up", "run fast", "lie down")]
+    assert [j["queue_position"] for j in jobs] == [1, 2, 3]
     with pytest.raises(AppError) as err:
-        manager.submit("walker", "one too many", None, {"updates": 4}, OPTS)
-    assert err.value.status == 429
+        manager.submit("walker", "one too many", None, FEW, OPTS)
+    assert err.value.status == 429 and "full" in err.value.detail
     manager.start()
     try:
-        for j in jobs:
-            assert wait(store, j["id"])["state"] == "succeeded"
-        assert agent.peak == 2  # never more than max_workers learning at once
+        for j in jobs[:2]:
+            wait(store, j["id"], ("running",), check=learning)
+        # both workers busy learning: the third waits, first in line
+        for _ in range(10):
+            assert store.count("running") == 2 and store.get(jobs[2]["id"])["queue_position"] == 1
+            time.sleep(0.05)
+        assert manager.stats() == {"workers": 2, "running": 2, "queued": 1, "max_queue": 3}
+        late = manager.submit("walker", "walk forward", None, FEW, OPTS)  # the limit counts waiting jobs only
+        assert late["queue_position"] == 2
+        assert manager.cancel(late["id"])["state"] == "cancelled"
+        manager.cancel(jobs[0]["id"])  # a worker frees up: the waiting job starts
+        assert wait(store, jobs[0]["id"], timeout=10)["state"] == "cancelled"
+        wait(store, jobs[2]["id"], ("running",), check=learning)
+        assert store.count("running") == 2 and store.get(jobs[1]["id"])["state"] == "running"
+        for j in jobs[1:]:
+            manager.cancel(j["id"])
+            assert wait(store, j["id"], timeout=10)["state"] == "cancelled"
+        assert manager.stats()["running"] == 0 and learned_slugs(agent) == []
     finally:
         manager.stop()
+        store.close()
 
 
-def test_cancel_queued_and_running(tmp_path):
-    agent = FakeAgent(tmp_path / "pol", delay=0.05)
-    manager, store, _ = make(tmp_path, agent)
+def test_cancel_queued_and_running(tiny_bundle, tmp_path):
+    manager, store, agent = make(tmp_path, tiny_bundle)
     manager.start()
     try:
-        running = manager.submit("walker", "long", None, {"updates": 400}, OPTS)
-        queued = manager.submit("walker", "later", None, {"updates": 3}, OPTS)
-        wait(store, running["id"], ("running",))
-        assert manager.cancel(queued["id"])["state"] == "cancelled"
-        while not store.get(running["id"])["history"]:
-            time.sleep(0.02)
+        running = manager.submit("walker", "run fast", None, FOREVER, OPTS)
+        queued = manager.submit("walker", "later", None, FEW, OPTS)
+        wait(store, running["id"], ("running",), check=learning)
+        gone = manager.cancel(queued["id"])
+        assert gone["state"] == "cancelled" and gone["started"] is None and not gone["artefacts"]
         manager.cancel(running["id"])
-        assert wait(store, running["id"])["state"] == "cancelled"
+        job = wait(store, running["id"], timeout=10)
+        assert job["state"] == "cancelled" and job["stage"] == "cancelled", job["error"]
+        assert "policy" not in job["artefacts"] and learned_slugs(agent) == []
+        # learning checkpointed on cancel: a rerun resumes rather than starting over
+        run_dir = tmp_path / "policies" / "walker" / job["slug"]
+        meta = json.loads((run_dir / "meta.json").read_text())
+        assert (run_dir / "state.pt").is_file() and not meta["finished"] and meta["updates_done"] >= 1
         with pytest.raises(AppError) as err:
             manager.cancel(running["id"])
         assert err.value.status == 409
         with pytest.raises(AppError) as err:
             manager.cancel("0" * 16)
         assert err.value.status == 404
-    finally:
-        manager.stop()
-
-
-def test_same_prompt_and_settings_reuse_the_finished_job(tmp_path):
-    manager, store, agent = make(tmp_path)
-    manager.start()
-    try:
-        first = wait(store, manager.submit("walker", "stand", None, {"updates": 3}, OPTS)["id"])
-        second = wait(store, manager.submit("walker", "stand", None, {"updates": 3}, OPTS)["id"])
-        assert second["state"] == "succeeded" and second["reused"]
-        assert second["slug"] == first["slug"] and agent.learned == [first["slug"]]
-        assert set(second["artefacts"]) == set(first["artefacts"])
-        other = wait(store, manager.submit("walker", "stand", None, {"updates": 4}, OPTS)["id"])
-        assert not other["reused"] and len(agent.learned) == 2
-    finally:
-        manager.stop()
-
-
-def test_restart_keeps_finished_jobs_and_resumes_or_interrupts_running_ones(tmp_path):
-    manager, store, _ = make(tmp_path)
-    manager.start()
-    done = wait(store, manager.submit("walker", "stand", None, {"updates": 2}, OPTS)["id"])
-    manager.stop()
-    # a crash: a job left 'running' in the database with no process behind it
-    crashed = store.create("walker", "crashed", None, {"updates": 2}, OPTS)
-    store.update(crashed["id"], state="running", attempts=1)
-    store.close()
-
-    manager, store, _ = make(tmp_path)  # same database and run folder: a restart
-    assert store.get(done["id"])["state"] == "succeeded"
-    manager.start()
-    try:
-        resumed = wait(store, crashed["id"])
-        assert resumed["state"] == "succeeded" and resumed["attempts"] == 2
-        assert any("restart" in line for line in resumed["log"])
-        assert manager.artefact_path(done["id"], "real")[0].is_file()
+        time.sleep(0.2)
+        assert store.get(queued["id"])["started"] is None  # the idle worker never picked it up
     finally:
         manager.stop()
         store.close()
 
-    manager, store, _ = make(tmp_path, resume=False)
-    again = store.create("walker", "crashed again", None, {}, OPTS)
+
+def test_same_prompt_and_settings_reuse_the_finished_job(tiny_bundle, finished, tmp_path):
+    first = finished[1]
+    manager, store, agent = restart_copy(finished, tiny_bundle, tmp_path)
+    manager.start()
+    try:
+        second = wait(store, manager.submit("walker", "stand up straight", None, FEW, EVAL_OPTS)["id"])
+        assert second["state"] == "succeeded" and second["reused"], second["error"]
+        assert second["slug"] == first["slug"] and learned_slugs(agent) == [first["slug"]]
+        assert set(second["artefacts"]) == set(first["artefacts"]) and second["t_a"] == first["t_a"]
+        assert second["result"] == first["result"] and not any("learning" in line for line in second["log"])
+        assert any(f"results of job {first['id']}" in line for line in second["log"])
+        for name in ("imagined", "alignment", "policy", "real"):
+            assert manager.artefact_path(second["id"], name)[0].read_bytes() == \
+                manager.artefact_path(first["id"], name)[0].read_bytes(), name
+        # other settings: another policy, learned afresh (cancelled once it is learning)
+        other = manager.submit("walker", "stand up straight", None, FOREVER, EVAL_OPTS)
+        other = wait(store, other["id"], ("running",), check=learning)
+        assert not other["reused"] and other["slug"] != first["slug"]
+        manager.cancel(other["id"])
+        assert wait(store, other["id"], timeout=10)["state"] == "cancelled"
+        assert learned_slugs(agent) == [first["slug"]]
+    finally:
+        manager.stop()
+        store.close()
+
+
+def test_restart_keeps_finished_jobs_and_resumes_or_interrupts_running_ones(tiny_bundle, finished, tmp_path):
+    done = finished[1]
+    shutil.copytree(finished[0], tmp_path, dirs_exist_ok=True)
+    # a crash: a job left 'running' in the database with no process behind it
+    store = JobStore(tmp_path / "jobs.sqlite")
+    crashed = store.create("walker", "kneel on the ground", None, FEW, OPTS)
+    store.update(crashed["id"], state="running", attempts=1)
+    store.close()
+
+    manager, store, agent = make(tmp_path, tiny_bundle)  # same database and run folder: a restart
+    assert store.get(done["id"])["state"] == "succeeded"
+    manager.start()
+    try:
+        resumed = wait(store, crashed["id"], timeout=30)
+        assert resumed["state"] == "succeeded" and resumed["attempts"] == 2, resumed["error"]
+        assert any("restart" in line for line in resumed["log"])
+        assert manager.artefact_path(done["id"], "real")[0].is_file()
+        assert manager.artefact_path(resumed["id"], "policy")[0].is_file()
+        assert learned_slugs(agent) == sorted([done["slug"], resumed["slug"]])
+    finally:
+        manager.stop()
+        store.close()
+
+    manager, store, _ = make(tmp_path, tiny_bundle, resume=False)
+    again = store.create("walker", "crashed again", None, FEW, OPTS)
     store.update(again["id"], state="running", attempts=1)
     manager.start()
     try:
         job = store.get(again["id"])
         assert job["state"] == "interrupted" and "stopped" in job["error"]
+        assert store.get(done["id"])["state"] == "succeeded"
     finally:
         manager.stop()
+        store.close()
 
 
-def test_shutdown_requeues_the_running_job(tmp_path):
-    manager, store, _ = make(tmp_path, FakeAgent(tmp_path / "pol", delay=0.05))
+def test_shutdown_requeues_the_running_job(tiny_bundle, tmp_path):
+    manager, store, _ = make(tmp_path, tiny_bundle)
     manager.start()
-    job = manager.submit("walker", "long", None, {"updates": 400}, OPTS)
-    wait(store, job["id"], ("running",))
-    manager.stop()
+    job = manager.submit("walker", "run fast", None, FOREVER, OPTS)
+    wait(store, job["id"], ("running",), check=learning)
+    manager.stop(timeout=10)
     job = store.get(job["id"])
-    assert job["state"] == "queued" and "resume" in job["stage"]
+    assert job["state"] == "queued" and "resume" in job["stage"] and job["queue_position"] == 1, job["stage"]
+    meta = json.loads((tmp_path / "policies" / "walker" / job["slug"] / "meta.json").read_text())
+    checkpointed = meta["updates_done"]
+    assert checkpointed >= 1 and not meta["finished"]
+    store.close()
+
+    manager, store, _ = make(tmp_path, tiny_bundle)  # the next start resumes it from its checkpoint
+    manager.start()
+    try:
+        resumed = wait(store, job["id"], ("running",), check=learning)
+        assert resumed["attempts"] == 2 and resumed["history"][0][0] == checkpointed + 1, resumed["history"][:3]
+        manager.cancel(job["id"])
+        assert wait(store, job["id"], timeout=10)["state"] == "cancelled"
+    finally:
+        manager.stop()
+        store.close()
 
 
-def test_unknown_artefact_names_never_reach_the_disk(tmp_path):
-    manager, store, _ = make(tmp_path)
-    job = store.create("walker", "x", None, {}, OPTS)
-    for name in ["../jobs.sqlite", "target/../../x", "policy.pt", ""]:
+def test_unknown_artefact_names_never_reach_the_disk(tiny_bundle, finished):
+    root, done = finished
+    manager, store, _ = make(root, tiny_bundle)
+    try:
+        assert manager.artefact_path(done["id"], "policy")[0].is_file()
+        for name in ["../jobs.sqlite", "target/../../x", "policy.pt", "../../policies", "Policy", ""]:
+            with pytest.raises(AppError) as err:
+                manager.artefact_path(done["id"], name)
+            assert err.value.status == 404 and "unknown artefact" in err.value.detail, name
         with pytest.raises(AppError) as err:
-            manager.artefact_path(job["id"], name)
+            manager.artefact_path("../" + done["id"], "policy")
         assert err.value.status == 404
+    finally:
+        store.close()
