@@ -1,6 +1,6 @@
 """Prompt -> policy -> true score: the table that says whether the product works.
 
-    python benchmarks/behaviour_scores.py --bundle checkpoints/walker --minutes 20 --episodes 5
+    python benchmarks/behaviour_scores.py --bundle checkpoints/walker --episodes 5   # preset: <= 7 min each
     python benchmarks/behaviour_scores.py --tasks walker_stand,walker_walk --minutes 5 --ablation-tasks ''
 
 For each (task, prompt) pair: learn a policy in imagination (at most --minutes or --updates),
@@ -64,8 +64,9 @@ def main() -> None:
     ap.add_argument("--bundle", default="checkpoints/walker", help="bundle folder")
     ap.add_argument("--policies-dir", default="runs/behaviour_scores/policies", help="where policies are learned")
     ap.add_argument("--tasks", default=",".join(PROMPTS), help="comma-separated tasks (prompts are fixed per task)")
-    ap.add_argument("--minutes", type=float, default=20.0, help="learning time limit per policy")
-    ap.add_argument("--updates", type=int, default=100_000, help="update limit per policy")
+    ap.add_argument("--minutes", type=float, default=None,
+                    help="learning time limit per policy (default: the small preset's, 7; at most 20 is the aim)")
+    ap.add_argument("--updates", type=int, default=None, help="update limit per policy (default: the preset's)")
     ap.add_argument("--episodes", type=int, default=5, help="evaluation episodes per policy")
     ap.add_argument("--seed", type=int, default=1000, help="first evaluation seed")
     ap.add_argument("--ablation-tasks", default="walker_stand,walker_walk",
@@ -77,7 +78,8 @@ def main() -> None:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     results = json.loads(out.read_text()) if out.exists() else {}
-    base = {"updates": args.updates, "max_minutes": args.minutes}
+    # default settings give the same policies (slugs) as `genrl learn PROMPT` and the app
+    base = {k: v for k, v in (("updates", args.updates), ("max_minutes", args.minutes)) if v is not None}
     randoms = None
     for task in args.tasks.split(","):
         if task not in PROMPTS:
@@ -96,8 +98,9 @@ def main() -> None:
             row[name] = run_one(agent, task, PROMPTS[task], settings, args.episodes, args.seed, out.parent / "videos")
             results[task] = row
             out.write_text(json.dumps(results, indent=1))
-    print(f"\n{args.episodes} episodes per policy, seeds {args.seed}+; learning <= {args.minutes} min / "
-          f"{args.updates} updates; device {args.device}")
+    cfg = agent.behaviour_config(base)
+    print(f"\n{args.episodes} episodes per policy, seeds {args.seed}+; learning <= {cfg.max_minutes} min / "
+          f"{cfg.updates} updates; device {args.device}")
     print("| task | in data | prompt | GenRL score | return | learn min | updates | random score | "
           "no-aligner score |")
     print("|---|---|---|---|---|---|---|---|---|")

@@ -47,8 +47,8 @@ class LearningCancelled(RuntimeError):
 
 @dataclasses.dataclass(frozen=True)
 class BehaviourConfig:
-    updates: int = 1500  # actor-critic updates (paper: 50k, mostly converged by 10k)
-    max_minutes: float = 0.0  # also stop (finished) after this much learning time; 0 = no limit
+    updates: int = 3000  # actor-critic updates (paper: 50k, mostly converged by 10k)
+    max_minutes: float = 7.0  # also stop (finished) after this much learning time; 0 = no limit
     batch: int = 256  # imagined trajectories per update (paper: 32 x 32 = 1024)
     horizon: int = 16  # imagined steps; the target has horizon + 1 states
     gamma: float = 0.99
@@ -87,9 +87,10 @@ class BehaviourConfig:
 
 
 BEHAVIOUR_PRESETS = {
-    "tiny": BehaviourConfig(updates=5, batch=16, hidden=64, layers=1, log_every=1),
+    "tiny": BehaviourConfig(updates=5, max_minutes=0.0, batch=16, hidden=64, layers=1, log_every=1),
     "small": BehaviourConfig(),
-    "paper": BehaviourConfig(updates=50_000, batch=1024, actor_lr=3e-5, critic_lr=3e-5, hidden=1024, layers=4),
+    "paper": BehaviourConfig(updates=50_000, max_minutes=0.0, batch=1024, actor_lr=3e-5, critic_lr=3e-5,
+                             hidden=1024, layers=4),
 }
 
 
