@@ -23,11 +23,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from genrl_core.bundle import BundleError, load_torch, load_weights, read_config
+from genrl_core.bundle import BundleError, file_digest, load_torch, load_weights, read_config
 from genrl_core.envs.pixel_env import PixelEnv
 from genrl_core.envs.tasks import body_tasks
 from genrl_core.evaluate import TASK_PHRASES, run_policy
-from genrl_core.models.actor_critic import Actor
+from genrl_core.models.actor_critic import Actor, feature
 from genrl_core.models.aligner import Aligner
 from genrl_core.models.connector import Connector
 from genrl_core.models.nets import mode_onehot
@@ -37,8 +37,6 @@ from genrl_core.train.behaviour import (
     BehaviourConfig,
     LearningCancelled,
     StartStates,
-    feature,
-    file_digest,
     learn_policy,
     read_meta,
 )
@@ -56,6 +54,12 @@ __all__ = ["GenRL", "LearningCancelled", "PromptError"]
 
 class PromptError(ValueError):
     """A prompt (text or video) or a request about it that cannot be served."""
+
+
+def _is_video_prompt(prompt: str | Path) -> bool:
+    """A Path, or a string naming an existing file with a video suffix (else it is text)."""
+    return isinstance(prompt, Path) or (isinstance(prompt, str) and prompt.lower().endswith(VIDEO_SUFFIXES)
+                                        and Path(prompt).exists())
 
 
 def _slugify(text: str) -> str:
@@ -102,8 +106,7 @@ class GenRL:
 
     def embed_prompt(self, prompt: str | Path, use_aligner: bool = True) -> torch.Tensor:
         """(D,) embedding of a text prompt or a video file, aligned into the video region."""
-        if isinstance(prompt, Path) or (isinstance(prompt, str) and prompt.lower().endswith(VIDEO_SUFFIXES)
-                                        and Path(prompt).exists()):
+        if _is_video_prompt(prompt):
             try:
                 emb = self.vlm.embed_video(read_video_prompt(prompt)[None])
             except ValueError as exc:
@@ -169,8 +172,7 @@ class GenRL:
 
     def _prompt_key(self, prompt: str | Path) -> tuple[str, str]:
         """(readable name, identity) of a prompt; a video prompt is identified by its bytes."""
-        if isinstance(prompt, Path) or (isinstance(prompt, str) and prompt.lower().endswith(VIDEO_SUFFIXES)
-                                        and Path(prompt).exists()):
+        if _is_video_prompt(prompt):
             path = Path(prompt)
             if not path.is_file():
                 raise PromptError(f"video prompt {path} does not exist")
@@ -215,8 +217,8 @@ class GenRL:
         cfg = self.behaviour_config(settings)
         slug = self.policy_slug(prompt, settings)
         done = self._policy_dir(slug)
-        if done is not None and read_meta(done).get("finished"):
-            return {**read_meta(done), "path": str(done), "reused": True}
+        if done is not None and (finished := read_meta(done)).get("finished"):
+            return {**finished, "path": str(done), "reused": True}
         run_dir = self.policies_dir / slug
         target = self.target(prompt, steps=cfg.horizon + 1, use_aligner=cfg.use_aligner)
         gen = torch.Generator().manual_seed(cfg.seed)

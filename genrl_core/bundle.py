@@ -7,6 +7,7 @@ Writes go to a temp file first, so a crash never leaves a torn file.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -42,6 +43,11 @@ def write_config(bundle: str | Path, cfg: dict[str, Any]) -> None:
     cfg = {**cfg, "bundle_version": BUNDLE_VERSION, "code_version": genrl_core.__version__}
     text = json.dumps(cfg, indent=1, sort_keys=True).encode()
     atomic_write(Path(bundle) / "config.json", lambda f: f.write(text))
+
+
+def file_digest(path: str | Path) -> str:
+    """Short content hash of a weights file: names the model version that other files depend on."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:12]
 
 
 def save_torch(path: str | Path, obj: Any) -> None:

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from genrl_core.envs.pixel_env import PixelEnv
-from genrl_core.models.actor_critic import Actor
+from genrl_core.models.actor_critic import Actor, feature
 from genrl_core.models.nets import mode_onehot
 from genrl_core.models.rssm import RSSM
 from genrl_core.video import write_mp4
@@ -81,7 +81,7 @@ def run_policy(wm: RSSM, actor: Actor, task: str, episodes: int = 1, seed: int =
         deter = wm.step(deter, stoch, action)
         images = torch.from_numpy(np.stack([r.image for r in results])).to(device)
         stoch = mode_onehot(wm.posterior_probs(images))
-        action = actor.act(torch.cat([deter, stoch.flatten(-2)], -1))
+        action = actor.act(feature(deter, stoch))
         results = [env.step(a) for env, a in zip(envs, action.cpu().numpy(), strict=True)]
         if keep_actions:
             actions.append(action[0].cpu().numpy())

@@ -60,8 +60,8 @@ def stage_status(out: Path, data: Path, body: str, recipe: str, preset: str) -> 
     wm_steps = cfg.get("world_model_train", {}).get("steps", WM_PRESETS[preset][1].steps)
     vlm_train = cfg.get("vlm_train", {})
     conn_train = cfg.get("connector", {}).get("train", {})
-    from genrl_core.bundle import load_torch
-    from genrl_core.train.behaviour import START_STATES_FILE, file_digest
+    from genrl_core.bundle import file_digest, load_torch
+    from genrl_core.train.behaviour import START_STATES_FILE
 
     starts = out / START_STATES_FILE
     return {

@@ -24,6 +24,11 @@ def symexp(x: torch.Tensor) -> torch.Tensor:
     return torch.sign(x) * torch.expm1(x.abs())
 
 
+def feature(deter: torch.Tensor, stoch: torch.Tensor) -> torch.Tensor:
+    """The actor's and critic's input: [h, flat one-hot s]."""
+    return torch.cat([deter, stoch.flatten(-2)], -1)
+
+
 class Actor(nn.Module):
     def __init__(self, feat_dim: int, action_dim: int, hidden: int = 256, layers: int = 2,
                  min_std: float = 0.1, max_std: float = 1.0):

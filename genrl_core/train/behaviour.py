@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import hashlib
 import json
 import threading
 import time
@@ -29,10 +28,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from genrl_core.bundle import BundleError, load_torch, save_torch
+from genrl_core.bundle import BundleError, file_digest, load_torch, save_torch
 from genrl_core.data.replay import EpisodeReplay
 from genrl_core.fileio import atomic_write
-from genrl_core.models.actor_critic import Actor, Critic, ReturnNorm
+from genrl_core.models.actor_critic import Actor, Critic, ReturnNorm, feature
 from genrl_core.models.nets import sample_onehot
 from genrl_core.models.reward import REWARD_KINDS, aligned_reward, similarity_matrix
 from genrl_core.models.rssm import RSSM
@@ -92,15 +91,6 @@ BEHAVIOUR_PRESETS = {
     "paper": BehaviourConfig(updates=50_000, max_minutes=0.0, batch=1024, actor_lr=3e-5, critic_lr=3e-5,
                              hidden=1024, layers=4),
 }
-
-
-def feature(deter: torch.Tensor, stoch: torch.Tensor) -> torch.Tensor:
-    """The actor's and critic's input: [h, flat one-hot s]."""
-    return torch.cat([deter, stoch.flatten(-2)], -1)
-
-
-def file_digest(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()[:12]
 
 
 # ------------------------------------------------------------------ starting states

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from genrl_core.bundle import BundleError, load_torch, read_config
+from genrl_core.bundle import BundleError, file_digest, load_torch, read_config
 from genrl_core.fileio import atomic_write
 from genrl_core.vlm.base import VLM, WINDOW, VLMError, window_indices
 
@@ -36,8 +35,8 @@ def load_vlm(bundle: str | Path | None = None, backend: str = "embedded", arch: 
     from genrl_core.vlm.embedded import EmbeddedVLM
 
     weights = Path(bundle) / "vlm.pt"
-    digest = hashlib.sha256(weights.read_bytes()).hexdigest()[:12]
-    return EmbeddedVLM.from_state(cfg["vlm"]["config"], load_torch(weights), device, name=f"embedded-{digest}")
+    return EmbeddedVLM.from_state(cfg["vlm"]["config"], load_torch(weights), device,
+                                  name=f"embedded-{file_digest(weights)}")
 
 
 def embeddings_dir(data: str | Path, vlm: VLM) -> Path:
