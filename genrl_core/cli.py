@@ -61,6 +61,18 @@ def _cmd_video(args: argparse.Namespace) -> None:
     print(f"[video] wrote {path}")
 
 
+def _cmd_pack_data(args: argparse.Namespace) -> None:
+    from genrl_core.data.pack import pack_dataset
+
+    pack_dataset(args.data, args.out, crf=args.crf, fields=args.fields, workers=args.workers)
+
+
+def _cmd_unpack_data(args: argparse.Namespace) -> None:
+    from genrl_core.data.pack import unpack_dataset
+
+    unpack_dataset(args.packed, args.out, workers=args.workers)
+
+
 def _cmd_train_wm(args: argparse.Namespace) -> None:
     from genrl_core.train.world_model import train_world_model
 
@@ -206,7 +218,7 @@ def add_vlm_args(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from genrl_core.data.collect import POLICY_HELP
+    from genrl_core.data.recipes import POLICY_HELP
 
     parser = argparse.ArgumentParser(prog="genrl", description="GenRL: prompt -> policy, learned in a world model.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -234,6 +246,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", type=int, default=64, help="rendered frame size in pixels")
     p.add_argument("--upscale", type=int, default=4, help="pixel repeat factor for viewing")
     p.set_defaults(func=_cmd_video)
+
+    p = sub.add_parser("pack-data", help="write a compact (H.264) copy of a dataset, to carry it to a GPU box")
+    p.add_argument("--data", required=True, help="dataset folder from `genrl collect`")
+    p.add_argument("--out", required=True, help="folder for the packed copy (rerunning skips packed episodes)")
+    p.add_argument("--crf", type=int, default=18, help="H.264 quality: 0 lossless .. 51; 18 ~34 dB, 20 ~33 dB")
+    p.add_argument("--fields", default="all", help="all | train (only what world-model training reads: smallest)")
+    p.add_argument("--workers", type=int, default=1, help="parallel encoder processes")
+    p.set_defaults(func=_cmd_pack_data)
+
+    p = sub.add_parser("unpack-data", help="decode a packed dataset back into plain episodes")
+    p.add_argument("--packed", required=True, help="folder written by `genrl pack-data`")
+    p.add_argument("--out", required=True, help="dataset folder to write")
+    p.add_argument("--workers", type=int, default=1, help="parallel decoder processes")
+    p.set_defaults(func=_cmd_unpack_data)
 
     p = sub.add_parser("train-wm", help="train (or resume) the RSSM world model of a bundle")
     p.add_argument("--data", required=True, help="dataset folder from `genrl collect`")

@@ -14,7 +14,8 @@ import numpy as np
 import torch
 
 from genrl_core.bundle import read_config
-from genrl_core.data.store import EpisodeStore, load_episode
+from genrl_core.data.replay import load_training_arrays
+from genrl_core.data.store import EpisodeStore
 from genrl_core.train.world_model import load_world_model
 from genrl_core.video import write_mp4
 
@@ -50,7 +51,7 @@ def evaluate_open_loop(bundle: str | Path, data: str | Path, out: str | Path, ep
     length = context + horizon
     windows_img, windows_act = [], []
     for path in paths:
-        ep = load_episode(path)
+        ep = load_training_arrays(path)
         for s in starts:
             if s + length <= len(ep["image"]):
                 windows_img.append(ep["image"][s: s + length])

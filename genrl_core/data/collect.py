@@ -16,11 +16,10 @@ from pathlib import Path
 
 import numpy as np
 
+from genrl_core.data.recipes import POLICY_HELP
 from genrl_core.data.store import EpisodeStore
 from genrl_core.envs import PixelEnv, get_body, get_task
 from genrl_core.fileio import atomic_write
-
-POLICY_HELP = "random | reset | expert:TASK (e.g. expert:walker_run)"
 
 
 @dataclasses.dataclass(frozen=True)

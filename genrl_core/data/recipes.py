@@ -9,6 +9,8 @@ data on purpose: they are the held-out tasks of the evaluation, as in the paper.
 
 from __future__ import annotations
 
+POLICY_HELP = "random | reset | expert:TASK (e.g. expert:walker_run)"
+
 RECIPES: dict[str, dict[str, list[tuple[str, int]]]] = {
     "walker": {
         "default": [

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from genrl_core.data.store import EpisodeStore, load_episode
+from genrl_core.data.store import EpisodeFormatError, EpisodeStore, read_arrays
 
 HOLDOUT_MODULO = 20  # an episode is held out for evaluation when crc32(name) % 20 == 0
 
@@ -28,7 +28,21 @@ def split_episodes(paths: list[Path]) -> tuple[list[Path], list[Path]]:
     return train, held
 
 
+def load_training_arrays(path: Path) -> dict[str, np.ndarray]:
+    """Only the arrays training reads (so a `train` pack from `genrl pack-data` serves), checked."""
+    ep = read_arrays(path, EpisodeReplay.KEYS)
+    image, action, first = ep["image"], ep["action"], ep["is_first"]
+    if image.ndim != 4 or image.dtype != np.uint8 or image.shape[-1] != 3:
+        raise EpisodeFormatError(f"{path}: 'image' must be uint8 (T, H, W, 3), got {image.dtype} {image.shape}")
+    if action.ndim != 2 or len(action) != len(image) or first.shape != (len(image),):
+        raise EpisodeFormatError(f"{path}: 'action' {action.shape} and 'is_first' {first.shape} must have the "
+                                 f"{len(image)} steps of 'image'")
+    return ep
+
+
 class EpisodeReplay:
+    KEYS = ("image", "action", "is_first")
+
     def __init__(self, paths: list[Path], seq_len: int, device: torch.device | str = "cpu", seed: int = 0,
                  extras: dict[str, Callable[[Path], np.ndarray]] | None = None, log=print):
         """`extras` name -> loader of a per-step array (T, ...) for an episode file, sampled alongside.
@@ -39,7 +53,7 @@ class EpisodeReplay:
         extra_parts: dict[str, list[torch.Tensor]] = {name: [] for name in extras or {}}
         offset = 0
         for path in paths:
-            ep = load_episode(path)
+            ep = load_training_arrays(path)
             length = len(ep["image"])
             if length < seq_len:
                 log(f"[replay] skipping {path.name}: {length} steps, shorter than seq_len {seq_len}")

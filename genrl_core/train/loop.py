@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import numpy as np
+import torch
 from tqdm import tqdm
 
 
@@ -24,7 +24,8 @@ class ProgressLog:
         self.bar = tqdm(total=total, initial=initial, desc=desc, dynamic_ncols=True, disable=not (progress and enabled))
         self.start, self.elapsed_before = time.time(), elapsed_before
         self.last_checkpoint = self.window_start = time.time()
-        self.window: dict[str, list[float]] = {}
+        self.window: list[torch.Tensor] = []  # one row of metrics per update, still on the device
+        self.keys: list[str] = []
         self.window_steps = 0
 
     @property
@@ -32,24 +33,29 @@ class ProgressLog:
         """Training seconds over all runs of this out dir."""
         return self.elapsed_before + time.time() - self.start
 
-    def update(self, step: int, metrics: dict[str, float]) -> None:
+    def update(self, step: int, metrics: dict[str, float | torch.Tensor]) -> None:
+        """Record one update's metrics. Tensors stay on their device (a copy, so CUDA-graph outputs
+        may be overwritten) until a log line is due: one host sync per log line, not per update."""
         self.step = step
-        for key, value in metrics.items():
-            self.window.setdefault(key, []).append(float(value.detach() if hasattr(value, "detach") else value))
+        self.keys = list(metrics)
+        device = next((v.device for v in metrics.values() if torch.is_tensor(v)), torch.device("cpu"))
+        self.window.append(torch.stack([torch.as_tensor(v, device=device).detach().float().reshape(())
+                                        for v in metrics.values()]))
         self.window_steps += 1
         self.bar.update(1)
         if step % self.log_every and step != self.total:
             return
         secs = max(time.time() - self.window_start, 1e-9)
-        row = {k: round(float(np.mean(v)), 4) for k, v in self.window.items()}
+        means = torch.stack([t.to(self.window[-1].device) for t in self.window]).mean(0).tolist()
+        row = dict(zip(self.keys, (round(v, 4) for v in means), strict=True))
         row.update(step=step, steps_per_s=round(self.window_steps / secs, 3), elapsed=round(self.elapsed, 1))
         if self.frames_per_step:
             row["frames_per_s"] = round(self.window_steps * self.frames_per_step / secs, 1)
         if self.enabled:
             with open(self.path, "a") as f:
                 f.write(json.dumps(row) + "\n")
-            self.bar.set_postfix({k: row[k] for k in list(metrics)[:3]})
-        self.window, self.window_steps, self.window_start = {}, 0, time.time()
+            self.bar.set_postfix({k: row[k] for k in self.keys[:3]})
+        self.window, self.window_steps, self.window_start = [], 0, time.time()
 
     def checkpoint_due(self) -> bool:
         if time.time() - self.last_checkpoint < self.checkpoint_seconds:

@@ -27,6 +27,7 @@ from genrl_core.models.rssm import RSSM, RSSMConfig, config_from_dict
 from genrl_core.train.loop import ProgressLog
 
 STATE_FILE = Path("train_state") / "world_model.pt"
+SNAPSHOT_DIR = Path("train_state") / "snapshots"
 WEIGHTS_FILE = "world_model.pt"
 LOG_FILE = Path("logs") / "world_model.jsonl"
 
@@ -35,8 +36,12 @@ class TrainingDiverged(RuntimeError):
     """The loss became NaN/inf; the last good checkpoint is kept."""
 
 
-def resolve_amp(amp: str, device: torch.device) -> torch.dtype | None:
-    """bf16 autocast where it is fast: CUDA with bf16 support, or a CPU with AVX512-BF16/AMX."""
+PAPER_DETER = 1024  # from this size up, bf16 beats fp32 on a GPU; below it the casts cost more
+
+
+def resolve_amp(amp: str, device: torch.device, deter: int = PAPER_DETER) -> torch.dtype | None:
+    """The autocast dtype that measured fastest (PLATFORM.md): on CUDA fp32 (with TF32 matmuls) for
+    small models, bf16 for the paper's; on a CPU bf16 where it has AVX512-BF16/AMX."""
     if amp == "none":
         return None
     if amp == "fp16":
@@ -44,6 +49,8 @@ def resolve_amp(amp: str, device: torch.device) -> torch.dtype | None:
     if amp == "bf16":
         return torch.bfloat16
     if device.type == "cuda":
+        if deter < PAPER_DETER:
+            return None
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
     return torch.bfloat16 if ("avx512_bf16" in flags or "amx_bf16" in flags) else None
@@ -74,6 +81,16 @@ def resolve_configs(out: Path, preset: str, overrides: list[str],
         if diff:
             raise BundleError(f"{out} holds a world model of other sizes (saved vs requested: {diff})")
     return model_cfg, train_cfg, bundle
+
+
+COMPILE_MIN_UPDATES = 2000  # ~75 s of compiling pays off after about this many updates on a GPU
+
+
+def should_compile(setting: str, device: torch.device, remaining: int) -> bool:
+    """train.compile: true/false as given; auto compiles on CUDA when the run is long enough."""
+    if setting == "auto":
+        return device.type == "cuda" and remaining >= COMPILE_MIN_UPDATES
+    return setting == "true"
 
 
 def _dist_info() -> tuple[int, int, int]:
@@ -128,10 +145,13 @@ def train_world_model(data: str | Path, out: str | Path, preset: str = "small", 
         step = int(bundle.get("world_model_train", {}).get("step", 0))
         log(f"[train-wm] warm start from {weights_path} at step {step} (no optimizer state found)")
 
-    amp_dtype = resolve_amp(cfg.amp, dev)
+    amp_dtype = resolve_amp(cfg.amp, dev, model_cfg.deter)
+    if dev.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
     # RSSM.forward is the loss, so DDP's gradient hooks see the whole update
     loss_fn = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
-    if cfg.compile:
+    compiled = should_compile(cfg.compile, dev, cfg.steps - step)
+    if compiled:
         loss_fn = torch.compile(loss_fn, mode="reduce-overhead" if dev.type == "cuda" else "default")
     scaler = torch.amp.GradScaler(dev.type, enabled=amp_dtype == torch.float16)
 
@@ -151,26 +171,37 @@ def train_world_model(data: str | Path, out: str | Path, preset: str = "small", 
         save_torch(weights_path, model.state_dict())
         write_config(out, {**read_config(out), **meta, "world_model_train": {
             **dataclasses.asdict(cfg), "step": step, "train_seconds": round(elapsed, 1),
-            "device": str(dev), "world_size": world, "amp": str(amp_dtype),
+            "device": str(dev), "world_size": world, "amp": str(amp_dtype), "compiled": compiled,
             "dataset_steps": replay.num_steps, "dataset_episodes": replay.num_episodes}})
+
+    def check_finite(loss: torch.Tensor) -> None:
+        """One host sync, at log and checkpoint steps only: every rank stops together on a NaN."""
+        finite = torch.isfinite(loss.detach()).float()
+        if world > 1:  # or the others hang in the gradient all-reduce
+            dist.all_reduce(finite, op=dist.ReduceOp.MIN)
+        if not finite.item():
+            raise TrainingDiverged(f"loss became {loss.item()} by step {step}; stopped. The last good "
+                                   f"checkpoint ({state_path}) is kept; try a lower train.lr")
+
+    def snapshot(step: int) -> None:
+        if rank == 0:
+            save_torch(out / SNAPSHOT_DIR / f"world_model-{step:07d}.pt", model.state_dict())
 
     if rank == 0:
         log(f"[train-wm] {replay.num_episodes} episodes ({replay.num_steps} frames) for training, "
             f"{len(held_out)} held out; {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M params; "
-            f"device {dev}, amp {amp_dtype}, world size {world}")
+            f"device {dev}, amp {amp_dtype}, compile {compiled}, world size {world}")
     plog = ProgressLog(out / LOG_FILE, cfg.steps, step, cfg.log_every, cfg.checkpoint_minutes, "train-wm",
                        progress, elapsed_before, frames_per_step=cfg.batch * cfg.seq_len * world, enabled=rank == 0)
+    run_start = plog.elapsed
     with plog.saving_on_interrupt(lambda: checkpoint(step, plog.elapsed), log):
         while step < cfg.steps:
             batch = replay.sample(cfg.batch)
             with torch.autocast(dev.type, dtype=amp_dtype) if amp_dtype else contextlib.nullcontext():
                 loss, metrics = loss_fn(batch["image"], batch["action"], batch["is_first"])
-            finite = torch.isfinite(loss.detach()).float()
-            if world > 1:  # every rank must stop together, or the others hang in the gradient all-reduce
-                dist.all_reduce(finite, op=dist.ReduceOp.MIN)
-            if not finite.item():
-                raise TrainingDiverged(f"loss became {loss.item()} at step {step}; stopped. The last good "
-                                       f"checkpoint ({state_path}) is kept; try a lower train.lr")
+            due = plog.checkpoint_due()
+            if due or (step + 1) % cfg.log_every == 0:
+                check_finite(loss)
             opt.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.unscale_(opt)
@@ -179,8 +210,13 @@ def train_world_model(data: str | Path, out: str | Path, preset: str = "small", 
             scaler.update()
             step += 1
             plog.update(step, {**metrics, "grad_norm": grad_norm})
-            if plog.checkpoint_due():
+            if cfg.snapshot_every and step % cfg.snapshot_every == 0:
+                snapshot(step)
+            if due:
                 checkpoint(step, plog.elapsed)
+            if cfg.max_minutes and plog.elapsed - run_start >= 60 * cfg.max_minutes:
+                log(f"[train-wm] time budget of {cfg.max_minutes} min reached at step {step}")
+                break
     checkpoint(step, plog.elapsed)
     if rank == 0:
         log(f"[train-wm] done: step {step}, {plog.elapsed:.0f}s of training -> {out}")
