@@ -40,6 +40,7 @@ from genrl_core.train.behaviour import (
     learn_policy,
     read_meta,
 )
+from genrl_core.train.reward_head import load_reward_heads, oracle_task
 from genrl_core.train.world_model import load_world_model
 from genrl_core.video import read_video_prompt
 from genrl_core.vlm import load_vlm
@@ -181,9 +182,14 @@ class GenRL:
             raise PromptError("the prompt is empty: describe what the body should do, e.g. 'stand up straight'")
         return prompt.strip(), "text:" + " ".join(prompt.lower().split())
 
-    def policy_slug(self, prompt: str | Path, settings: dict[str, Any] | None = None) -> str:
-        """Same prompt + settings + world model -> same slug, so a finished policy can be reused."""
+    def policy_slug(self, prompt: str | Path, settings: dict[str, Any] | None = None,
+                    target: torch.Tensor | None = None) -> str:
+        """Same prompt + settings + world model (+ explicit target) -> same slug, so a finished
+        policy can be reused."""
         name, identity = self._prompt_key(prompt)
+        if target is not None:
+            classes = target.argmax(-1).to(torch.uint8).cpu().numpy()
+            identity += ":target:" + hashlib.sha256(classes.tobytes()).hexdigest()
         cfg = dataclasses.asdict(self.behaviour_config(settings))
         for key in ("log_every", "checkpoint_minutes"):  # bookkeeping, not behaviour
             cfg.pop(key)
@@ -210,25 +216,32 @@ class GenRL:
 
     def learn(self, prompt: str | Path, settings: dict[str, Any] | None = None,
               callback: Callable[[dict], None] | None = None, cancel: threading.Event | None = None,
-              progress: bool = False) -> dict[str, Any]:
+              progress: bool = False, target: torch.Tensor | None = None) -> dict[str, Any]:
         """Learn a policy for the prompt in imagination, or return the finished one with the same
         prompt and settings. `callback(dict)` gets progress; setting `cancel` checkpoints and
-        raises LearningCancelled (rerun to resume)."""
+        raises LearningCancelled (rerun to resume). `target` (horizon + 1 one-hot latent states)
+        replaces the prompt's decoded target, e.g. an expert's own posterior states; the prompt
+        then only names the policy."""
         cfg = self.behaviour_config(settings)
-        slug = self.policy_slug(prompt, settings)
+        slug = self.policy_slug(prompt, settings, target)
         done = self._policy_dir(slug)
         if done is not None and (finished := read_meta(done)).get("finished"):
             return {**finished, "path": str(done), "reused": True}
         run_dir = self.policies_dir / slug
-        target = self.target(prompt, steps=cfg.horizon + 1, use_aligner=cfg.use_aligner)
+        if target is None:
+            target = self.target(prompt, steps=cfg.horizon + 1, use_aligner=cfg.use_aligner)
+        elif target.shape != (cfg.horizon + 1, self.wm.cfg.stoch, self.wm.cfg.classes):
+            want = (cfg.horizon + 1, self.wm.cfg.stoch, self.wm.cfg.classes)
+            raise PromptError(f"a target must have shape {want}, got {tuple(target.shape)}")
+        heads = load_reward_heads(self.bundle, self.wm) if oracle_task(cfg.reward) else None
         gen = torch.Generator().manual_seed(cfg.seed)
         starts = StartStates(self.wm, self.bundle, cfg.start, self.connector, self.aligner, self.vlm.embed_dim, gen)
         name, _ = self._prompt_key(prompt)
         old = read_meta(run_dir)
         meta = {"slug": slug, "prompt": name, "settings": dataclasses.asdict(cfg), "body": self.body,
                 "world_model": self.wm_digest, "vlm": self.vlm.name, "created": old.get("created", time.time())}
-        out = learn_policy(self.wm, target, starts, cfg, run_dir, self.wm.cfg.action_dim, meta, callback, cancel,
-                           progress)
+        out = learn_policy(self.wm, target.to(self.device), starts, cfg, run_dir, self.wm.cfg.action_dim, meta,
+                           callback, cancel, progress, heads)
         return {**out, "path": str(run_dir), "reused": False}
 
     def load_policy(self, slug: str) -> tuple[Actor, dict[str, Any]]:

@@ -197,6 +197,14 @@ def _cmd_start_states(args: argparse.Namespace) -> None:
     build_start_states(load_world_model(args.bundle, args.device), args.data, args.bundle, count=args.count)
 
 
+def _cmd_train_reward_heads(args: argparse.Namespace) -> None:
+    from genrl_core.train.reward_head import train_reward_heads
+    from genrl_core.train.world_model import load_world_model
+
+    train_reward_heads(load_world_model(args.bundle, args.device), args.data, args.bundle, steps=args.steps,
+                       progress=not args.no_progress)
+
+
 def _cmd_serve(args: argparse.Namespace) -> None:
     from app.main import serve
 
@@ -360,6 +368,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--count", type=int, default=4096, help="number of states (~0.5 KB each)")
     p.add_argument("--device", default="cpu", help="cpu | cuda")
     p.set_defaults(func=_cmd_start_states)
+
+    p = sub.add_parser("train-reward-heads",
+                       help="fit oracle true-reward heads on the world model's latents (the score ladder's ceiling)")
+    p.add_argument("--data", required=True, help="dataset folder with task rewards (from `genrl collect`)")
+    p.add_argument("--bundle", required=True, help="bundle with a trained world model")
+    p.add_argument("--steps", type=int, default=2000, help="updates of batch 16 x 32 steps")
+    p.add_argument("--device", default="cpu", help="cpu | cuda")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (logs still go to JSONL)")
+    p.set_defaults(func=_cmd_train_reward_heads)
 
     p = sub.add_parser("serve", help="start the web app (REST API + UI) on a bundle")
     p.add_argument("--bundle", default="checkpoints/walker", help="bundle folder")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import threading
 from pathlib import Path
 
 import imageio.v2 as imageio
@@ -18,32 +20,46 @@ def write_mp4(path: str | Path, frames: np.ndarray, fps: int = 20, upscale: int 
         frames = frames.repeat(upscale, axis=1).repeat(upscale, axis=2)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.mp4")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp.mp4")  # writers never collide
     imageio.mimwrite(tmp, list(frames), fps=fps, codec="libx264", pixelformat="yuv420p", macro_block_size=1,
                      ffmpeg_params=["-movflags", "+faststart"])
     tmp.replace(path)
     return path
 
 
-def read_video_prompt(path: str | Path, frames: int = 8, first: int = 32, size: int = 64) -> np.ndarray:
-    """A video prompt as `frames` uint8 frames (frames, size, size, 3): the first `first` frames of the
-    file (gif, mp4, webm...), evenly subsampled, centre-cropped to a square and resized."""
+AGENT_FPS = 20.0  # one frame per agent step (walker: 0.025 s x action repeat 2), as `genrl video` writes
+MAX_PROMPT_FRAMES = 1200  # a minute of video at 20 fps: longer clips are read only this far
+
+
+def read_video_prompt(path: str | Path, frames: int = 8, size: int = 64, rate: float = AGENT_FPS) -> np.ndarray:
+    """A video prompt as `frames` consecutive agent steps (frames, size, size, 3) uint8.
+
+    The VLM and connector learned from windows of 8 consecutive agent steps, so the clip is
+    resampled to the agent's rate (`rate` frames per second, from the file's own fps) rather
+    than squeezed: a 20 fps clip gives consecutive frames, a 60 fps one every third. The window
+    is taken from the middle of the clip, past any start-up motion; frames are centre-cropped to
+    a square and resized."""
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"video prompt {path} does not exist")
     try:
         reader = imageio.get_reader(path)
+        fps = float(reader.get_meta_data().get("fps") or rate)
         clip = []
         for frame in reader:
             clip.append(np.asarray(frame))
-            if len(clip) >= first:
+            if len(clip) >= MAX_PROMPT_FRAMES:
                 break
         reader.close()
     except Exception as exc:  # imageio raises many types for unreadable files
         raise ValueError(f"cannot read video prompt {path.name}: {exc}") from None
-    if len(clip) < frames:
-        raise ValueError(f"video prompt {path.name} has {len(clip)} frames; at least {frames} are needed")
-    picked = [clip[i] for i in np.linspace(0, len(clip) - 1, frames).round().astype(int)]
+    stride = max(fps / rate, 1e-9)
+    span = (frames - 1) * stride  # source frames covered by the window
+    if len(clip) < 1 or len(clip) - 1 < span - 1e-6:
+        raise ValueError(f"video prompt {path.name} has {len(clip)} frames at {fps:g} fps; {frames} agent steps "
+                         f"at {rate:g} per second need {int(np.ceil(span)) + 1}")
+    first = (len(clip) - 1 - span) / 2
+    picked = [clip[int(round(first + k * stride))] for k in range(frames)]
     out = []
     for frame in picked:
         if frame.ndim == 2:

@@ -23,20 +23,24 @@ def agent(tiny_bundle, tmp_path_factory):
     return GenRL.load(tiny_bundle, policies_dir=tmp_path_factory.mktemp("policies"))
 
 
-@pytest.mark.parametrize("offset", [0, 3, 9])
-def test_alignment_finds_the_offset_of_a_hand_made_match(offset):
-    imagined, target, b = 17, 17, 8
+@pytest.mark.parametrize("offsets", [(0, 5), (3, 8), (8, 1)])
+def test_alignment_finds_each_rows_offset_and_clamps_to_the_last_target_state(offsets):
+    imagined, target, b = 17, 12, 8  # a target shorter than the rollout
     sim = torch.full((2, imagined, target), 0.1)
-    for j in range(target):  # target state j is matched by imagined state offset + j
-        if offset + j < imagined:
-            sim[:, offset + j, j] = 1.0
-    assert alignment_scores(sim, b).shape == (2, imagined - b + 1)
+    for row, offset in enumerate(offsets):  # target state j is matched by imagined state offset + j
+        for j in range(target):
+            if offset + j < imagined:
+                sim[row, offset + j, j] = 1.0 + 0.01 * row
+    # GENRL.md: the 8-state window slides over imagined length - b = 9 offsets
+    assert alignment_scores(sim, b).shape == (2, imagined - b)
     reward, t_a = aligned_reward(sim, b)
-    assert t_a.tolist() == [offset, offset]
-    # before t_a the reward compares against the target's first state, then in lockstep
-    expected = torch.tensor([sim[0, i, max(0, i - offset)] for i in range(imagined)])
-    assert torch.equal(reward[0], expected)
-    assert reward[0, offset:].eq(1.0).all()
+    assert t_a.tolist() == list(offsets)
+    for row, offset in enumerate(offsets):
+        # before t_a: the target's first state; then lockstep; past its end: its last state
+        expected = torch.tensor([sim[row, i, min(target - 1, max(0, i - offset))] for i in range(imagined)])
+        assert torch.equal(reward[row], expected)
+        assert reward[row, offset: offset + target].eq(1.0 + 0.01 * row).all()
+        assert reward[row, offset + target:].eq(0.1).all()  # imagined steps past the target's end
 
 
 @pytest.mark.parametrize("kind", ["max_cosine", "cosine", "kl"])
@@ -80,7 +84,7 @@ def test_imagine_alignment_and_evaluation_on_the_real_env(agent):
     frames = agent.imagine(slug, steps=12)
     assert frames.shape == (12, 64, 64, 3) and frames.dtype == np.uint8
     align = agent.alignment(None, slug)
-    assert len(align["similarity"]) == len(align["offsets"]) == 10
+    assert len(align["similarity"]) == len(align["offsets"]) == 9  # 17 imagined states - b
     assert align["t_a"] == int(np.argmax(align["similarity"]))
 
     result = agent.evaluate(slug, "walker_stand", episodes=2, seed=5, max_steps=15, keep_actions=True)

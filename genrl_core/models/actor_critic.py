@@ -41,10 +41,11 @@ class Actor(nn.Module):
         return torch.tanh(mean), (self.max_std - self.min_std) * torch.sigmoid(std + 2.0) + self.min_std
 
     def sample(self, feat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Reparameterised action clipped to [-1, 1] (straight-through at the bounds) and its entropy."""
+        """Reparameterised action clamped to [-1, 1] and its entropy. No gradient passes where the
+        sample was clamped: the world model never saw actions outside the box, and a straight-through
+        gradient there pushed the actor toward bang-bang control (LEARNER_REVIEW.md lead 5)."""
         mean, std = self(feat)
-        raw = mean + std * torch.randn_like(mean)
-        action = raw + (raw.clamp(-1, 1) - raw).detach()
+        action = (mean + std * torch.randn_like(mean)).clamp(-1, 1)
         entropy = (0.5 + 0.5 * torch.log(2 * torch.pi * std**2)).sum(-1)
         return action, entropy
 

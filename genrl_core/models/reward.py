@@ -42,11 +42,15 @@ def similarity_matrix(kind: str, wm, imagined: torch.Tensor, target: torch.Tenso
 
 
 def alignment_scores(sim: torch.Tensor, align_states: int) -> torch.Tensor:
-    """(B, offsets): mean similarity of target states 0..b-1 placed at imagined steps k..k+b-1."""
+    """(B, offsets): mean similarity of target states 0..b-1 placed at imagined steps k..k+b-1.
+
+    GenRL slides the window over `imagined_len - b` offsets (9 for 17 states and b = 8): the last
+    placement, which would leave no imagined step after the window, is not a candidate."""
     imagined_len = sim.shape[1]
-    offsets = imagined_len - align_states + 1
+    offsets = imagined_len - align_states
     if offsets < 1 or sim.shape[2] < align_states:
-        raise ValueError(f"alignment over {align_states} states needs at least that many imagined and target states")
+        raise ValueError(f"alignment over {align_states} states needs more imagined states "
+                         f"({imagined_len}) and at least as many target states ({sim.shape[2]})")
     k = torch.arange(offsets, device=sim.device)[:, None]
     j = torch.arange(align_states, device=sim.device)[None, :]
     return sim[:, k + j, j.expand(offsets, -1)].mean(-1)

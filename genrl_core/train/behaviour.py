@@ -36,6 +36,7 @@ from genrl_core.models.nets import sample_onehot
 from genrl_core.models.reward import REWARD_KINDS, aligned_reward, similarity_matrix
 from genrl_core.models.rssm import RSSM
 from genrl_core.train.loop import ProgressLog
+from genrl_core.train.reward_head import RewardHeads, oracle_task
 
 START_STATES_FILE = "start_states.pt"
 
@@ -60,7 +61,7 @@ class BehaviourConfig:
     hidden: int = 256
     layers: int = 2
     slow_critic_every: int = 100  # hard copy to the slow critic, as GenRL
-    reward: str = "max_cosine"  # max_cosine | cosine | kl
+    reward: str = "max_cosine"  # max_cosine | cosine | kl | oracle:TASK (true-reward head: the ladder's ceiling)
     align_states: int = 8  # b: initial target states slid over the imagined window
     use_aligner: bool = True  # off only for the ablation
     start: str = "auto"  # dataset | data_free | auto (dataset when the bundle has start states)
@@ -71,16 +72,16 @@ class BehaviourConfig:
     checkpoint_minutes: float = 2.0
 
     def __post_init__(self) -> None:
-        if self.reward not in REWARD_KINDS:
-            raise ValueError(f"unknown reward {self.reward!r}; valid: {', '.join(REWARD_KINDS)}")
+        if self.reward not in REWARD_KINDS and not oracle_task(self.reward):
+            raise ValueError(f"unknown reward {self.reward!r}; valid: {', '.join(REWARD_KINDS)}, oracle:TASK")
         if self.start not in ("auto", "dataset", "data_free"):
             raise ValueError(f"unknown start {self.start!r}; valid: auto, dataset, data_free")
         if self.max_minutes < 0:
             raise ValueError(f"max_minutes must be >= 0, got {self.max_minutes}")
         if min(self.updates, self.batch, self.horizon, self.align_states, self.log_every) < 1:
             raise ValueError("updates, batch, horizon, align_states and log_every must be >= 1")
-        if self.align_states > self.horizon + 1:
-            raise ValueError(f"align_states {self.align_states} must be <= horizon + 1 ({self.horizon + 1})")
+        if self.align_states > self.horizon:
+            raise ValueError(f"align_states {self.align_states} must be <= horizon ({self.horizon})")
         if not (0 < self.gamma <= 1 and 0 <= self.lam <= 1 and self.actor_lr > 0 and self.critic_lr > 0):
             raise ValueError("need 0 < gamma <= 1, 0 <= lam <= 1 and positive learning rates")
 
@@ -159,7 +160,9 @@ def imagine(wm: RSSM, actor: Actor, deter: torch.Tensor, stoch: torch.Tensor, ho
     """Roll the prior with the actor: states 0..horizon (state 0 = the start), actions, entropies."""
     deters, stochs, probs, entropies = [deter], [stoch], [None], []
     for _ in range(horizon):
-        action, entropy = actor.sample(feature(deter, stoch))
+        # the actor's input is a stop-gradient, as GenRL and Dreamer: its gradients reach earlier
+        # actions only through the dynamics of the states it led to, not through its own input
+        action, entropy = actor.sample(feature(deter, stoch).detach())
         deter = wm.step(deter, stoch, action)
         prob = wm.prior_probs(deter)
         stoch = sample_onehot(prob)  # straight-through: actor gradients flow through the dynamics
@@ -184,8 +187,12 @@ def lambda_returns(reward: torch.Tensor, value: torch.Tensor, gamma: float, lam:
 class BehaviourLearner:
     """Actor, critic, slow critic, their optimisers and the return normaliser."""
 
-    def __init__(self, wm: RSSM, cfg: BehaviourConfig, action_dim: int):
+    def __init__(self, wm: RSSM, cfg: BehaviourConfig, action_dim: int, reward_heads: RewardHeads | None = None):
         self.wm, self.cfg = wm, cfg
+        task = oracle_task(cfg.reward)
+        if task is not None and reward_heads is None:
+            raise ValueError(f"reward {cfg.reward!r} needs the bundle's oracle reward heads")
+        self.oracle = None if task is None else (reward_heads, reward_heads.column(task))
         dev = next(wm.parameters()).device
         feat_dim = wm.cfg.deter + wm.cfg.stoch_dim
         self.actor = Actor(feat_dim, action_dim, cfg.hidden, cfg.layers).to(dev)
@@ -197,6 +204,10 @@ class BehaviourLearner:
         self.updates = 0
 
     def rewards(self, traj: dict[str, torch.Tensor], target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.oracle is not None:  # the true task reward as the head predicts it; no alignment
+            heads, column = self.oracle
+            reward = heads(feature(traj["deter"], traj["stoch"]))[..., column]
+            return reward, torch.zeros(len(reward), dtype=torch.long, device=reward.device)
         sim = similarity_matrix(self.cfg.reward, self.wm, traj["stoch"], target, traj["probs"])
         return aligned_reward(sim, self.cfg.align_states)
 
@@ -261,11 +272,12 @@ def read_meta(run_dir: Path) -> dict[str, Any]:
 
 def learn_policy(wm: RSSM, target: torch.Tensor, starts: StartStates, cfg: BehaviourConfig, run_dir: Path,
                  action_dim: int, meta: dict[str, Any], callback: Callable[[dict], None] | None = None,
-                 cancel: threading.Event | None = None, progress: bool = False) -> dict[str, Any]:
+                 cancel: threading.Event | None = None, progress: bool = False,
+                 reward_heads: RewardHeads | None = None) -> dict[str, Any]:
     """Learn (or resume) one policy in `run_dir`; returns its final meta."""
     run_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
-    learner = BehaviourLearner(wm, cfg, action_dim)
+    learner = BehaviourLearner(wm, cfg, action_dim, reward_heads)
     elapsed_before = 0.0
     state_path = run_dir / "state.pt"
     if state_path.exists():
@@ -288,11 +300,12 @@ def learn_policy(wm: RSSM, target: torch.Tensor, starts: StartStates, cfg: Behav
                                     "torch_rng": torch.get_rng_state(),
                                     "start_rng": starts.gen.get_state() if starts.gen is not None else None})
         full = {**meta, "updates_done": learner.updates, "finished": finished,
-                "train_seconds": round(plog.elapsed, 1), "start_mode": starts.mode}
+                "train_seconds": round(plog.elapsed, 1), "start_mode": starts.mode,
+                "device": str(next(wm.parameters()).device)}
         write_meta(run_dir, full)
         return full
 
-    t_a_hist = np.zeros(cfg.horizon + 2 - cfg.align_states, np.int64)
+    t_a_hist = np.zeros(cfg.horizon + 1 - cfg.align_states, np.int64)
     window_start, window_updates = time.time(), 0
     with plog.saving_on_interrupt(checkpoint, log=lambda *_: None):
         while learner.updates < cfg.updates:

@@ -1,0 +1,191 @@
+"""The score ladder: where between the world model and the words is the score lost?
+
+    python benchmarks/score_ladder.py --bundle checkpoints/walker --data data/walker            # full ladder
+    python benchmarks/score_ladder.py --rungs oracle,expert,text,paraphrase --paraphrases 1    # reduced
+    python benchmarks/score_ladder.py --report runs/ladder                                     # table only
+
+For each task with expert data, the same learner with the same budget (--updates, --minutes)
+learns from five reward sources, and each policy is scored in the real simulator with the
+task's true reward (--episodes from --seed), normalised by `REFERENCE_RETURNS`:
+
+  oracle      a reward head on the world model's latents, fitted to the dataset's true task
+              reward (`genrl train-reward-heads`): the ceiling of world model + actor-critic
+  expert      target = the world model's posterior states of the best 17-step window of a
+              held-out expert episode of the task: no VLM, no connector
+  video       the same window's frames as a video prompt (an mp4 at the agent's rate), through
+              the VLM, the aligner and the connector
+  text        the stock text prompt
+  paraphrase  prompts written for this benchmark, in no caption template
+
+Each (task, rung, prompt) is one JSON file in --out, written when done; policies are kept
+in --out/policies and reused, so an interrupted ladder continues where it stopped and two
+processes can share the work (say `--tasks walker_walk` and `--tasks walker_run`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import hashlib
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from genrl_core.agent import GenRL
+from genrl_core.bundle import read_config
+from genrl_core.data.store import EpisodeStore, read_arrays
+from genrl_core.video import AGENT_FPS, write_mp4
+
+RUNGS = ("oracle", "expert", "video", "text", "paraphrase")
+TEXT_PROMPTS = {"walker_stand": "stand up straight", "walker_walk": "walk forward", "walker_run": "run fast",
+                "walker_lying_down": "lie down on the ground", "walker_sit_knees": "kneel on your knees"}
+# never in a caption template (genrl_core/vlm/captions.py): checked by tests/test_score_ladder.py
+PARAPHRASES = {
+    "walker_stand": ["hold a tall upright pose", "remain on your feet without moving",
+                     "keep your body vertical and balanced"],
+    "walker_walk": ["stroll forward at an easy pace", "a person walking calmly",
+                    "move ahead with slow steady steps"],
+    "walker_run": ["dash ahead at top speed", "race forward as quickly as you can",
+                   "a rapid sprint toward the horizon"],
+    "walker_lying_down": ["rest flat on the floor", "stretch out on the ground and stay there",
+                          "lay your whole body down"],
+    "walker_sit_knees": ["rest on bent knees", "drop down onto both knees and stay",
+                         "a kneeling pose with the shins on the floor"],
+}
+
+
+def expert_episode(bundle: Path, data: Path, task: str) -> tuple[Path, bool]:
+    """A held-out expert episode of the task (from the world model's split), else the last one."""
+    held = [n for n in read_config(bundle).get("world_model_heldout", []) if n.startswith(f"expert_{task}-")]
+    if held and (data / held[0]).exists():
+        return data / held[0], True
+    paths = [p for p in EpisodeStore(data).paths() if p.name.startswith(f"expert_{task}-")]
+    if not paths:
+        raise FileNotFoundError(f"no expert_{task} episodes in {data}")
+    return paths[-1], False
+
+
+@torch.no_grad()
+def expert_window(agent: GenRL, path: Path, task: str, length: int) -> tuple[torch.Tensor, np.ndarray, int]:
+    """(posterior mode states (length, stoch, classes), frames, start) of the episode's window of
+    `length` steps with the highest true task reward, after the first 50 steps."""
+    ep = read_arrays(path, ("image", "action", "is_first", "task_rewards", "task_names"))
+    rewards = ep["task_rewards"][:, list(ep["task_names"]).index(task)]
+    sums = np.convolve(rewards, np.ones(length), "valid")
+    start = 50 + int(np.argmax(sums[50:]))
+    obs = agent.wm.observe(*(torch.from_numpy(ep[k])[None].to(agent.device) for k in ("image", "action", "is_first")),
+                           sample=False)
+    return obs["stoch"][0, start: start + length].clone(), ep["image"], start  # clone: not the whole episode
+
+
+def export_job(agent: GenRL, prompt: str | Path, settings: dict, target: torch.Tensor | None) -> dict:
+    """Everything `scripts/gpu_learn.py` needs to learn this rung's policy on a box without the VLM:
+    the target states, the settings and the meta `GenRL.learn` would write, under the same slug, so
+    that rerunning the ladder here finds the policy finished and only evaluates it."""
+    cfg = agent.behaviour_config(settings)
+    slug = agent.policy_slug(prompt, settings, target)  # as learn() names it: explicit targets only
+    if target is None:
+        target = agent.target(prompt, steps=cfg.horizon + 1, use_aligner=cfg.use_aligner)
+    name, _ = agent._prompt_key(prompt)
+    meta = {"slug": slug, "prompt": name, "settings": dataclasses.asdict(cfg), "body": agent.body,
+            "world_model": agent.wm_digest, "vlm": agent.vlm.name, "created": time.time()}
+    return {"slug": slug, "target": target.cpu(), "meta": meta}
+
+
+def run_rung(agent: GenRL, task: str, rung: str, prompt: str, settings: dict, target: torch.Tensor | None,
+             episodes: int, seed: int, out: Path) -> dict:
+    t0 = time.time()
+    meta = agent.learn(prompt, settings, progress=False, target=target)
+    ev = agent.evaluate(meta["slug"], task, episodes=episodes, seed=seed, video=out / "videos" / f"{meta['slug']}.mp4")
+    return {"task": task, "rung": rung, "prompt": str(prompt), "slug": meta["slug"], "normalised": ev["normalised"],
+            "mean_return": ev["mean_return"], "returns": ev["returns"], "updates": meta["updates_done"],
+            "learn_minutes": round(meta["train_seconds"] / 60, 1), "wall_minutes": round((time.time() - t0) / 60, 1),
+            "device": meta.get("device", str(agent.device)), "episodes": episodes, "seed": seed, "settings": settings}
+
+
+def report(out: Path) -> str:
+    rows = [json.loads(p.read_text()) for p in sorted(out.glob("*.json"))]
+    if not rows:
+        return f"no results in {out}"
+    lines = ["| task | rung | prompt | normalised | return | updates | learn min | learned on |",
+             "|---|---|---|---|---|---|---|---|"]
+    order = {r: i for i, r in enumerate(RUNGS)}
+    for r in sorted(rows, key=lambda r: (r["task"], order.get(r["rung"], 9), r["prompt"])):
+        lines.append(f"| {r['task']} | {r['rung']} | {r['prompt']} | {r['normalised']:.2f} | {r['mean_return']:.0f} "
+                     f"| {r['updates']} | {r['learn_minutes']} | {r['device']} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--bundle", default="checkpoints/walker", help="bundle (needs reward_heads.pt for oracle)")
+    parser.add_argument("--data", default="data/walker", help="dataset with expert episodes and task rewards")
+    parser.add_argument("--tasks", default="walker_stand,walker_walk,walker_run", help="comma-separated tasks")
+    parser.add_argument("--rungs", default=",".join(RUNGS), help=f"comma-separated subset of {','.join(RUNGS)}")
+    parser.add_argument("--paraphrases", type=int, default=3, help="paraphrases per task (1 for a reduced ladder)")
+    parser.add_argument("--updates", type=int, default=3000, help="learner updates per rung (same for all)")
+    parser.add_argument("--minutes", type=float, default=7.0, help="and at most this many minutes of learning")
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="other behaviour settings")
+    parser.add_argument("--episodes", type=int, default=3, help="real episodes per policy (1000 env steps each)")
+    parser.add_argument("--seed", type=int, default=1000, help="seed of the first real episode")
+    parser.add_argument("--device", default="cpu", help="cpu | cuda")
+    parser.add_argument("--out", default="runs/ladder", help="results (one JSON per rung), videos and policies")
+    parser.add_argument("--report", default=None, metavar="DIR", help="only print the table of results in DIR")
+    parser.add_argument("--export-jobs", default=None, metavar="FILE",
+                        help="learn nothing: write the rungs' targets and metas for scripts/gpu_learn.py")
+    args = parser.parse_args()
+    if args.report:
+        print(report(Path(args.report)))
+        return
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    agent = GenRL.load(args.bundle, device=args.device, policies_dir=out / "policies")
+    settings = {"updates": args.updates, "max_minutes": args.minutes}
+    for item in args.set:
+        key, value = item.split("=", 1)
+        default = getattr(agent.behaviour_defaults, key)
+        settings[key] = type(default)(value) if not isinstance(default, bool) else value.lower() == "true"
+    horizon = agent.behaviour_config(settings).horizon
+    rungs = args.rungs.split(",")
+    unknown = set(rungs) - set(RUNGS)
+    if unknown:
+        parser.error(f"unknown rungs {sorted(unknown)}; valid: {', '.join(RUNGS)}")
+    jobs = []
+    for task in args.tasks.split(","):
+        path, held_out = expert_episode(Path(args.bundle), Path(args.data), task)
+        target, frames, start = expert_window(agent, path, task, horizon + 1)
+        clip = write_mp4(out / "videos" / f"expert_{task}_{start}.mp4", frames[start: start + horizon + 1],
+                         fps=int(AGENT_FPS))
+        print(f"[ladder] {task}: expert window {path.name}[{start}:{start + horizon + 1}] "
+              f"({'held out' if held_out else 'NOT held out'})", flush=True)
+        plan = {"oracle": [(f"oracle {task}", {"reward": f"oracle:{task}"}, None)],
+                "expert": [(f"expert latents {path.stem}[{start}]", {}, target)],
+                "video": [(clip, {}, None)],
+                "text": [(TEXT_PROMPTS[task], {}, None)],
+                "paraphrase": [(p, {}, None) for p in PARAPHRASES[task][: args.paraphrases]]}
+        for rung in rungs:
+            for prompt, extra, tgt in plan[rung]:
+                name = f"{task}__{rung}__{hashlib.sha1(str(prompt).encode()).hexdigest()[:8]}.json"
+                result_path = out / name
+                if args.export_jobs:
+                    jobs.append(export_job(agent, prompt, {**settings, **extra}, tgt))
+                    continue
+                if result_path.exists():
+                    continue
+                row = run_rung(agent, task, rung, prompt, {**settings, **extra}, tgt, args.episodes, args.seed, out)
+                result_path.write_text(json.dumps(row, indent=1))
+                print(f"[ladder] {task} {rung:10s} {str(prompt)[:40]:40s} normalised {row['normalised']:.2f} "
+                      f"(return {row['mean_return']}, {row['updates']} updates, {row['learn_minutes']} min)",
+                      flush=True)
+    if args.export_jobs:
+        torch.save(jobs, args.export_jobs)
+        print(f"[ladder] {len(jobs)} jobs -> {args.export_jobs}")
+        return
+    print(report(out))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,101 @@
+"""Oracle reward heads (the score ladder's ceiling) and the ladder's own inputs."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from genrl_core.agent import GenRL, PromptError
+from genrl_core.bundle import BundleError
+from genrl_core.cli import main
+from genrl_core.data import EpisodeStore, load_episode
+from genrl_core.models.actor_critic import feature
+from genrl_core.train.behaviour import BehaviourLearner, imagine
+from genrl_core.train.reward_head import HEADS_FILE, load_reward_heads
+from genrl_core.vlm.captions import WORDINGS
+
+FAST = {"updates": 4, "batch": 8, "hidden": 32, "layers": 1, "log_every": 1}
+
+
+@pytest.fixture(scope="module")
+def oracle_bundle(tiny_bundle, walker_random_data, tmp_path_factory):
+    bundle = tmp_path_factory.mktemp("oracle") / "bundle"
+    shutil.copytree(tiny_bundle, bundle)
+    assert main(["train-reward-heads", "--data", str(walker_random_data), "--bundle", str(bundle), "--steps", "300",
+                 "--no-progress"]) == 0
+    return bundle
+
+
+def test_reward_heads_predict_true_rewards_better_than_their_mean(oracle_bundle, walker_random_data):
+    agent = GenRL.load(oracle_bundle)
+    heads = load_reward_heads(oracle_bundle, agent.wm)
+    ep = load_episode(EpisodeStore(walker_random_data).paths()[0])
+    with torch.no_grad():
+        obs = agent.wm.observe(*(torch.from_numpy(ep[k])[None] for k in ("image", "action", "is_first")))
+        pred = heads(feature(obs["deter"], obs["stoch"]))[0, 8:].numpy()
+    true = ep["task_rewards"][8:]
+    col = heads.tasks.index("walker_stand")
+    model_err = np.abs(pred[:, col] - true[:, col]).mean()
+    mean_err = np.abs(true[:, col].mean() - true[:, col]).mean()
+    assert model_err < 0.97 * mean_err, (model_err, mean_err)  # beats the best constant, from a 20-update model
+    rows = [json.loads(x) for x in (oracle_bundle / "logs" / "reward_heads.jsonl").read_text().splitlines()]
+    assert rows[-1]["mse"] < 0.9 * rows[0]["mse"], rows
+
+
+def test_oracle_reward_is_the_heads_prediction_on_imagined_states(oracle_bundle):
+    agent = GenRL.load(oracle_bundle)
+    heads = load_reward_heads(oracle_bundle, agent.wm)
+    cfg = agent.behaviour_config({**FAST, "reward": "oracle:walker_walk"})
+    learner = BehaviourLearner(agent.wm, cfg, agent.wm.cfg.action_dim, heads)
+    torch.manual_seed(0)
+    deter = torch.zeros(8, agent.wm.cfg.deter)
+    stoch = torch.nn.functional.one_hot(torch.randint(agent.wm.cfg.classes, (8, agent.wm.cfg.stoch)),
+                                        agent.wm.cfg.classes).float()
+    with torch.no_grad():
+        traj = imagine(agent.wm, learner.actor, deter, stoch, cfg.horizon)
+        reward, t_a = learner.rewards(traj, torch.zeros(0))
+        expected = heads(feature(traj["deter"], traj["stoch"]))[..., heads.tasks.index("walker_walk")]
+    assert torch.equal(reward, expected) and t_a.eq(0).all()
+    meta = agent.learn("oracle walker_walk", {**FAST, "reward": "oracle:walker_walk"})
+    assert meta["finished"] and meta["settings"]["reward"] == "oracle:walker_walk"
+
+
+def test_oracle_errors_name_the_fix(oracle_bundle, tiny_bundle, tmp_path):
+    agent = GenRL.load(oracle_bundle, policies_dir=tmp_path)
+    with pytest.raises(BundleError, match="no oracle reward head for 'walker_moonwalk'"):
+        agent.learn("x", {**FAST, "reward": "oracle:walker_moonwalk"})
+    with pytest.raises(PromptError, match="oracle:TASK"):
+        agent.learn("x", {**FAST, "reward": "oracles"})
+    bare = GenRL.load(tiny_bundle, policies_dir=tmp_path)
+    if not (tiny_bundle / HEADS_FILE).exists():
+        with pytest.raises(BundleError, match="genrl train-reward-heads"):
+            bare.learn("x", {**FAST, "reward": "oracle:walker_walk"})
+    stale = tmp_path / "stale"
+    shutil.copytree(oracle_bundle, stale)
+    torch.save({k: v + 0.01 for k, v in torch.load(stale / "world_model.pt").items()}, stale / "world_model.pt")
+    with pytest.raises(BundleError, match="another world model"):
+        load_reward_heads(stale, GenRL.load(stale).wm)
+
+
+def test_an_explicit_target_is_learned_and_named_by_its_states(oracle_bundle, tmp_path):
+    agent = GenRL.load(oracle_bundle, policies_dir=tmp_path)
+    cfg = agent.wm.cfg
+    target = torch.nn.functional.one_hot(torch.randint(cfg.classes, (17, cfg.stoch)), cfg.classes).float()
+    first = agent.learn("expert latents", FAST, target=target)
+    assert torch.equal(torch.load(f"{first['path']}/target.pt"), target)
+    other = agent.learn("expert latents", FAST, target=target.roll(1, 0))
+    assert other["slug"] != first["slug"] and agent.learn("expert latents", FAST, target=target)["reused"]
+    with pytest.raises(PromptError, match="shape"):
+        agent.learn("expert latents", FAST, target=target[:5])
+
+
+def test_ladder_paraphrases_are_in_no_caption_template():
+    from benchmarks.score_ladder import PARAPHRASES, TEXT_PROMPTS
+
+    templates = {t.replace("{b} ", "").lower() for phrases in WORDINGS.values() for t in phrases}
+    for task, phrases in PARAPHRASES.items():
+        assert task in TEXT_PROMPTS and len(phrases) == 3
+        for p in phrases:
+            assert p.lower() not in templates and not any(t in p.lower() for t in templates if len(t) > 12), p
