@@ -1,6 +1,6 @@
 """Prompt -> policy -> true score: the table that says whether the product works.
 
-    python benchmarks/behaviour_scores.py --bundle checkpoints/walker --episodes 5   # preset: <= 7 min each
+    python benchmarks/behaviour_scores.py --bundle checkpoints/walker --episodes 5   # defaults: <= 20 min each
     python benchmarks/behaviour_scores.py --tasks walker_stand,walker_walk --minutes 5 --ablation-tasks ''
 
 For each (task, prompt) pair: learn a policy in imagination (at most --minutes or --updates),

@@ -35,8 +35,11 @@ import numpy as np
 import torch
 
 from genrl_core.agent import GenRL
-from genrl_core.bundle import read_config
+from genrl_core.bundle import BundleError, read_config
 from genrl_core.data.store import EpisodeStore, read_arrays
+from genrl_core.models.actor_critic import feature
+from genrl_core.models.nets import mode_onehot
+from genrl_core.train.reward_head import load_reward_heads
 from genrl_core.video import AGENT_FPS, write_mp4
 
 RUNGS = ("oracle", "expert", "video", "text", "paraphrase")
@@ -95,13 +98,35 @@ def export_job(agent: GenRL, prompt: str | Path, settings: dict, target: torch.T
     return {"slug": slug, "target": target.cpu(), "meta": meta}
 
 
+@torch.no_grad()
+def imagined_return(agent: GenRL, slug: str, task: str, episodes: int, seed: int, steps: int = 500) -> float | None:
+    """The task return the world model believes the policy gets: a whole episode imagined from the
+    same real reset frames, each state scored by the oracle reward head. Next to the real return it
+    measures how far imagination and the simulator part (None without reward heads)."""
+    try:
+        heads = load_reward_heads(agent.bundle, agent.wm)
+    except BundleError:
+        return None
+    actor, _ = agent.load_policy(slug)
+    wm, column = agent.wm, heads.column(task)
+    deter, stoch = agent._real_start(episodes, seed)
+    total = torch.zeros(episodes, device=agent.device)
+    for _ in range(steps - 1):
+        deter = wm.step(deter, stoch, actor.act(feature(deter, stoch)))
+        stoch = mode_onehot(wm.prior_probs(deter))
+        total += heads(feature(deter, stoch))[:, column]
+    return round(float(total.mean()), 1)
+
+
 def run_rung(agent: GenRL, task: str, rung: str, prompt: str, settings: dict, target: torch.Tensor | None,
              episodes: int, seed: int, out: Path) -> dict:
     t0 = time.time()
     meta = agent.learn(prompt, settings, progress=False, target=target)
     ev = agent.evaluate(meta["slug"], task, episodes=episodes, seed=seed, video=out / "videos" / f"{meta['slug']}.mp4")
     return {"task": task, "rung": rung, "prompt": str(prompt), "slug": meta["slug"], "normalised": ev["normalised"],
-            "mean_return": ev["mean_return"], "returns": ev["returns"], "updates": meta["updates_done"],
+            "mean_return": ev["mean_return"],
+            "imagined_return": imagined_return(agent, meta["slug"], task, episodes, seed),
+            "returns": ev["returns"], "updates": meta["updates_done"],
             "learn_minutes": round(meta["train_seconds"] / 60, 1), "wall_minutes": round((time.time() - t0) / 60, 1),
             "device": meta.get("device", str(agent.device)), "episodes": episodes, "seed": seed, "settings": settings}
 
@@ -110,12 +135,14 @@ def report(out: Path) -> str:
     rows = [json.loads(p.read_text()) for p in sorted(out.glob("*.json"))]
     if not rows:
         return f"no results in {out}"
-    lines = ["| task | rung | prompt | normalised | return | updates | learn min | learned on |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = ["| task | rung | prompt | normalised | return | imagined return | updates | learn min | learned on |",
+             "|---|---|---|---|---|---|---|---|---|"]
     order = {r: i for i, r in enumerate(RUNGS)}
     for r in sorted(rows, key=lambda r: (r["task"], order.get(r["rung"], 9), r["prompt"])):
-        lines.append(f"| {r['task']} | {r['rung']} | {r['prompt']} | {r['normalised']:.2f} | {r['mean_return']:.0f} "
-                     f"| {r['updates']} | {r['learn_minutes']} | {r['device']} |")
+        imagined = "" if r.get("imagined_return") is None else f"{r['imagined_return']:.0f}"
+        lines.append(f"| {r['task']} | {r['rung']} | {Path(r['prompt']).name if r['rung'] == 'video' else r['prompt']} "
+                     f"| {r['normalised']:.2f} | {r['mean_return']:.0f} | {imagined} | {r['updates']} "
+                     f"| {r['learn_minutes']} | {r['device']} |")
     return "\n".join(lines)
 
 
@@ -174,6 +201,10 @@ def main() -> None:
                     jobs.append(export_job(agent, prompt, {**settings, **extra}, tgt))
                     continue
                 if result_path.exists():
+                    row = json.loads(result_path.read_text())
+                    if "imagined_return" not in row:  # results from before that column
+                        row["imagined_return"] = imagined_return(agent, row["slug"], task, args.episodes, args.seed)
+                        result_path.write_text(json.dumps(row, indent=1))
                     continue
                 row = run_rung(agent, task, rung, prompt, {**settings, **extra}, tgt, args.episodes, args.seed, out)
                 result_path.write_text(json.dumps(row, indent=1))
