@@ -1,5 +1,7 @@
 """Shared fixtures: small real datasets collected once per test session."""
 
+import os
+
 import pytest
 
 from genrl_core.data.collect import collect
@@ -10,6 +12,20 @@ from genrl_core.vlm import embed_dataset, load_vlm
 from genrl_core.vlm.embedded import EmbeddedVLMConfig
 
 QUIET = {"progress": False, "log": lambda *_: None}
+# read by the tests themselves, not by the app
+TEST_SETTINGS = ("GENRL_UI_SCREENSHOT",)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_genrl_settings_from_the_environment():
+    """`create_app` reads GENRL_* env vars (the Docker image's way of configuring it): a token,
+    bundle or preset exported in the shell running the tests would silently change what they
+    test. Every test sees only the settings it passes; the variables come back afterwards."""
+    with pytest.MonkeyPatch.context() as mp:
+        for name in list(os.environ):
+            if name.startswith("GENRL_") and name not in TEST_SETTINGS:
+                mp.delenv(name)
+        yield
 
 
 @pytest.fixture(scope="session")

@@ -8,6 +8,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from app.main import create_app
+from genrl_core.evaluate import REFERENCE_RETURNS
 
 FINISHED = ("succeeded", "failed", "cancelled", "interrupted")
 MAGIC = {"target": b"ftyp", "imagined": b"ftyp", "real": b"ftyp"}
@@ -66,11 +67,11 @@ def test_health_bodies_docs_and_target(tiny_bundle, root):
 def test_learn_poll_artefacts_cancel_reuse_video_and_restart(tiny_bundle, root):
     with TestClient(make_app(tiny_bundle, root)) as client:
         wait_ready(client)
-        t0 = time.perf_counter()
         r = client.get("/learn", params={"prompt": "stand up straight", "steps": 16, "eval_episodes": 1})
-        assert r.status_code == 202 and time.perf_counter() - t0 < 2.0  # returns at once
+        assert r.status_code == 202  # accepted: the answer describes a job that has not finished
         first = r.json()
         assert r.headers["location"] == f"/jobs/{first['id']}" and first["state"] in ("queued", "running")
+        assert first["progress"] < 1.0 and not first["result"]
         r = client.post("/learn", json={"prompt": "run fast", "updates": 5000, "reward": "cosine"})
         assert r.status_code == 202
         long_job = r.json()
@@ -80,7 +81,10 @@ def test_learn_poll_artefacts_cancel_reuse_video_and_restart(tiny_bundle, root):
         assert done["state"] == "succeeded", done["error"]
         assert done["progress"] == 1.0 and done["metrics"]["update"] == 5 and isinstance(done["t_a"], int)
         ev = done["result"]["evaluation"]
-        assert ev["task"] == "walker_stand" and len(ev["returns"]) == 1 and "normalised" in ev
+        assert ev["task"] == "walker_stand" and len(ev["returns"]) == 1 and ev["env_steps"] == 1000
+        low, high, _ = REFERENCE_RETURNS["walker_stand"]
+        assert (ev["random_return"], ev["expert_return"]) == (low, high) and isinstance(ev["normalised"], float)
+        assert ev["normalised"] == pytest.approx((ev["mean_return"] - low) / (high - low), abs=1e-3)
         assert set(done["urls"]["artefacts"]) == {"target", "policy", "imagined", "alignment", "real"}
         for name, url in done["urls"]["artefacts"].items():
             got = client.get(url)
@@ -97,11 +101,13 @@ def test_learn_poll_artefacts_cancel_reuse_video_and_restart(tiny_bundle, root):
         assert r.status_code == 200
         assert poll(client, long_job["id"], timeout=30)["state"] == "cancelled"
 
-        t0 = time.perf_counter()
         again = client.get("/learn", params={"prompt": "stand up straight", "steps": 16, "eval_episodes": 1}).json()
         reused = poll(client, again["id"])
         assert reused["state"] == "succeeded" and reused["reused"] and reused["policy"] == done["policy"]
-        assert time.perf_counter() - t0 < 10 and reused["result"] == done["result"]
+        assert reused["result"] == done["result"]
+        # nothing was learned or evaluated again: the finished job's results were copied
+        assert not any("learning" in line or "evaluating" in line for line in reused["log"]), reused["log"]
+        assert any(f"results of job {first['id']}" in line for line in reused["log"]), reused["log"]
 
         files = {"video": ("clip.mp4", target_mp4, "video/mp4")}
         r = client.post("/target", files=files, data={"steps": "8"})
@@ -114,8 +120,12 @@ def test_learn_poll_artefacts_cancel_reuse_video_and_restart(tiny_bundle, root):
         assert {done["policy"], video_job["policy"]} <= {p["slug"] for p in policies}
 
         resumable = client.post("/learn", json={"prompt": "lie down", "updates": 5000}).json()
-        before = poll(client, resumable["id"], until=("running",), check=lambda j: j["metrics"])
+        resumable = poll(client, resumable["id"], until=("running",), check=lambda j: j["metrics"])
     # leaving the block shut the app down mid-learning: the job checkpointed and waits to resume
+    run_dir = root / "runs" / "policies" / "walker" / resumable["policy"]
+    checkpoint = json.loads((run_dir / "meta.json").read_text())
+    saved, log_every = checkpoint["updates_done"], checkpoint["settings"]["log_every"]
+    assert saved >= log_every and not checkpoint["finished"] and (run_dir / "state.pt").is_file()
 
     with TestClient(make_app(tiny_bundle, root)) as client:  # a restart on the same database
         jobs = {j["id"]: j for j in client.get("/jobs").json()}
@@ -123,7 +133,9 @@ def test_learn_poll_artefacts_cancel_reuse_video_and_restart(tiny_bundle, root):
         assert client.get(done["urls"]["artefacts"]["real"]).status_code == 200
         wait_ready(client)
         after = poll(client, resumable["id"], until=("running",), check=lambda j: j["metrics"] and j["attempts"] == 2)
-        assert after["metrics"]["update"] > before["metrics"]["update"]  # resumed from its checkpoint
+        # resumed from its checkpoint: the first progress of this attempt is the first logged update
+        # after the saved one (a restart from zero would report update log_every again)
+        assert after["reward_history"][0][0] == (saved // log_every + 1) * log_every, after["reward_history"][:3]
         assert any("resume" in line for line in after["log"])
         client.post(f"/jobs/{resumable['id']}/cancel")
         assert poll(client, resumable["id"], timeout=30)["state"] == "cancelled"

@@ -1,17 +1,22 @@
 """Behaviour learning: alignment, the matching reward, learning, evaluation, cancellation."""
 
 import json
+import shutil
 import threading
-import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers_state import assert_same_state
 
 from genrl_core.agent import GenRL, LearningCancelled, PromptError
 from genrl_core.cli import main
+from genrl_core.data import EpisodeStore
 from genrl_core.envs.pixel_env import PixelEnv
+from genrl_core.envs.tasks import TASKS
+from genrl_core.evaluate import REFERENCE_RETURNS, normalised_score
 from genrl_core.models.reward import aligned_reward, alignment_scores, similarity_matrix
 from genrl_core.train.behaviour import lambda_returns
 
@@ -26,21 +31,25 @@ def agent(tiny_bundle, tmp_path_factory):
 @pytest.mark.parametrize("offsets", [(0, 5), (3, 8), (8, 1)])
 def test_alignment_finds_each_rows_offset_and_clamps_to_the_last_target_state(offsets):
     imagined, target, b = 17, 12, 8  # a target shorter than the rollout
-    sim = torch.full((2, imagined, target), 0.1)
+    # every entry its own background value (all below 0.31), so a reward read from the wrong target
+    # state (wrapped, clamped elsewhere, or with another row's t_a) shows up as a different number
+    i, j = torch.meshgrid(torch.arange(imagined), torch.arange(target), indexing="ij")
+    sim = (0.1 + 0.001 * (i * target + j)).float().repeat(2, 1, 1)
     for row, offset in enumerate(offsets):  # target state j is matched by imagined state offset + j
-        for j in range(target):
-            if offset + j < imagined:
-                sim[row, offset + j, j] = 1.0 + 0.01 * row
+        for jj in range(target):
+            if offset + jj < imagined:
+                sim[row, offset + jj, jj] = 1.0 + 0.01 * row
     # GENRL.md: the 8-state window slides over imagined length - b = 9 offsets
     assert alignment_scores(sim, b).shape == (2, imagined - b)
     reward, t_a = aligned_reward(sim, b)
     assert t_a.tolist() == list(offsets)
     for row, offset in enumerate(offsets):
         # before t_a: the target's first state; then lockstep; past its end: its last state
-        expected = torch.tensor([sim[row, i, min(target - 1, max(0, i - offset))] for i in range(imagined)])
+        expected = torch.stack([sim[row, ii, min(target - 1, max(0, ii - offset))] for ii in range(imagined)])
         assert torch.equal(reward[row], expected)
         assert reward[row, offset: offset + target].eq(1.0 + 0.01 * row).all()
-        assert reward[row, offset + target:].eq(0.1).all()  # imagined steps past the target's end
+        assert torch.equal(reward[row, :offset], sim[row, :offset, 0])
+        assert torch.equal(reward[row, offset + target:], sim[row, offset + target:, target - 1])
 
 
 @pytest.mark.parametrize("kind", ["max_cosine", "cosine", "kl"])
@@ -79,44 +88,122 @@ def test_tiny_learning_improves_the_matching_reward(agent):
     assert meta["slug"] in [m["slug"] for m in agent.policies()]
 
 
-def test_imagine_alignment_and_evaluation_on_the_real_env(agent):
+def test_imagine_and_alignment_of_the_policys_own_target(agent):
     slug = agent.learn("walk forward", FAST)["slug"]
     frames = agent.imagine(slug, steps=12)
     assert frames.shape == (12, 64, 64, 3) and frames.dtype == np.uint8
-    align = agent.alignment(None, slug)
+    align = agent.alignment(None, slug, batch=4)
     assert len(align["similarity"]) == len(align["offsets"]) == 9  # 17 imagined states - b
-    assert align["t_a"] == int(np.argmax(align["similarity"]))
+    # the policy's stored target is the one its prompt decodes to (what it was learned against)
+    assert agent.alignment("walk forward", slug, batch=4) == align
 
-    result = agent.evaluate(slug, "walker_stand", episodes=2, seed=5, max_steps=15, keep_actions=True)
-    assert result["env_steps"] == 30 and len(result["returns"]) == 2
-    env = PixelEnv("walker_stand", seed=5)  # replay episode 0's actions: the env's own reward
+
+def test_alignment_finds_a_target_cut_from_the_policys_own_rollout(agent):
+    """alignment(batch=1, seed=0) imagines one deterministic rollout R; a target made of R from step k
+    on (padded with R's last state) matches R exactly at offset k, so t_a must be k. Only offsets
+    whose 8-state window occurs once in R are unambiguous (a tiny model's rollout soon repeats)."""
+    meta = agent.learn("walk forward", FAST)
+    actor, _ = agent.load_policy(meta["slug"])
+    cfg = agent.behaviour_config(FAST)
+    b, offsets = cfg.align_states, cfg.horizon + 1 - cfg.align_states
+    with torch.no_grad():
+        rollout = agent._rollout(actor, *agent._real_start(1, 0), cfg.horizon)[0]
+    windows = [rollout[k: k + b].argmax(-1) for k in range(offsets)]
+    unambiguous = [k for k in range(offsets) if sum(torch.equal(windows[k], w) for w in windows) == 1]
+    assert len(unambiguous) >= 2, [w.tolist() for w in windows]
+    src = Path(meta["path"])
+    for k in unambiguous:
+        target = torch.cat([rollout[k:], rollout[-1:].expand(k, -1, -1)])
+        copy = src.with_name(f"{src.name}-from-{k}")
+        shutil.copytree(src, copy, dirs_exist_ok=True)
+        torch.save(target, copy / "target.pt")
+        align = agent.alignment(None, copy.name, batch=1, seed=0)
+        assert align["t_a"] == k, (k, align)
+        assert align["similarity"][k] == pytest.approx(1.0, abs=1e-5)  # the window matched state for state
+
+
+def test_normalised_score_on_a_full_episode_of_the_real_env(agent):
+    slug = agent.learn("walk forward", FAST)["slug"]
+    result = agent.evaluate(slug, "walker_stand", episodes=1, seed=5, keep_actions=True)
+    assert result["env_steps"] == 1000 and len(result["actions"]) == 500  # a whole episode, action repeat 2
+    env = PixelEnv("walker_stand", seed=5)  # replay the actions: the env's own reward
     env.reset()
     true_return = sum(env.step(a).reward for a in result["actions"])
     assert result["returns"][0] == pytest.approx(true_return, abs=0.06)
-    assert result["normalised"] == pytest.approx((result["mean_return"] - 150) / (970 - 150), abs=1e-3)
+    low, high, source = REFERENCE_RETURNS["walker_stand"]
+    assert (result["random_return"], result["expert_return"], result["reference_source"]) == (low, high, source)
+    # on the scale: 0 at the random reference, 1 at the expert's
+    assert result["normalised"] == pytest.approx((true_return - low) / (high - low), abs=1e-3)
+    assert normalised_score("walker_stand", low) == 0 and normalised_score("walker_stand", high) == 1
 
 
-def test_cancel_stops_within_a_second_and_resume_continues(agent):
-    cancel, updates, stop_at = threading.Event(), [], {}
-    settings = {**FAST, "updates": 10_000}
+def test_reference_returns_name_real_tasks_and_a_random_policy_scores_near_zero(walker_random_data):
+    for task, (low, high, source) in REFERENCE_RETURNS.items():
+        assert task in TASKS and 0 <= low < high <= 1000 and source, task
+    # three real random-policy episodes (full length) score about 0 on every walker task with a reference
+    store = EpisodeStore(walker_random_data)
+    episodes = [store.load(p) for p in store.paths()]
+    assert all(len(ep["task_rewards"]) == 501 for ep in episodes)
+    names = list(episodes[0]["task_names"])
+    for task in (t for t in REFERENCE_RETURNS if t.startswith("walker_")):
+        mean = float(np.mean([ep["task_rewards"][:, names.index(task)].sum() for ep in episodes]))
+        assert abs(normalised_score(task, mean)) < 0.25, (task, mean)
+    assert normalised_score("walker_nonexistent", 100.0) is None
+
+
+@pytest.mark.xfail(strict=True, reason="library: run_policy gives a normalised score for a run cut short by "
+                                       "max_steps (issue 15 item 4); remove this mark once it reports None")
+def test_a_truncated_run_reports_no_normalised_score(agent):
+    slug = agent.learn("walk forward", FAST)["slug"]
+    result = agent.evaluate(slug, "walker_stand", episodes=1, seed=5, max_steps=15)
+    assert result["env_steps"] == 30
+    assert result["normalised"] is None
+
+
+def learn_until(agent, prompt, settings, stop_at):
+    """Learn with a cancel event set by the progress callback once update `stop_at` is reported.
+    Returns (updates reported, the LearningCancelled message, or None if learning finished)."""
+    cancel, seen = threading.Event(), []
 
     def on_progress(p):
-        updates.append(p["update"])
-        if p["update"] == 3:
-            stop_at["t"] = time.time()
+        seen.append(p["update"])
+        if p["update"] >= stop_at:
             cancel.set()
 
-    with pytest.raises(LearningCancelled):
-        agent.learn("lie down", settings, callback=on_progress, cancel=cancel)
-    assert time.time() - stop_at["t"] < 1.0
+    try:
+        agent.learn(prompt, settings, callback=on_progress, cancel=cancel)
+    except LearningCancelled as exc:
+        return seen, str(exc)
+    return seen, None
+
+
+def test_cancel_stops_at_the_next_update_and_resume_is_exact(agent, tiny_bundle, tmp_path):
+    settings = {**FAST, "updates": 40}
+    seen, stopped = learn_until(agent, "lie down", settings, 20)
+    # cancel was set while update 20 was reported: learning stopped before update 21 and checkpointed
+    assert seen == list(range(1, 21)) and stopped == "cancelled at update 20; rerun to resume"
     run_dir = agent.policies_dir / agent.policy_slug("lie down", settings)
-    assert json.loads((run_dir / "meta.json").read_text())["updates_done"] == 3
-    resumed = []
-    with pytest.raises(LearningCancelled):
-        cancel2 = threading.Event()
-        agent.learn("lie down", settings, callback=lambda p: (resumed.append(p["update"]), cancel2.set()),
-                    cancel=cancel2)
-    assert resumed[0] == 4  # continued from the checkpoint, not from zero
+    meta = json.loads((run_dir / "meta.json").read_text())
+    assert meta["updates_done"] == 20 and not meta["finished"] and not (run_dir / "policy.pt").exists()
+    seen, stopped = learn_until(agent, "lie down", settings, 30)
+    assert seen == list(range(21, 31)) and stopped == "cancelled at update 30; rerun to resume"
+
+    # the same 30 updates in one go, in another folder
+    straight = GenRL.load(tiny_bundle, policies_dir=tmp_path / "straight")
+    seen, stopped = learn_until(straight, "lie down", settings, 30)
+    assert seen == list(range(1, 31)) and stopped == "cancelled at update 30; rerun to resume"
+    other_dir = straight.policies_dir / run_dir.name
+    a = torch.load(run_dir / "state.pt", weights_only=True)
+    b = torch.load(other_dir / "state.pt", weights_only=True)
+    a.pop("elapsed"), b.pop("elapsed")  # wall-clock seconds: the only field allowed to differ
+    # actor, critic, slow critic, return normaliser, both Adam states, torch and start-state RNGs
+    assert a["learner"]["updates"] == b["learner"]["updates"] == 30
+    assert_same_state(a, b)
+    # both finish: the same policy, bit for bit
+    assert learn_until(agent, "lie down", settings, 10**9) == (list(range(31, 41)), None)
+    assert learn_until(straight, "lie down", settings, 10**9) == (list(range(31, 41)), None)
+    assert_same_state(torch.load(run_dir / "policy.pt", weights_only=True),
+                      torch.load(other_dir / "policy.pt", weights_only=True))
 
 
 def test_bad_settings_and_policies_give_clear_errors(agent):

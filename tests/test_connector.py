@@ -12,6 +12,7 @@ from genrl_core.agent import GenRL, PromptError
 from genrl_core.cli import main
 from genrl_core.data import EpisodeStore
 from genrl_core.models.aligner import Aligner
+from genrl_core.video import read_video_prompt
 
 QUIET = {"progress": False, "log": lambda *_: None}
 
@@ -49,12 +50,32 @@ def test_text_and_video_prompts_give_targets(tiny_bundle, tmp_path, walker_rando
     ep = EpisodeStore(walker_random_data).load(EpisodeStore(walker_random_data).paths()[0])
     clip = tmp_path / "clip.mp4"
     imageio.mimwrite(clip, list(np.repeat(ep["image"][:20], 2, axis=1).repeat(2, axis=2)), fps=20)
-    assert agent.target(clip, steps=8).shape == (8, 4, 4)
+    video_target = agent.target(clip, steps=8)
+    assert video_target.shape == (8, 4, 4) and torch.all(video_target.sum(-1) == 1)
+    assert torch.equal(agent.target(clip, steps=8), video_target)  # deterministic
     gif = tmp_path / "clip.gif"
     imageio.mimwrite(gif, list(ep["image"][:10]))
     assert agent.target(str(gif), steps=8).shape == (8, 4, 4)
     # the aligner can be switched off for the ablation, and it changes the prompt embedding
     assert not torch.allclose(agent.embed_prompt("run fast"), agent.embed_prompt("run fast", use_aligner=False))
+
+
+def test_a_video_prompt_is_read_as_the_clips_middle_8_agent_steps(tmp_path, walker_random_data):
+    """What the VLM sees of a video prompt (the tiny test VLM embeds every clip about alike, so the
+    frames are checked, against a baseline: every other 8-step window of the same clip)."""
+    images = EpisodeStore(walker_random_data).load(EpisodeStore(walker_random_data).paths()[0])["image"][:20]
+    big = images.repeat(2, axis=1).repeat(2, axis=2)  # 128 px, resized back to 64 when read
+    at_20 = tmp_path / "at_20fps.mp4"
+    imageio.mimwrite(at_20, list(big), fps=20)  # one frame per agent step
+    at_60 = tmp_path / "at_60fps.mp4"
+    imageio.mimwrite(at_60, list(big.repeat(3, axis=0)), fps=60)  # the same motion, 3 frames per agent step
+    middle = (20 - 8) // 2
+    for clip in (at_20, at_60):
+        read = read_video_prompt(clip).astype(np.float32)
+        assert read.shape == (8, 64, 64, 3)
+        error = [np.abs(read - images[s: s + 8]).mean() for s in range(20 - 8 + 1)]
+        # measured: 3.0 grey levels (H.264) at the middle window, >= 9.7 at any other
+        assert int(np.argmin(error)) == middle and error[middle] < 0.5 * min(np.delete(error, middle)), error
 
 
 def test_bad_prompts_are_rejected(tiny_bundle, tmp_path):

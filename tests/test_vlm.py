@@ -1,6 +1,7 @@
 """VLM layer: interface contract, open_clip back end, embedded VLM training, dataset cache."""
 
 import json
+import math
 
 import numpy as np
 import open_clip
@@ -107,7 +108,10 @@ def test_tiny_contrastive_training_loss_falls_and_bundle_loads(tmp_path, walker_
     res = train_vlm(walker_random_data, bundle, overrides={"steps": 60, "batch": 8, "log_every": 20, "lr": 1e-3},
                     model_cfg=TINY_VLM, **QUIET)
     rows = [json.loads(x) for x in (bundle / "logs" / "vlm.jsonl").read_text().splitlines()]
-    assert rows[-1]["step"] == 60 and rows[-1]["loss"] < rows[0]["loss"]
+    assert rows[-1]["step"] == 60
+    # baseline: matching a batch of 8 clips to 8 captions at chance costs ln 8 = 2.08 (the first 20
+    # steps averaged 2.17); measured 1.80 at the end (1.86 with seed 1)
+    assert rows[-1]["loss"] < math.log(8) - 0.15 and rows[-1]["loss"] < rows[0]["loss"] - 0.2, rows
     vlm = load_vlm(bundle)
     frames = torch.from_numpy(EpisodeStore(walker_random_data).load(EpisodeStore(walker_random_data).paths()[0])[
         "image"][:8])[None]
