@@ -24,7 +24,8 @@ def free_port() -> int:
 def running(app: FastAPI, port: int | None = None, ready_timeout: float = 120.0) -> Iterator[str]:
     """Yield the base URL once /health says every bundle finished loading; stop the server after."""
     port = port or free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
+                                            timeout_graceful_shutdown=5))
     thread = threading.Thread(target=server.run, name="genrl-uvicorn", daemon=True)
     thread.start()
     url = f"http://127.0.0.1:{port}"

@@ -79,10 +79,10 @@ def build_ui(svc: Services) -> gr.Blocks:
         return job["id"], "", _progress_md(job), None, gr.Timer(active=True), *empty
 
     def cancel(job_id: str | None, token: str) -> str:
-        if not job_id:
-            raise gr.Error("no job to cancel: start one with Learn")
         try:
-            svc.check_token(token)
+            svc.check_token(token)  # first: without the token, say so rather than "no job"
+            if not job_id:
+                raise gr.Error("no job to cancel: start one with Learn")
             return _progress_md(svc.jobs.cancel(job_id))
         except AppError as exc:
             raise _fail(exc) from None

@@ -92,8 +92,10 @@ def run_policy(wm: RSSM, actor: Actor, task: str, episodes: int = 1, seed: int =
         write_mp4(video, np.stack(frames), fps=30, upscale=2)
     mean = float(returns.mean())
     low, high, source = REFERENCE_RETURNS.get(task, (None, None, None))
+    truncated = not results[0].is_last  # a part of an episode is not comparable with the references
     return {"task": task, "returns": [round(float(r), 1) for r in returns], "mean_return": round(mean, 1),
-            "normalised": None if low is None else round(normalised_score(task, mean), 3),
+            "normalised": None if low is None or truncated else round(normalised_score(task, mean), 3),
+            "truncated": truncated,
             "random_return": low, "expert_return": high, "reference_source": source,
             "video": str(video) if video is not None else None, "env_steps": steps * envs[0].action_repeat,
             **({"actions": np.stack(actions)} if keep_actions else {})}

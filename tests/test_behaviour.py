@@ -151,13 +151,11 @@ def test_reference_returns_name_real_tasks_and_a_random_policy_scores_near_zero(
     assert normalised_score("walker_nonexistent", 100.0) is None
 
 
-@pytest.mark.xfail(strict=True, reason="library: run_policy gives a normalised score for a run cut short by "
-                                       "max_steps (issue 15 item 4); remove this mark once it reports None")
 def test_a_truncated_run_reports_no_normalised_score(agent):
     slug = agent.learn("walk forward", FAST)["slug"]
     result = agent.evaluate(slug, "walker_stand", episodes=1, seed=5, max_steps=15)
     assert result["env_steps"] == 30
-    assert result["normalised"] is None
+    assert result["normalised"] is None and result["truncated"]
 
 
 def learn_until(agent, prompt, settings, stop_at):
