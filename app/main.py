@@ -101,7 +101,15 @@ def create_app(bundle: str | Path | list[str | Path] | None = None, db: str | Pa
             return RedirectResponse(f"{UI_PATH}/")
 
         blocks = build_ui(svc)
-        app = gr.mount_gradio_app(app, blocks, path=UI_PATH, allowed_paths=[str(cfg.runs.resolve())],
+        # Gradio's file route serves only what the UI shows (job artefacts, cached targets and replays),
+        # never the job database, other users' uploads or the policy store
+        shown = [cfg.runs / "jobs", cfg.runs / "cache"]
+        for folder in shown:
+            folder.mkdir(parents=True, exist_ok=True)
+        hidden = [cfg.db, cfg.db.with_name(cfg.db.name + "-wal"), cfg.db.with_name(cfg.db.name + "-shm"),
+                  svc.uploads, cfg.runs / "policies"]
+        app = gr.mount_gradio_app(app, blocks, path=UI_PATH, allowed_paths=[str(p.resolve()) for p in shown],
+                                  blocked_paths=[str(p.resolve()) for p in hidden],
                                   max_file_size=cfg.max_upload_bytes, footer_links=["api"], ssr_mode=False,
                                   css=_CSS)
     return app
