@@ -114,16 +114,16 @@ def build_router(svc: Services) -> APIRouter:
             fields, video = await _parse_form(request)
             try:
                 raw = json.loads(fields.pop("options")) if "options" in fields else {}
-            except ValueError:
-                raise AppError(400, "the 'options' field is not valid JSON") from None
+            except (ValueError, RecursionError):  # RecursionError: nested too deeply to parse
+                raise AppError(400, "the 'options' field is not valid JSON (or nested too deeply)") from None
             if not isinstance(raw, dict):
                 raise AppError(422, "options must be a JSON object")
             raw.update(fields)
         elif ctype.startswith("application/json") or not ctype:
             try:
                 raw = await request.json()
-            except ValueError:
-                raise AppError(400, "the body is not valid JSON") from None
+            except (ValueError, RecursionError):
+                raise AppError(400, "the body is not valid JSON (or nested too deeply)") from None
             if not isinstance(raw, dict):
                 raise AppError(422, "the body must be a JSON object of options (see LearnOptions in /docs)")
         else:

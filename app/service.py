@@ -30,6 +30,10 @@ def check_prompt(prompt: str | None) -> str:
         raise AppError(400, "the prompt is empty: describe what the body should do, e.g. 'stand up straight'")
     if len(text) > MAX_PROMPT_CHARS:
         raise AppError(413, f"the prompt has {len(text)} characters; at most {MAX_PROMPT_CHARS} are allowed")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # e.g. a lone surrogate from a JSON "\ud800" escape: not text anyone typed
+        raise AppError(422, "the prompt is not valid Unicode text (it holds a lone surrogate)") from None
     return text
 
 

@@ -51,8 +51,10 @@ def read_video_prompt(path: str | Path, frames: int = 8, size: int = 64, rate: f
             if len(clip) >= MAX_PROMPT_FRAMES:
                 break
         reader.close()
-    except Exception as exc:  # imageio raises many types for unreadable files
-        raise ValueError(f"cannot read video prompt {path.name}: {exc}") from None
+    except Exception as exc:  # imageio raises many types for unreadable files; their text holds ffmpeg's
+        # whole stderr (its build flags, the server's paths): say what happened, not that
+        raise ValueError(f"cannot read video prompt {path.name}: it does not decode as a video "
+                         f"({type(exc).__name__})") from None
     stride = max(fps / rate, 1e-9)
     span = (frames - 1) * stride  # source frames covered by the window
     if len(clip) < 1 or len(clip) - 1 < span - 1e-6:

@@ -1,0 +1,39 @@
+"""Requests that used to crash the server with a 500 (issue 13, item 2): now a short 4xx."""
+
+import json
+
+import pytest
+from fastapi.testclient import TestClient
+
+from app.main import create_app
+
+
+@pytest.fixture(scope="module")
+def client(tiny_bundle, tmp_path_factory):
+    root = tmp_path_factory.mktemp("probes")
+    app = create_app(tiny_bundle, db=root / "jobs.sqlite", runs=root / "runs", ui=False, eval_episodes=0)
+    with TestClient(app, raise_server_exceptions=False) as c:
+        yield c
+
+
+def test_deeply_nested_json_is_a_400_not_a_crash(client):
+    deep = "[" * 50_000 + "]" * 50_000
+    res = client.post("/learn", content=deep, headers={"Content-Type": "application/json"})
+    assert res.status_code == 400 and "nested too deeply" in res.json()["detail"]
+    res = client.post("/learn", files={"options": (None, deep)})  # multipart, options only
+    assert res.status_code == 400 and "nested too deeply" in res.json()["detail"]
+
+
+def test_a_bad_upload_is_answered_in_one_line_without_ffmpeg_or_server_paths(client):
+    res = client.post("/learn", files={"video": ("a.mp4", b"not a video at all", "video/mp4")})
+    detail = res.json()["detail"]
+    assert res.status_code == 400 and "does not decode as a video" in detail
+    assert "ffmpeg" not in detail.lower() and "/" not in detail and len(detail) < 300, detail
+
+
+def test_a_lone_surrogate_in_the_prompt_is_a_422_and_stores_no_job(client):
+    before = len(client.get("/jobs").json())
+    res = client.post("/learn", content=json.dumps({"prompt": "\ud800 stand"}),
+                      headers={"Content-Type": "application/json"})
+    assert res.status_code == 422 and "lone surrogate" in res.json()["detail"]
+    assert len(client.get("/jobs").json()) == before
