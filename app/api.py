@@ -81,17 +81,17 @@ def build_router(svc: Services) -> APIRouter:
                  openapi_extra={"requestBody": {"content": {"multipart/form-data": {"schema": {
                      "type": "object", "required": ["video"], "properties": {
                          "video": {"type": "string", "format": "binary"}, "steps": {"type": "integer"},
-                         "body": {"type": "string"}}}}}}},
+                         "body": {"type": "string"}, "use_aligner": {"type": "boolean"}}}}}}},
                  summary="decode the target of a video prompt (multipart upload)")
     async def target_video(request: Request) -> FileResponse:
         fields, video = await _parse_form(request)
         extra = set(fields) - {"steps", "body", "use_aligner"}
         if extra:
-            raise AppError(422, f"unknown field(s) {', '.join(sorted(extra))}; valid: video, steps, body")
+            raise AppError(422, f"unknown field(s) {', '.join(sorted(extra))}; valid: video, steps, body, use_aligner")
         if video is None:
             raise AppError(400, "upload the video prompt as the multipart field 'video'")
         steps = _int(fields.get("steps", 32), "steps")
-        use_aligner = str(fields.get("use_aligner", "true")).lower() not in ("0", "false", "no")
+        use_aligner = _bool(fields.get("use_aligner", "true"), "use_aligner")
         path = await run_in_threadpool(svc.render_target, fields.get("body"), video, steps, use_aligner)
         return FileResponse(path, media_type="video/mp4", filename="target.mp4")
 
@@ -176,6 +176,17 @@ def build_router(svc: Services) -> APIRouter:
         return fields, video
 
     return router
+
+
+_TRUE, _FALSE = ("1", "true", "t", "yes", "y", "on"), ("0", "false", "f", "no", "n", "off")
+
+
+def _bool(value: Any, name: str) -> bool:
+    """A form field as a bool, by the same words GET's query parameters accept (pydantic's)."""
+    text = str(value).strip().lower()
+    if text in _TRUE or text in _FALSE:
+        return text in _TRUE
+    raise AppError(422, f"{name} must be true or false, got {value!r}")
 
 
 def _int(value: Any, name: str) -> int:

@@ -2,10 +2,12 @@
 
 import json
 
+import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
 from app.main import create_app
+from genrl_core.video import write_mp4
 
 
 @pytest.fixture(scope="module")
@@ -37,3 +39,13 @@ def test_a_lone_surrogate_in_the_prompt_is_a_422_and_stores_no_job(client):
                       headers={"Content-Type": "application/json"})
     assert res.status_code == 422 and "lone surrogate" in res.json()["detail"]
     assert len(client.get("/jobs").json()) == before
+
+
+def test_post_target_reads_use_aligner_as_get_does(client, tmp_path):
+    clip = write_mp4(tmp_path / "clip.mp4", np.random.default_rng(0).integers(0, 255, (16, 64, 64, 3), np.uint8))
+    for value, status in (("banana", 422), ("false", 200), ("yes", 200)):
+        res = client.post("/target", data={"use_aligner": value}, files={"video": ("clip.mp4", clip.read_bytes())})
+        assert res.status_code == status, (value, res.text[:200])
+    assert "use_aligner must be true or false" in client.post(
+        "/target", data={"use_aligner": "banana"}, files={"video": ("clip.mp4", clip.read_bytes())}).json()["detail"]
+    assert client.get("/target", params={"prompt": "stand", "use_aligner": "banana"}).status_code == 422
