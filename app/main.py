@@ -19,6 +19,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no phoning home (a
 from fastapi import FastAPI, Request  # noqa: E402
 from fastapi.exceptions import RequestValidationError  # noqa: E402
 from fastapi.responses import JSONResponse, RedirectResponse  # noqa: E402
+from fastapi_offline import FastAPIOffline  # noqa: E402
 from starlette.types import ASGIApp, Message, Receive, Scope, Send  # noqa: E402
 
 from app.api import build_router, validation_message  # noqa: E402
@@ -75,7 +76,8 @@ def create_app(bundle: str | Path | list[str | Path] | None = None, db: str | Pa
         finally:
             svc.jobs.stop()
 
-    app = FastAPI(title="GenRL", version="0.1.0", lifespan=lifespan,
+    # /docs and /redoc from assets that ship in the fastapi-offline wheel: no CDN, so they work offline
+    app = FastAPIOffline(title="GenRL", version="0.1.0", lifespan=lifespan, static_url="/docs-static",
                   description="Prompt -> target -> policy learned in a world model. Jobs persist in SQLite; "
                               "artefacts download by job id. The UI is at /ui.")
     app.state.services = svc

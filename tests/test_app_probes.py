@@ -49,3 +49,13 @@ def test_post_target_reads_use_aligner_as_get_does(client, tmp_path):
     assert "use_aligner must be true or false" in client.post(
         "/target", data={"use_aligner": "banana"}, files={"video": ("clip.mp4", clip.read_bytes())}).json()["detail"]
     assert client.get("/target", params={"prompt": "stand", "use_aligner": "banana"}).status_code == 422
+
+
+def test_api_docs_load_without_a_cdn(client):
+    for page in ("/docs", "/redoc"):
+        html = client.get(page).text
+        assert "cdn." not in html and "https://" not in html.split("<body", 1)[-1].split("</body>")[0].replace(
+            "https://fastapi", ""), page
+        for asset in [a for a in html.split('"') if a.startswith("/docs-static/")]:
+            assert client.get(asset).status_code == 200, asset
+    assert client.get("/docs-static/swagger-ui-bundle.js").status_code == 200
