@@ -73,8 +73,9 @@ class Services:
     # -- auth ----------------------------------------------------------------------------------
     def check_token(self, given: str | None) -> None:
         if self.cfg.token and not hmac.compare_digest((given or "").encode(), self.cfg.token.encode()):
+            # no angle brackets: the UI renders messages as HTML, where "<token>" vanished as a tag
             raise AppError(401, "this server needs an API token to start or cancel work: send the header "
-                                "'Authorization: Bearer <token>' (the UI has a token box)")
+                                "'Authorization: Bearer YOUR_TOKEN' (in the UI: the token box)")
 
     # -- targets -------------------------------------------------------------------------------
     def render_target(self, body: str | None, prompt: str | Path, steps: int = 32, use_aligner: bool = True) -> Path:

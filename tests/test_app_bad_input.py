@@ -251,8 +251,10 @@ gradio_warnings = pytest.mark.filterwarnings("ignore:.*no_silent_downcasting", "
 def test_ui_learn_and_cancel_need_the_token(ui):
     client, svc, _ = ui
     for token in ("", "wrong"):
-        with pytest.raises(GradioError, match="API token"):
+        with pytest.raises(GradioError, match="API token") as err:
             ui_learn(client, token)
+        # the whole message reaches the page: nothing in it reads as an HTML tag
+        assert "Bearer YOUR_TOKEN" in str(err.value) and "<" not in str(err.value)
     assert svc.store.list() == []  # nothing was queued
     ui_learn(client, TOKEN)  # this session's job
     (job,) = svc.store.list()
