@@ -71,7 +71,7 @@ class BehaviourConfig:
     bf16: bool = True  # bf16 autocast of the forward passes: ~2-3x faster on CPUs with AVX512-BF16 and on GPUs
     seed: int = 0
     log_every: int = 10
-    checkpoint_minutes: float = 2.0
+    checkpoint_minutes: float = 0.5  # a killed job loses at most ~30 s of learning (a save is a few MB)
 
     def __post_init__(self) -> None:
         if self.reward not in REWARD_KINDS and not oracle_task(self.reward):
