@@ -76,13 +76,14 @@ def build_router(svc: Services) -> APIRouter:
         path = svc.render_target(body, prompt, steps, use_aligner)
         return FileResponse(path, media_type="video/mp4", filename="target.mp4")
 
-    @router.post("/target", tags=["targets"], response_class=FileResponse,
+    @router.post("/target", tags=["targets"], response_class=FileResponse, dependencies=guarded,
                  responses={200: {"content": {"video/mp4": {}}}},
                  openapi_extra={"requestBody": {"content": {"multipart/form-data": {"schema": {
                      "type": "object", "required": ["video"], "properties": {
                          "video": {"type": "string", "format": "binary"}, "steps": {"type": "integer"},
                          "body": {"type": "string"}, "use_aligner": {"type": "boolean"}}}}}}},
-                 summary="decode the target of a video prompt (multipart upload)")
+                 summary="decode the target of a video prompt (multipart upload; needs the token when the "
+                         "server has one: uploads cost disk and decoding)")
     async def target_video(request: Request) -> FileResponse:
         fields, video = await _parse_form(request)
         extra = set(fields) - {"steps", "body", "use_aligner"}

@@ -115,8 +115,11 @@ GUARDED = {
         "/learn", files={"video": ("clip.mp4", b"\0" * 4096, "video/mp4")},
         data={"options": json.dumps({"updates": 100_000})}, headers=h),
     "POST /jobs/{job_id}/cancel": lambda c, h: c.post(f"/jobs/{c.job_id}/cancel", headers=h),
+    # an upload of up to the size limit plus a decode: a way to fill the disk or the CPU (issue 13)
+    "POST /target": lambda c, h: c.post("/target", files={"video": ("clip.mp4", b"\0" * 4096, "video/mp4")},
+                                        headers=h),
 }
-OPEN_BY_DESIGN = {"POST /target"}  # renders a target like GET /target: no job, nothing kept but a cache entry
+OPEN_BY_DESIGN: set[str] = set()
 BAD_TOKENS = {"none": {}, "wrong bearer": {"Authorization": "Bearer wrong"}, "wrong header": {"X-API-Token": "x"},
               "empty bearer": {"Authorization": "Bearer "}}
 
@@ -170,6 +173,7 @@ def test_the_right_token_is_accepted_by_every_route(guarded_client):
         assert r.status_code == 200 and r.json()["state"] == "cancelled", r.text  # queued: cancelled at once
     r = GUARDED["POST /learn multipart"](c, {"X-API-Token": TOKEN})  # past the guard: the upload is checked
     expect(r, 400, "clip.mp4", "not a usable video")
+    expect(GUARDED["POST /target"](c, {"Authorization": f"Bearer {TOKEN}"}), 400, "clip.mp4")  # past the guard
     assert c.get("/health").status_code == 200 and c.get("/jobs").status_code == 200  # reads stay open
 
 
