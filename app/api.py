@@ -172,6 +172,7 @@ def build_router(svc: Services) -> APIRouter:
                     raise AppError(422, f"unexpected file field {key!r}; upload the video prompt as 'video'")
                 video = await run_in_threadpool(save_upload, value.file, value.filename, svc.uploads,
                                                 svc.cfg.max_upload_bytes)
+                await run_in_threadpool(svc.prune_uploads)  # each upload makes room under the limits
             else:
                 fields[key] = value
         return fields, video

@@ -30,6 +30,8 @@ class AppConfig:
     eval_episodes: int = 1                            # real-env episodes per job by default (0: skip)
     max_eval_episodes: int = 5
     max_upload_mb: float = 20.0                       # request bodies and video uploads
+    upload_keep_hours: float = 24.0                   # uploads older than this are deleted (not those of live jobs)
+    upload_keep_mb: float = 1024.0                    # ... and the oldest beyond this much in all
     inference_slots: int = 1                          # /target renders at once (CPU: one is fastest)
     inference_queue: int = 16                         # waiting /target requests beyond which 429
     target_cache: int = 256                           # decoded target mp4s kept on disk
@@ -60,6 +62,8 @@ class AppConfig:
         cfg.eval_episodes = int(_env("GENRL_EVAL_EPISODES", str(cfg.eval_episodes)))
         cfg.behaviour_preset = _env("GENRL_BEHAVIOUR_PRESET", cfg.behaviour_preset)
         cfg.max_upload_mb = float(_env("GENRL_MAX_UPLOAD_MB", str(cfg.max_upload_mb)))
+        cfg.upload_keep_hours = float(_env("GENRL_UPLOAD_KEEP_HOURS", str(cfg.upload_keep_hours)))
+        cfg.upload_keep_mb = float(_env("GENRL_UPLOAD_KEEP_MB", str(cfg.upload_keep_mb)))
         for key, value in overrides.items():
             if value is None:
                 continue

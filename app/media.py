@@ -7,6 +7,7 @@ import hashlib
 import shutil
 import tempfile
 import threading
+import time
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -87,6 +88,25 @@ def save_upload(src: BinaryIO, filename: str | None, uploads: Path, max_bytes: i
     Path(tmp.name).replace(dest)
     check_video(dest, filename)
     return dest
+
+
+def prune_uploads(uploads: Path, keep: set[Path], max_age_s: float, max_bytes: int) -> list[Path]:
+    """Delete uploads older than `max_age_s`, then the oldest until the rest fit in `max_bytes`;
+    never one in `keep` (the video prompts of queued and running jobs). Returns what went."""
+    if not uploads.is_dir():
+        return []
+    now, keep = time.time(), {p.resolve() for p in keep}
+    files = sorted((p for p in uploads.iterdir() if p.is_file() and not p.name.startswith(".")),
+                   key=lambda p: p.stat().st_mtime)
+    gone, total = [], sum(p.stat().st_size for p in files)
+    for path in files:  # oldest first
+        if path.resolve() in keep:
+            continue
+        if now - path.stat().st_mtime > max_age_s or total > max_bytes:
+            total -= path.stat().st_size
+            path.unlink(missing_ok=True)
+            gone.append(path)
+    return gone
 
 
 def check_video(path: Path, filename: str | None = None) -> None:

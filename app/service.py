@@ -14,7 +14,7 @@ from app.bodies import Bodies
 from app.config import AppConfig
 from app.errors import AppError
 from app.jobs import JobManager, policy_updates
-from app.media import TargetCache, write_video
+from app.media import TargetCache, prune_uploads, write_video
 from app.store import JobStore
 
 MIN_STEPS, MAX_STEPS = 8, 64
@@ -69,6 +69,13 @@ class Services:
     @property
     def uploads(self) -> Path:
         return self.cfg.runs / "uploads"
+
+    def prune_uploads(self) -> list[Path]:
+        """Apply the upload retention limits (age, total size), sparing live jobs' video prompts."""
+        live = {Path(j["video"]) for state in ("queued", "running") for j in self.store.list(state=state, limit=10**6)
+                if j.get("video")}
+        return prune_uploads(self.uploads, live, self.cfg.upload_keep_hours * 3600,
+                             int(self.cfg.upload_keep_mb * 2**20))
 
     # -- auth ----------------------------------------------------------------------------------
     def check_token(self, given: str | None) -> None:

@@ -54,7 +54,9 @@ def build_ui(svc: Services) -> gr.Blocks:
     def _video_prompt(video: str | None) -> Path | None:
         if not video:
             return None
-        return save_upload_path(Path(video), Path(video).name, svc.uploads, svc.cfg.max_upload_bytes)
+        path = save_upload_path(Path(video), Path(video).name, svc.uploads, svc.cfg.max_upload_bytes)
+        svc.prune_uploads()
+        return path
 
     def show_target(body: str, prompt: str, video: str | None, steps: float) -> str:
         try:

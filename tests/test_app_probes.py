@@ -1,6 +1,8 @@
 """Requests that used to crash the server with a 500 (issue 13, item 2): now a short 4xx."""
 
 import json
+import os
+import time
 
 import numpy as np
 import pytest
@@ -59,3 +61,22 @@ def test_api_docs_load_without_a_cdn(client):
         for asset in [a for a in html.split('"') if a.startswith("/docs-static/")]:
             assert client.get(asset).status_code == 200, asset
     assert client.get("/docs-static/swagger-ui-bundle.js").status_code == 200
+
+
+def test_uploads_are_kept_within_age_and_size_limits_but_never_a_live_jobs(tiny_bundle, tmp_path):
+    app = create_app(tiny_bundle, db=tmp_path / "jobs.sqlite", runs=tmp_path / "runs", ui=False, preload=False,
+                     upload_keep_hours=24, upload_keep_mb=4)
+    svc = app.state.services  # no workers started: the queued job below stays queued
+    svc.uploads.mkdir(parents=True, exist_ok=True)
+    now = time.time()
+    files = {}
+    for name, age_h, mb in (("old.mp4", 30, 1), ("live.mp4", 40, 1), ("mid.mp4", 2, 3), ("new.mp4", 1, 3)):
+        path = svc.uploads / name
+        path.write_bytes(b"\0" * (mb << 20))
+        os.utime(path, (now - age_h * 3600, now - age_h * 3600))
+        files[name] = path
+    assert svc.store.create("walker", "video:live.mp4", str(files["live.mp4"]), {}, {})["state"] == "queued"
+    gone = {p.name for p in svc.prune_uploads()}
+    # old.mp4: past 24 h; mid.mp4: the oldest of what is left while 7 MB > 4 MB; live.mp4 is a queued job's
+    assert gone == {"old.mp4", "mid.mp4"}
+    assert files["live.mp4"].exists() and files["new.mp4"].exists()
