@@ -24,7 +24,7 @@ class WMTrainConfig:
     eps: float = 1e-8
     grad_clip: float = 100.0
     log_every: int = 50  # updates between JSONL log lines
-    checkpoint_minutes: float = 10.0  # wall-clock minutes between checkpoints
+    checkpoint_minutes: float = 10.0  # wall-clock minutes between checkpoints (taken at the next log line)
     seed: int = 0
     # auto: bf16 on CPUs with AVX512-BF16/AMX; on CUDA fp32 (TF32) below the paper sizes, where
     # measured faster than bf16 (launch-bound: casts cost more than they save), bf16 above

@@ -174,14 +174,20 @@ def train_world_model(data: str | Path, out: str | Path, preset: str = "small", 
             "device": str(dev), "world_size": world, "amp": str(amp_dtype), "compiled": compiled,
             "dataset_steps": replay.num_steps, "dataset_episodes": replay.num_episodes}})
 
-    def check_finite(loss: torch.Tensor) -> None:
-        """One host sync, at log and checkpoint steps only: every rank stops together on a NaN."""
-        finite = torch.isfinite(loss.detach()).float()
-        if world > 1:  # or the others hang in the gradient all-reduce
-            dist.all_reduce(finite, op=dist.ReduceOp.MIN)
-        if not finite.item():
+    def decide(loss: torch.Tensor) -> tuple[bool, bool]:
+        """(checkpoint now, stop now), decided at log steps only: one host sync per log line, and under
+        DDP one all-reduce, so every rank diverges, checkpoints and stops at the same step (a rank
+        deciding alone on its own clock would hang the others in the gradient all-reduce)."""
+        over = bool(cfg.max_minutes) and plog.elapsed - run_start >= 60 * cfg.max_minutes
+        flags = torch.tensor([0.0, float(plog.checkpoint_due()), float(over)], device=dev)
+        flags[0] = (~torch.isfinite(loss.detach())).float()
+        if world > 1:
+            dist.all_reduce(flags, op=dist.ReduceOp.MAX)
+        diverged, due, stop = flags.tolist()
+        if diverged:
             raise TrainingDiverged(f"loss became {loss.item()} by step {step}; stopped. The last good "
                                    f"checkpoint ({state_path}) is kept; try a lower train.lr")
+        return bool(due), bool(stop)
 
     def snapshot(step: int) -> None:
         if rank == 0:
@@ -199,9 +205,7 @@ def train_world_model(data: str | Path, out: str | Path, preset: str = "small", 
             batch = replay.sample(cfg.batch)
             with torch.autocast(dev.type, dtype=amp_dtype) if amp_dtype else contextlib.nullcontext():
                 loss, metrics = loss_fn(batch["image"], batch["action"], batch["is_first"])
-            due = plog.checkpoint_due()
-            if due or (step + 1) % cfg.log_every == 0:
-                check_finite(loss)
+            due, stop = decide(loss) if (step + 1) % cfg.log_every == 0 else (False, False)
             opt.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.unscale_(opt)
@@ -214,7 +218,7 @@ def train_world_model(data: str | Path, out: str | Path, preset: str = "small", 
                 snapshot(step)
             if due:
                 checkpoint(step, plog.elapsed)
-            if cfg.max_minutes and plog.elapsed - run_start >= 60 * cfg.max_minutes:
+            if stop:
                 log(f"[train-wm] time budget of {cfg.max_minutes} min reached at step {step}")
                 break
     checkpoint(step, plog.elapsed)
