@@ -25,7 +25,6 @@ processes can share the work (say `--tasks walker_walk` and `--tasks walker_run`
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import hashlib
 import json
 import time
@@ -36,9 +35,9 @@ import torch
 
 from genrl_core.agent import GenRL
 from genrl_core.bundle import BundleError, read_config
+from genrl_core.cli import _behaviour_settings as behaviour_settings
 from genrl_core.data.store import EpisodeStore, read_arrays
 from genrl_core.models.actor_critic import feature
-from genrl_core.models.nets import mode_onehot
 from genrl_core.train.reward_head import load_reward_heads
 from genrl_core.video import AGENT_FPS, write_mp4
 
@@ -92,10 +91,7 @@ def export_job(agent: GenRL, prompt: str | Path, settings: dict, target: torch.T
     slug = agent.policy_slug(prompt, settings, target)  # as learn() names it: explicit targets only
     if target is None:
         target = agent.target(prompt, steps=cfg.horizon + 1, use_aligner=cfg.use_aligner)
-    name, _ = agent._prompt_key(prompt)
-    meta = {"slug": slug, "prompt": name, "settings": dataclasses.asdict(cfg), "body": agent.body,
-            "world_model": agent.wm_digest, "vlm": agent.vlm.name, "created": time.time()}
-    return {"slug": slug, "target": target.cpu(), "meta": meta}
+    return {"slug": slug, "target": target.cpu(), "meta": agent.policy_meta(slug, prompt, cfg)}
 
 
 @torch.no_grad()
@@ -108,14 +104,9 @@ def imagined_return(agent: GenRL, slug: str, task: str, episodes: int, seed: int
     except BundleError:
         return None
     actor, _ = agent.load_policy(slug)
-    wm, column = agent.wm, heads.column(task)
-    deter, stoch = agent._real_start(episodes, seed)
-    total = torch.zeros(episodes, device=agent.device)
-    for _ in range(steps - 1):
-        deter = wm.step(deter, stoch, actor.act(feature(deter, stoch)))
-        stoch = mode_onehot(wm.prior_probs(deter))
-        total += heads(feature(deter, stoch))[:, column]
-    return round(float(total.mean()), 1)
+    deter, stoch = agent._rollout(actor, *agent._real_start(episodes, seed), steps - 1)
+    rewards = heads(feature(deter[:, 1:], stoch[:, 1:]))[..., heads.column(task)]  # every state after the start
+    return round(float(rewards.sum(1).mean()), 1)
 
 
 def run_rung(agent: GenRL, task: str, rung: str, prompt: str, settings: dict, target: torch.Tensor | None,
@@ -167,19 +158,18 @@ def main() -> None:
     if args.report:
         print(report(Path(args.report)))
         return
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    agent = GenRL.load(args.bundle, device=args.device, policies_dir=out / "policies")
-    settings = {"updates": args.updates, "max_minutes": args.minutes}
-    for item in args.set:
-        key, value = item.split("=", 1)
-        default = getattr(agent.behaviour_defaults, key)
-        settings[key] = type(default)(value) if not isinstance(default, bool) else value.lower() == "true"
-    horizon = agent.behaviour_config(settings).horizon
     rungs = args.rungs.split(",")
     unknown = set(rungs) - set(RUNGS)
     if unknown:
         parser.error(f"unknown rungs {sorted(unknown)}; valid: {', '.join(RUNGS)}")
+    try:
+        settings = {"updates": args.updates, "max_minutes": args.minutes, **behaviour_settings(args.set)}
+    except ValueError as exc:
+        parser.error(str(exc))
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    agent = GenRL.load(args.bundle, device=args.device, policies_dir=out / "policies")
+    horizon = agent.behaviour_config(settings).horizon
     jobs = []
     for task in args.tasks.split(","):
         path, held_out = expert_episode(Path(args.bundle), Path(args.data), task)

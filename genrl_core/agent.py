@@ -230,19 +230,22 @@ class GenRL:
         run_dir = self.policies_dir / slug
         if target is None:
             target = self.target(prompt, steps=cfg.horizon + 1, use_aligner=cfg.use_aligner)
-        elif target.shape != (cfg.horizon + 1, self.wm.cfg.stoch, self.wm.cfg.classes):
-            want = (cfg.horizon + 1, self.wm.cfg.stoch, self.wm.cfg.classes)
+        elif target.shape != (want := (cfg.horizon + 1, self.wm.cfg.stoch, self.wm.cfg.classes)):
             raise PromptError(f"a target must have shape {want}, got {tuple(target.shape)}")
         heads = load_reward_heads(self.bundle, self.wm) if oracle_task(cfg.reward) else None
         gen = torch.Generator().manual_seed(cfg.seed)
         starts = StartStates(self.wm, self.bundle, cfg.start, self.connector, self.aligner, self.vlm.embed_dim, gen)
-        name, _ = self._prompt_key(prompt)
-        old = read_meta(run_dir)
-        meta = {"slug": slug, "prompt": name, "settings": dataclasses.asdict(cfg), "body": self.body,
-                "world_model": self.wm_digest, "vlm": self.vlm.name, "created": old.get("created", time.time())}
+        meta = self.policy_meta(slug, prompt, cfg, read_meta(run_dir).get("created"))
         out = learn_policy(self.wm, target.to(self.device), starts, cfg, run_dir, self.wm.cfg.action_dim, meta,
                            callback, cancel, progress, heads)
         return {**out, "path": str(run_dir), "reused": False}
+
+    def policy_meta(self, slug: str, prompt: str | Path, cfg: BehaviourConfig,
+                    created: float | None = None) -> dict[str, Any]:
+        """The meta a policy starts with (learn_policy adds its progress); one schema for all writers."""
+        name, _ = self._prompt_key(prompt)
+        return {"slug": slug, "prompt": name, "settings": dataclasses.asdict(cfg), "body": self.body,
+                "world_model": self.wm_digest, "vlm": self.vlm.name, "created": created or time.time()}
 
     def load_policy(self, slug: str) -> tuple[Actor, dict[str, Any]]:
         """The actor of a finished policy and its meta; checks it was learned on this world model."""
@@ -272,14 +275,17 @@ class GenRL:
         return deter, mode_onehot(self.wm.posterior_probs(images))
 
     @torch.no_grad()
-    def _rollout(self, actor: Actor, deter: torch.Tensor, stoch: torch.Tensor, steps: int) -> torch.Tensor:
-        """One-hot states (B, steps + 1, ...) of the actor's mean actions in imagination."""
-        states = [stoch]
+    def _rollout(self, actor: Actor, deter: torch.Tensor, stoch: torch.Tensor,
+                 steps: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(deter (B, steps + 1, D), one-hot stoch (B, steps + 1, ...)) of the actor's mean actions in
+        imagination, the start state first."""
+        deters, stochs = [deter], [stoch]
         for _ in range(steps):
             deter = self.wm.step(deter, stoch, actor.act(feature(deter, stoch)))
             stoch = mode_onehot(self.wm.prior_probs(deter))
-            states.append(stoch)
-        return torch.stack(states, 1)
+            deters.append(deter)
+            stochs.append(stoch)
+        return torch.stack(deters, 1), torch.stack(stochs, 1)
 
     def imagine(self, policy: str, steps: int = 64, seed: int = 0) -> np.ndarray:
         """Decoded frames (steps, 64, 64, 3) of the policy acting in the world model from a real start."""
@@ -287,7 +293,7 @@ class GenRL:
             raise PromptError(f"steps must be between 1 and 1000, got {steps}")
         actor, _ = self.load_policy(policy)
         torch.manual_seed(seed)
-        states = self._rollout(actor, *self._real_start(1, seed), int(steps) - 1)
+        _, states = self._rollout(actor, *self._real_start(1, seed), int(steps) - 1)
         return self.decode(states[0])
 
     def alignment(self, prompt: str | Path | None, policy: str, batch: int = 16, seed: int = 0) -> dict[str, Any]:
@@ -300,7 +306,7 @@ class GenRL:
         else:
             target = self.target(prompt, steps=cfg.horizon + 1, use_aligner=cfg.use_aligner)
         torch.manual_seed(seed)
-        states = self._rollout(actor, *self._real_start(batch, seed), cfg.horizon)
+        _, states = self._rollout(actor, *self._real_start(batch, seed), cfg.horizon)
         sim = similarity_matrix(cfg.reward, self.wm, states, target, states)
         scores = alignment_scores(sim, cfg.align_states).mean(0)
         return {"offsets": list(range(len(scores))), "similarity": [round(float(x), 5) for x in scores],

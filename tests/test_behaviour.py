@@ -107,7 +107,7 @@ def test_alignment_finds_a_target_cut_from_the_policys_own_rollout(agent):
     cfg = agent.behaviour_config(FAST)
     b, offsets = cfg.align_states, cfg.horizon + 1 - cfg.align_states
     with torch.no_grad():
-        rollout = agent._rollout(actor, *agent._real_start(1, 0), cfg.horizon)[0]
+        rollout = agent._rollout(actor, *agent._real_start(1, 0), cfg.horizon)[1][0]  # (deter, stoch): row 0
     windows = [rollout[k: k + b].argmax(-1) for k in range(offsets)]
     unambiguous = [k for k in range(offsets) if sum(torch.equal(windows[k], w) for w in windows) == 1]
     assert len(unambiguous) >= 2, [w.tolist() for w in windows]
