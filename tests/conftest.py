@@ -13,7 +13,7 @@ from genrl_core.vlm.embedded import EmbeddedVLMConfig
 
 QUIET = {"progress": False, "log": lambda *_: None}
 # read by the tests themselves, not by the app
-TEST_SETTINGS = ("GENRL_UI_SCREENSHOT",)
+TEST_SETTINGS = ("GENRL_UI_SCREENSHOT", "GENRL_UPDATE_SNAPSHOTS")
 
 
 @pytest.fixture(scope="session", autouse=True)
