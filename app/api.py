@@ -11,27 +11,41 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from app.errors import AppError
+from app.errors import AppError, error_responses
+from app.jobs import ARTEFACTS
 from app.media import save_upload
-from app.service import MAX_STEPS, MIN_STEPS, Services
+from app.service import Services
+from genrl_core.prompt import MAX_PROMPT_CHARS, MAX_STEPS, MIN_STEPS, STEPS_HELP
 
 JOB_ID = Path(pattern=r"^[0-9a-f]{16}$", description="a job id from /learn or /jobs")
 Reward = Literal["max_cosine", "cosine", "kl"]
+# What a usable text prompt is, for the OpenAPI document only: the service checks it itself and answers
+# 400 (empty) or 413 (too long) with a message that says so, rather than pydantic's generic wording.
+PROMPT_SPEC = {"minLength": 1, "maxLength": MAX_PROMPT_CHARS, "pattern": r"\S"}
+PROMPT_HELP = "what the body should do, e.g. 'stand up straight'"
+BINARY = {"schema": {"type": "string", "format": "binary"}}
 
 
 class LearnOptions(BaseModel):
     """A policy-learning request. Unknown fields are refused, so a typo never silently changes a run."""
 
     model_config = ConfigDict(extra="forbid")
-    prompt: str | None = Field(None, description="what the body should do, e.g. 'stand up straight'")
+    prompt: str | None = Field(None, description=f"{PROMPT_HELP} (a multipart request may send a video instead)",
+                               json_schema_extra=PROMPT_SPEC)
     body: str | None = Field(None, description="body to learn for (GET /bodies); default: the first served")
-    steps: int = Field(32, ge=MIN_STEPS, le=MAX_STEPS, description="target / imagined video length")
+    steps: int = Field(32, ge=MIN_STEPS, le=MAX_STEPS, description=STEPS_HELP)
     updates: int | None = Field(None, ge=1, description="behaviour-learning updates (default: server's)")
     reward: Reward | None = Field(None, description="reward kind: max_cosine | cosine | kl")
     seed: int | None = Field(None, ge=0, le=2**31 - 1)
     use_aligner: bool | None = Field(None, description="map the prompt into the video region (default true)")
     task: str | None = Field(None, description="real-env evaluation task (default: nearest to the prompt)")
     eval_episodes: int | None = Field(None, ge=0, description="real-env evaluation episodes (0: skip)")
+
+
+class TextLearnOptions(LearnOptions):
+    """Options of a text-prompt request (GET query, JSON body): there the prompt is required."""
+
+    prompt: str = Field(description=PROMPT_HELP, json_schema_extra=PROMPT_SPEC)
 
 
 def validation_message(errors: list[dict[str, Any]]) -> str:
@@ -48,7 +62,8 @@ def _accepted(svc: Services, job: dict[str, Any]) -> JSONResponse:
 
 
 def build_router(svc: Services) -> APIRouter:
-    router = APIRouter()
+    # BodyLimit answers 413 on any route whose request body is over the limit
+    router = APIRouter(responses=error_responses(413))
 
     def require_token(authorization: Annotated[str | None, Header()] = None,
                       x_api_token: Annotated[str | None, Header()] = None) -> None:
@@ -68,19 +83,22 @@ def build_router(svc: Services) -> APIRouter:
         return svc.bodies.info()
 
     @router.get("/target", tags=["targets"], response_class=FileResponse,
-                responses={200: {"content": {"video/mp4": {}}, "description": "the decoded target as mp4"}},
+                responses={200: {"content": {"video/mp4": BINARY}, "description": "the decoded target as mp4"},
+                           **error_responses(400, 404, 422, 429, 503)},
                 summary="decode what the model understands by a prompt, as an mp4")
-    def target(prompt: Annotated[str, Query(description="text prompt")],
-               steps: Annotated[int, Query(ge=MIN_STEPS, le=MAX_STEPS)] = 32,
+    def target(prompt: Annotated[str, Query(description=PROMPT_HELP, json_schema_extra=PROMPT_SPEC)],
+               steps: Annotated[int, Query(ge=MIN_STEPS, le=MAX_STEPS, description=STEPS_HELP)] = 32,
                body: str | None = None, use_aligner: bool = True) -> FileResponse:
         path = svc.render_target(body, prompt, steps, use_aligner)
         return FileResponse(path, media_type="video/mp4", filename="target.mp4")
 
     @router.post("/target", tags=["targets"], response_class=FileResponse, dependencies=guarded,
-                 responses={200: {"content": {"video/mp4": {}}}},
+                 responses={200: {"content": {"video/mp4": BINARY}, "description": "the decoded target as mp4"},
+                            **error_responses(400, 401, 404, 415, 422, 429, 503)},
                  openapi_extra={"requestBody": {"content": {"multipart/form-data": {"schema": {
-                     "type": "object", "required": ["video"], "properties": {
-                         "video": {"type": "string", "format": "binary"}, "steps": {"type": "integer"},
+                     "type": "object", "required": ["video"], "additionalProperties": False, "properties": {
+                         "video": {"type": "string", "format": "binary"},
+                         "steps": {"type": "integer", "minimum": MIN_STEPS, "maximum": MAX_STEPS},
                          "body": {"type": "string"}, "use_aligner": {"type": "boolean"}}}}}}},
                  summary="decode the target of a video prompt (multipart upload; needs the token when the "
                          "server has one: uploads cost disk and decoding)")
@@ -97,20 +115,28 @@ def build_router(svc: Services) -> APIRouter:
         return FileResponse(path, media_type="video/mp4", filename="target.mp4")
 
     @router.get("/learn", tags=["jobs"], status_code=202, dependencies=guarded,
+                responses=error_responses(400, 401, 404, 422, 429, 503),
                 summary="start learning a policy for a text prompt; returns the job at once")
-    def learn_get(options: Annotated[LearnOptions, Query()]) -> JSONResponse:
+    def learn_get(options: Annotated[TextLearnOptions, Query()]) -> JSONResponse:
         return _accepted(svc, svc.submit(**options.model_dump()))
 
     @router.post("/learn", tags=["jobs"], status_code=202, dependencies=guarded,
+                 responses=error_responses(400, 401, 404, 415, 422, 429, 503),
                  openapi_extra={"requestBody": {"content": {
-                     "application/json": {"schema": LearnOptions.model_json_schema()},
-                     "multipart/form-data": {"schema": {"type": "object", "properties": {
+                     "application/json": {"schema": TextLearnOptions.model_json_schema()},
+                     "multipart/form-data": {"schema": {"type": "object", "additionalProperties": False, "properties": {
                          "video": {"type": "string", "format": "binary", "description": "video prompt"},
-                         "options": {"type": "string", "description": "LearnOptions as a JSON string"}}}}}}},
+                         "options": {"type": "string", "description": "LearnOptions as a JSON string"},
+                         # each option may also come as a form field of its own (it overrides `options`)
+                         **LearnOptions.model_json_schema()["properties"]}}}}}},
                  summary="start learning a policy: JSON options, or multipart with a video prompt upload")
     async def learn_post(request: Request) -> JSONResponse:
         ctype = request.headers.get("content-type", "")
         video = None
+        model: type[LearnOptions] = TextLearnOptions  # JSON carries no video, so it needs a text prompt
+        # JSON has real types: `"eval_episodes": false` or `"use_aligner": 1` is a mistake, not a 0 or a
+        # true (pydantic's lax mode would take both); form fields are text and are parsed as GET's are
+        strict = True
         if ctype.startswith("multipart/form-data"):
             fields, video = await _parse_form(request)
             try:
@@ -120,6 +146,7 @@ def build_router(svc: Services) -> APIRouter:
             if not isinstance(raw, dict):
                 raise AppError(422, "options must be a JSON object")
             raw.update(fields)
+            model, strict = LearnOptions, False
         elif ctype.startswith("application/json") or not ctype:
             try:
                 raw = await request.json()
@@ -130,35 +157,40 @@ def build_router(svc: Services) -> APIRouter:
         else:
             raise AppError(415, f"send application/json or multipart/form-data, not {ctype!r}")
         try:
-            options = LearnOptions.model_validate(raw)
+            options = model.model_validate(raw, strict=strict)
         except ValidationError as exc:
             raise AppError(422, validation_message(exc.errors())) from None
         job = await run_in_threadpool(lambda: svc.submit(video=video, **options.model_dump()))
         return _accepted(svc, job)
 
-    @router.get("/jobs", tags=["jobs"], summary="recent jobs, newest first")
+    @router.get("/jobs", tags=["jobs"], responses=error_responses(422), summary="recent jobs, newest first")
     def jobs(state: Literal["queued", "running", "succeeded", "failed", "cancelled", "interrupted"] | None = None,
              body: str | None = None, limit: Annotated[int, Query(ge=1, le=500)] = 50) -> list[dict[str, Any]]:
         return [svc.view(j) for j in svc.store.list(state=state, body=body, limit=limit)]
 
-    @router.get("/jobs/{job_id}", tags=["jobs"], summary="one job: state, queue position, progress, metrics, t_a, "
-                                                          "log, artefact URLs")
+    @router.get("/jobs/{job_id}", tags=["jobs"], responses=error_responses(404, 422),
+                summary="one job: state, queue position, progress, metrics, t_a, log, artefact URLs")
     def job(job_id: Annotated[str, JOB_ID]) -> dict[str, Any]:
         return svc.view(svc.job(job_id))
 
     @router.post("/jobs/{job_id}/cancel", tags=["jobs"], dependencies=guarded,
+                 responses=error_responses(401, 404, 409, 422),
                  summary="cancel a queued or running job (learning checkpoints, so the same request resumes)")
     def cancel(job_id: Annotated[str, JOB_ID]) -> dict[str, Any]:
         return svc.view(svc.jobs.cancel(job_id))
 
     @router.get("/jobs/{job_id}/artefacts/{name}", tags=["jobs"], response_class=FileResponse,
+                responses={200: {"description": "the file", "content": {
+                    media: BINARY for media in sorted({media for _, media in ARTEFACTS.values()})}},
+                    **error_responses(404, 422)},
                 summary="download an artefact: target | imagined | real (mp4), alignment (png), policy (.pt)")
     def artefact(job_id: Annotated[str, JOB_ID],
                  name: Annotated[str, Path(pattern=r"^[a-z]{1,20}$")]) -> FileResponse:
         path, media_type = svc.jobs.artefact_path(job_id, name)
         return FileResponse(path, media_type=media_type, filename=f"{job_id}-{path.name}")
 
-    @router.get("/policies", tags=["jobs"], summary="finished policies of a body, with the job that showed each")
+    @router.get("/policies", tags=["jobs"], responses=error_responses(404, 422, 503),
+                summary="finished policies of a body, with the job that showed each")
     def policies(body: str | None = None) -> list[dict[str, Any]]:
         return svc.policies(body)
 

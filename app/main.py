@@ -17,9 +17,12 @@ from typing import Any
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no phoning home (and no DNS stalls offline)
 
 from fastapi import FastAPI, Request  # noqa: E402
+from fastapi.exception_handlers import http_exception_handler  # noqa: E402
 from fastapi.exceptions import RequestValidationError  # noqa: E402
-from fastapi.responses import JSONResponse, RedirectResponse  # noqa: E402
+from fastapi.responses import JSONResponse, RedirectResponse, Response  # noqa: E402
 from fastapi_offline import FastAPIOffline  # noqa: E402
+from starlette.exceptions import HTTPException as StarletteHTTPException  # noqa: E402
+from starlette.routing import Match  # noqa: E402
 from starlette.types import ASGIApp, Message, Receive, Scope, Send  # noqa: E402
 
 from app.api import build_router, validation_message  # noqa: E402
@@ -58,6 +61,17 @@ class BodyLimit:
         await self.app(scope, limited, send)
 
 
+HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+def allowed_methods(app: FastAPI, scope: Scope) -> list[str]:
+    """Every method some route serves at this request's path. Starlette's 405 names only the methods
+    of the first route whose path matched (GET /learn's, not POST /learn's). Asked of each route by
+    `matches` with the method swapped, so routers nested by include_router are searched too."""
+    return [method for method in HTTP_METHODS
+            if any(route.matches({**scope, "method": method})[0] == Match.FULL for route in app.router.routes)]
+
+
 def create_app(bundle: str | Path | list[str | Path] | None = None, db: str | Path | None = None,
                max_jobs: int | None = None, token: str | None = None, *, cfg: AppConfig | None = None,
                ui: bool = True, **settings: Any) -> FastAPI:
@@ -85,6 +99,12 @@ def create_app(bundle: str | Path | list[str | Path] | None = None, db: str | Pa
     @app.exception_handler(AppError)
     async def app_error(request: Request, exc: AppError) -> JSONResponse:
         return JSONResponse({"detail": exc.detail}, status_code=exc.status)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        if exc.status_code == 405:
+            exc.headers = {**(exc.headers or {}), "Allow": ", ".join(allowed_methods(app, request.scope))}
+        return await http_exception_handler(request, exc)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
