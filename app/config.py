@@ -37,6 +37,10 @@ class AppConfig:
     target_cache: int = 256                           # decoded target mp4s kept on disk
     preload: bool = True                              # load bundles at start-up (in the background)
     behaviour_preset: str = "small"                   # learning defaults for what a job omits: tiny | small | paper
+    workers: int = 0                                  # worker processes beside the web process (0: its threads)
+    executor: str = "local"                           # local (this box) | ray (each job a Ray task)
+    ray_address: str | None = None                    # Ray cluster to join (None: RAY_ADDRESS, else a local one)
+    claim_timeout: float = 30.0                       # a running job silent this long is re-queued (dead worker)
 
     @property
     def max_upload_bytes(self) -> int:
@@ -64,6 +68,10 @@ class AppConfig:
         cfg.max_upload_mb = float(_env("GENRL_MAX_UPLOAD_MB", str(cfg.max_upload_mb)))
         cfg.upload_keep_hours = float(_env("GENRL_UPLOAD_KEEP_HOURS", str(cfg.upload_keep_hours)))
         cfg.upload_keep_mb = float(_env("GENRL_UPLOAD_KEEP_MB", str(cfg.upload_keep_mb)))
+        cfg.workers = int(_env("GENRL_WORKERS", str(cfg.workers)))
+        cfg.executor = _env("GENRL_EXECUTOR", cfg.executor)
+        cfg.ray_address = _env("GENRL_RAY_ADDRESS")
+        cfg.claim_timeout = float(_env("GENRL_CLAIM_TIMEOUT", str(cfg.claim_timeout)))
         for key, value in overrides.items():
             if value is None:
                 continue

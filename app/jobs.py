@@ -3,6 +3,9 @@
 A job = target video -> learn (progress via the agent's callback, cancellable) -> imagined
 rollout -> alignment plot -> real-env evaluation; every artefact is a file in the job's folder,
 recorded in the store. torch releases the GIL, so threads are enough for concurrency here.
+Several managers (other processes: `genrl worker`, Ray tasks) may share one store: each claims
+jobs under its own owner name, refreshes their heartbeat, and polls the store for cancel and
+stop requests, so a cancel reaches a job wherever it runs.
 """
 
 from __future__ import annotations
@@ -18,7 +21,21 @@ from app import plots
 from app.bodies import Bodies
 from app.errors import AppError
 from app.media import copy_file, write_video
-from app.store import CANCELLED, FAILED, FINISHED, INTERRUPTED, MAX_HISTORY, QUEUED, RUNNING, SUCCEEDED, JobStore
+from app.store import (
+    CANCEL,
+    CANCELLED,
+    CLAIM_TIMEOUT,
+    FAILED,
+    FINISHED,
+    MAX_HISTORY,
+    QUEUED,
+    RUNNING,
+    STOP,
+    SUCCEEDED,
+    JobStore,
+    hold_owner,
+    new_owner,
+)
 
 log = logging.getLogger("genrl.app")
 
@@ -36,25 +53,57 @@ class Cancelled(Exception):
     """The job's cancel event was set between stages."""
 
 
+class Halt(threading.Event):
+    """Set to stop a running job at its next update; `reason` says what becomes of it: CANCEL,
+    STOP (checkpoint and re-queue) or LOST (another worker took it over: leave it alone)."""
+
+    reason = ""
+
+    def halt(self, reason: str) -> None:
+        if not self.is_set():  # the first reason wins
+            self.reason = reason
+            self.set()
+
+
+LOST = "lost"
+
+
 class JobManager:
+    """Runs queued jobs in `max_workers` threads of this process (0: none here, only the queue:
+    other processes or a cluster run them; see app/executors.py)."""
+
     def __init__(self, store: JobStore, bodies: Bodies, runs: Path, max_workers: int = 1, max_queue: int = 32,
-                 resume: bool = True, max_attempts: int = 3):
-        if max_workers < 1:
-            raise ValueError("max_jobs must be at least 1")
+                 resume: bool = True, max_attempts: int = 3, claim_timeout: float = CLAIM_TIMEOUT,
+                 owner: str | None = None):
+        if max_workers < 0:
+            raise ValueError(f"the number of job workers must be 0 or more, got {max_workers}")
         self.store, self.bodies, self.jobs_dir = store, bodies, Path(runs) / "jobs"
         self.max_workers, self.max_queue = max_workers, max_queue
         self.resume, self.max_attempts = resume, max_attempts
-        self._events: dict[str, threading.Event] = {}
+        self.claim_timeout = claim_timeout
+        self.owner = owner or new_owner()
+        # heartbeats (and cancel polls) far more often than the timeout, so a live worker is never taken over
+        self.beat = min(1.0, claim_timeout / 10)
+        self._events: dict[str, Halt] = {}
         self._wake = threading.Condition()
         self._stop = threading.Event()
+        self._quiet = threading.Event()  # ends the heartbeat, once the workers have stopped
         self._threads: list[threading.Thread] = []
+        self._beater: threading.Thread | None = None
 
     # -- lifecycle -----------------------------------------------------------------------------
-    def start(self) -> None:
-        touched = self.store.recover(self.resume, self.max_attempts)
-        if touched:
-            log.info("recovered %d job(s) left over from the last run", len(touched))
+    def start(self, recover: bool = True) -> None:
+        """Start the workers. `recover`: this is the server's start (jobs its last run left are
+        re-queued or interrupted); a worker process beside a server passes False."""
+        hold_owner(self.owner, True)
+        if recover:
+            touched = self.store.recover(self.resume, self.max_attempts, self.claim_timeout)
+            if touched:
+                log.info("recovered %d job(s) left over from the last run", len(touched))
         self._stop.clear()
+        self._quiet.clear()
+        self._beater = threading.Thread(target=self._heartbeat, name="genrl-heartbeat", daemon=True)
+        self._beater.start()
         for i in range(self.max_workers):
             thread = threading.Thread(target=self._worker, name=f"genrl-job-{i}", daemon=True)
             thread.start()
@@ -64,13 +113,43 @@ class JobManager:
         """Ask running jobs to checkpoint and stop; they are re-queued (or interrupted) for the next start."""
         self._stop.set()
         for event in list(self._events.values()):
-            event.set()
+            event.halt(STOP)
         with self._wake:
             self._wake.notify_all()
         deadline = time.monotonic() + timeout
         for thread in self._threads:
             thread.join(max(0.0, deadline - time.monotonic()))
         self._threads = [t for t in self._threads if t.is_alive()]
+        if not self._threads:  # a worker still checkpointing keeps its jobs' heartbeat going
+            self._quiet.set()
+            if self._beater is not None:
+                self._beater.join(5)
+            hold_owner(self.owner, False)
+
+    def _heartbeat(self) -> None:
+        """Keep this manager's claims alive, pass on cancel/stop requests made by other processes,
+        stop work on jobs taken over by others, and release the jobs of dead workers."""
+        while not self._quiet.wait(self.beat):
+            try:
+                self.poll()
+                if not self._stop.is_set():
+                    requeued = self.store.requeue_dead(self.resume, self.max_attempts, self.claim_timeout)
+                    if requeued:
+                        log.warning("re-queued %d job(s) of a worker that died: %s", len(requeued),
+                                    ", ".join(requeued))
+                        with self._wake:
+                            self._wake.notify_all()
+            except Exception:  # a locked or briefly unreadable database: try again at the next beat
+                log.exception("job heartbeat failed")
+
+    def poll(self) -> None:
+        """One heartbeat of the jobs running here, with the stop requests found for them."""
+        held = self.store.heartbeat(self.owner)
+        for job_id, event in list(self._events.items()):
+            if job_id not in held:
+                event.halt(LOST)
+            elif held[job_id] in (CANCEL, STOP):
+                event.halt(held[job_id])
 
     # -- requests ------------------------------------------------------------------------------
     def submit(self, body: str, prompt: str, video: Path | None, settings: dict[str, Any],
@@ -89,11 +168,11 @@ class JobManager:
             raise AppError(404, f"no job {job_id!r}")
         if job["state"] in FINISHED:
             raise AppError(409, f"job {job_id} has already {job['state']}; nothing to cancel")
-        if not self.store.cancel_if_queued(job_id):
+        # queued: cancelled at once; running (in any process): asked to stop at its next update
+        if not self.store.cancel_if_queued(job_id) and self.store.request_stop(job_id, CANCEL):
             event = self._events.get(job_id)
             if event is not None:
-                event.set()
-                self.store.update(job_id, stage="cancelling", log="cancel requested")
+                event.halt(CANCEL)
         return self.store.get(job_id)
 
     def stats(self) -> dict[str, int]:
@@ -103,18 +182,38 @@ class JobManager:
     # -- workers -------------------------------------------------------------------------------
     def _worker(self) -> None:
         while not self._stop.is_set():
-            job = self.store.claim_next()
+            job = self.store.claim_next(self.owner)
             if job is None:
                 with self._wake:
                     self._wake.wait(1.0)
                 continue
-            event = self._events[job["id"]] = threading.Event()
-            try:
-                self._run(job, event)
-            finally:
-                self._events.pop(job["id"], None)
+            self.run_claimed(job)
 
-    def _run(self, job: dict[str, Any], cancel: threading.Event) -> None:
+    def run_one(self, job: dict[str, Any]) -> None:
+        """Run one job claimed elsewhere under this manager's owner (a Ray task), with the
+        heartbeat and the polling for cancel/stop requests going on meanwhile."""
+        hold_owner(self.owner, True)
+        self._quiet.clear()
+        beater = threading.Thread(target=self._heartbeat, name="genrl-heartbeat", daemon=True)
+        beater.start()
+        try:
+            self.run_claimed(job)
+        finally:
+            self._quiet.set()
+            beater.join(5)
+            hold_owner(self.owner, False)
+
+    def run_claimed(self, job: dict[str, Any]) -> None:
+        """Run one job this manager's owner has claimed, to its end (or its stop)."""
+        event = self._events[job["id"]] = Halt()
+        if self._stop.is_set():
+            event.halt(STOP)
+        try:
+            self._run(job, event)
+        finally:
+            self._events.pop(job["id"], None)
+
+    def _run(self, job: dict[str, Any], cancel: Halt) -> None:
         job_id = job["id"]
         # a resumed run reports progress afresh, from its checkpoint on
         self.store.update(job_id, stage="starting", error=None, metrics={}, history=[],
@@ -124,15 +223,14 @@ class JobManager:
         except Exception as exc:  # every failure ends up in the job's state and log, never in the server
             from genrl_core.agent import PromptError
 
-            if cancel.is_set() and self._stop.is_set():
-                if self.resume:
-                    self.store.update(job_id, state=QUEUED, stage="queued to resume after a restart",
-                                      log="server stopping: checkpointed, will resume on the next start")
-                else:
-                    self.store.update(job_id, state=INTERRUPTED, stage="interrupted", finished=time.time(),
-                                      error="the server stopped while this job was running", log="interrupted")
+            if cancel.reason == LOST:
+                log.warning("job %s was taken over by another worker (this one missed its heartbeat)", job_id)
+            elif cancel.reason == STOP:
+                self.store.release(job_id, self.owner, self.resume, self.max_attempts,
+                                   "stopped while running (checkpointed)", graceful=True)
             elif cancel.is_set():
-                self.store.update(job_id, state=CANCELLED, stage="cancelled", finished=time.time(), log="cancelled")
+                self.store.update(job_id, state=CANCELLED, stage="cancelled", finished=time.time(), log="cancelled",
+                                  if_owner=self.owner)
             else:
                 if isinstance(exc, PromptError | AppError):
                     message = exc.detail if isinstance(exc, AppError) else str(exc)
@@ -140,14 +238,14 @@ class JobManager:
                     message = f"internal error: {type(exc).__name__}: {exc}"
                     log.error("job %s failed:\n%s", job_id, traceback.format_exc())
                 self.store.update(job_id, state=FAILED, stage="failed", finished=time.time(), error=message,
-                                  log=f"failed: {message}")
+                                  log=f"failed: {message}", if_owner=self.owner)
 
-    def _stage(self, job_id: str, cancel: threading.Event, stage: str, progress: float) -> None:
+    def _stage(self, job_id: str, cancel: Halt, stage: str, progress: float) -> None:
         if cancel.is_set():
             raise Cancelled(stage)
         self.store.update(job_id, stage=stage, progress=progress, log=stage)
 
-    def _pipeline(self, job: dict[str, Any], cancel: threading.Event) -> None:
+    def _pipeline(self, job: dict[str, Any], cancel: Halt) -> None:
         job_id, body, settings, options = job["id"], job["body"], job["settings"], job["options"]
         agent = self.bodies.agent(body, wait=600)
         prompt: str | Path = Path(job["video"]) if job["video"] else job["prompt"]
@@ -209,7 +307,7 @@ class JobManager:
                 self.store.add_artefact(job_id, "real", "real.mp4")
             result["evaluation"] = {k: v for k, v in ev.items() if k != "video"}
         self.store.update(job_id, state=SUCCEEDED, stage="done", progress=1.0, result=result, finished=time.time(),
-                          log="done")
+                          log="done", if_owner=self.owner)
 
     def _save(self, job_id: str, name: str, write) -> None:
         filename = ARTEFACTS[name][0]
@@ -230,7 +328,8 @@ class JobManager:
             self.store.add_artefact(job_id, name, ARTEFACTS[name][0])
         self.store.update(job_id, state=SUCCEEDED, stage="done", progress=1.0, reused=1, t_a=prev["t_a"],
                           metrics=prev["metrics"], history=prev["history"], result=prev["result"],
-                          finished=time.time(), log=f"reused policy {slug} and the results of job {prev['id']}")
+                          finished=time.time(), log=f"reused policy {slug} and the results of job {prev['id']}",
+                          if_owner=self.owner)
         return True
 
     def artefact_path(self, job_id: str, name: str) -> tuple[Path, str]:

@@ -13,6 +13,7 @@ from typing import Any
 from app.bodies import Bodies
 from app.config import AppConfig
 from app.errors import AppError
+from app.executors import make_jobs
 from app.jobs import JobManager, policy_updates
 from app.media import TargetCache, prune_uploads, write_video
 from app.store import JobStore
@@ -62,7 +63,7 @@ class Services:
         bodies = Bodies(cfg.bundles, cfg.device, cfg.runs / "policies", cfg.inference_slots, cfg.inference_queue,
                         cfg.behaviour_preset)
         store = JobStore(cfg.db)
-        jobs = JobManager(store, bodies, cfg.runs, cfg.max_jobs, cfg.max_queue, cfg.resume, cfg.max_attempts)
+        jobs = make_jobs(cfg, store, bodies)  # threads here, worker processes or a Ray cluster
         return cls(cfg, bodies, store, jobs, TargetCache(cfg.runs / "cache" / "targets", cfg.target_cache),
                    time.time())
 

@@ -1,16 +1,23 @@
 """SQLite job store: every job's request, state, progress, metrics, log and artefacts.
 
-One connection shared by the threads under a lock (a handful of small writes per second at
-most); WAL journal so a crash mid-write never corrupts finished jobs.
+One connection per process, shared by its threads under a lock (a handful of small writes per
+second at most); WAL journal so a crash mid-write never corrupts finished jobs. Several
+processes (worker processes, Ray tasks) may share one database: a claim is one conditional
+UPDATE, every read-modify-write runs in a `BEGIN IMMEDIATE` transaction, and a running job
+names its owner, who refreshes a heartbeat; a job whose owner died is re-queued by the others.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import socket
 import sqlite3
 import threading
 import time
 import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -45,12 +52,70 @@ CREATE TABLE IF NOT EXISTS jobs (
     attempts INTEGER NOT NULL DEFAULT 0,
     created REAL NOT NULL,
     started REAL,
-    finished REAL
+    finished REAL,
+    owner TEXT,
+    heartbeat REAL,
+    stop_request TEXT
 );
 CREATE INDEX IF NOT EXISTS jobs_state ON jobs(state, seq);
 CREATE INDEX IF NOT EXISTS jobs_slug ON jobs(body, slug, state);
 """
 _JSON = ("settings", "options", "metrics", "history", "result", "artefacts", "log")
+# columns added after the first release: an older database gains them when opened
+_ADDED = {"owner": "TEXT", "heartbeat": "REAL", "stop_request": "TEXT"}
+CLAIM_TIMEOUT = 30.0  # seconds without a heartbeat after which a running job's owner counts as dead
+STOP, CANCEL = "stop", "cancel"  # stop_request: checkpoint and re-queue | cancel
+
+
+def _machine() -> str:
+    """This boot of this machine and this PID namespace: within it, a process id names one process."""
+    try:
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+        return f"{boot[:8]}.{os.stat('/proc/self/ns/pid').st_ino}"
+    except OSError:  # no /proc: owners are told apart by their heartbeat alone
+        return f"{socket.gethostname()}.{uuid.uuid4().hex[:8]}"
+
+
+_MACHINE = _machine()
+_LIVE: set[str] = set()  # owners alive in this process (a JobManager registers its own)
+
+
+def new_owner() -> str:
+    """A unique claim owner for one job manager: `machine/pid/token`."""
+    return f"{_MACHINE}/{os.getpid()}/{uuid.uuid4().hex[:8]}"
+
+
+def hold_owner(owner: str, live: bool) -> None:
+    """Mark an owner of this process as running (its manager started) or not (stopped)."""
+    if live:
+        _LIVE.add(owner)
+    else:
+        _LIVE.discard(owner)
+
+
+def owner_dead(owner: str | None) -> bool:
+    """True only when the owner surely is not running: no owner recorded (a crash before owners
+    existed), a manager of this process that has stopped, or a process of this machine that has
+    exited. An owner elsewhere is never judged here: its heartbeat going stale decides."""
+    if not owner:
+        return True
+    machine, _, rest = owner.partition("/")
+    pid_text, _, _ = rest.partition("/")
+    if machine != _MACHINE or not pid_text.isdigit():
+        return False
+    pid = int(pid_text)
+    if pid == os.getpid():
+        return owner not in _LIVE
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # someone else's live process with a recycled pid
+        return False
+    try:  # a killed child its parent has not reaped yet is a zombie: dead all the same
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except (OSError, IndexError):
+        return False
 
 
 def _stamp(message: str) -> str:
@@ -64,14 +129,45 @@ class JobStore:
         self._lock = threading.RLock()
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
         self._db.row_factory = sqlite3.Row
+        self._depth = 0  # nesting of _tx() in this process
         with self._lock:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.executescript(_SCHEMA)
+            with self._tx():
+                for statement in _SCHEMA.split(";"):  # not executescript: it would commit the transaction
+                    if statement.strip():
+                        self._db.execute(statement)
+                have = {r[1] for r in self._db.execute("PRAGMA table_info(jobs)").fetchall()}
+                for column, kind in _ADDED.items():
+                    if column not in have:
+                        self._db.execute(f"ALTER TABLE jobs ADD COLUMN {column} {kind}")
 
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+    @contextlib.contextmanager
+    def _tx(self) -> Iterator[None]:
+        """One write transaction across processes (BEGIN IMMEDIATE takes the write lock up front,
+        so a read-modify-write never interleaves with another process's); nests in-process."""
+        with self._lock:
+            if self._depth:
+                self._depth += 1
+                try:
+                    yield
+                finally:
+                    self._depth -= 1
+                return
+            self._db.execute("BEGIN IMMEDIATE")
+            self._depth = 1
+            try:
+                yield
+            except BaseException:
+                self._depth = 0
+                self._db.execute("ROLLBACK")
+                raise
+            self._depth = 0
+            self._db.execute("COMMIT")
 
     # -- reading -------------------------------------------------------------------------------
     @staticmethod
@@ -142,67 +238,128 @@ class JobStore:
                  json.dumps([_stamp("queued")]), time.time()))
             return self.get(job_id)
 
-    def update(self, job_id: str, log: str | None = None, **fields: Any) -> None:
-        """Set columns (dicts/lists stored as JSON) and optionally append a log line."""
+    def update(self, job_id: str, log: str | None = None, if_owner: str | None = None, **fields: Any) -> bool:
+        """Set columns (dicts/lists stored as JSON) and optionally append a log line. With `if_owner`,
+        only while that owner still holds the job (a worker presumed dead must not overwrite the
+        run that took over). Returns whether the job was written."""
         sets, args = [], []
         for key, value in fields.items():
             sets.append(f"{key} = ?")
             args.append(json.dumps(value) if key in _JSON else value)
-        with self._lock:
+        where, wargs = "id = ?", [job_id]
+        if if_owner is not None:
+            where += " AND owner = ?"
+            wargs.append(if_owner)
+        with self._tx():
             if log is not None:
-                row = self._db.execute("SELECT log FROM jobs WHERE id = ?", (job_id,)).fetchone()
-                lines = (json.loads(row[0]) if row else []) + [_stamp(log)]
+                row = self._db.execute(f"SELECT log FROM jobs WHERE {where}", wargs).fetchone()
+                if row is None:
+                    return False
+                lines = json.loads(row[0]) + [_stamp(log)]
                 sets.append("log = ?")
                 args.append(json.dumps(lines[-MAX_LOG_LINES:]))
-            if sets:
-                self._db.execute(f"UPDATE jobs SET {', '.join(sets)} WHERE id = ?", (*args, job_id))
+            if not sets:
+                return False
+            return bool(self._db.execute(f"UPDATE jobs SET {', '.join(sets)} WHERE {where}", (*args, *wargs)).rowcount)
 
     def add_artefact(self, job_id: str, name: str, filename: str) -> None:
-        with self._lock:
+        with self._tx():
             row = self._db.execute("SELECT artefacts FROM jobs WHERE id = ?", (job_id,)).fetchone()
             artefacts = json.loads(row[0]) if row else {}
             artefacts[name] = filename
             self._db.execute("UPDATE jobs SET artefacts = ? WHERE id = ?", (json.dumps(artefacts), job_id))
 
-    def claim_next(self) -> dict[str, Any] | None:
-        """Atomically move the oldest queued job to running (one worker gets it)."""
+    def claim_next(self, owner: str | None = None) -> dict[str, Any] | None:
+        """Atomically move the oldest queued job to running, held by `owner`: one statement, so of
+        any number of processes racing for it exactly one gets it (and a job cancelled in between
+        is never started)."""
+        now = time.time()
         with self._lock:
-            while True:
-                row = self._db.execute("SELECT id FROM jobs WHERE state = ? ORDER BY seq LIMIT 1",
-                                       (QUEUED,)).fetchone()
-                if row is None:
-                    return None
-                # conditional, so a job cancelled (or taken) in between is never started
-                cur = self._db.execute("UPDATE jobs SET state = ?, started = ?, attempts = attempts + 1 "
-                                       "WHERE id = ? AND state = ?", (RUNNING, time.time(), row[0], QUEUED))
-                if cur.rowcount:
-                    return self.get(row[0])
+            row = self._db.execute(
+                "UPDATE jobs SET state = ?, started = ?, attempts = attempts + 1, owner = ?, heartbeat = ?, "
+                "stop_request = NULL WHERE state = ? AND seq = (SELECT seq FROM jobs WHERE state = ? "
+                "ORDER BY seq LIMIT 1) RETURNING id", (RUNNING, now, owner, now, QUEUED, QUEUED)).fetchall()
+            return self.get(row[0][0]) if row else None
+
+    def heartbeat(self, owner: str) -> dict[str, str | None]:
+        """Refresh the heartbeat of the running jobs `owner` holds; returns {job id: stop request}
+        for each (a job missing from it was taken from this owner, who must stop working on it)."""
+        with self._lock:
+            rows = self._db.execute("UPDATE jobs SET heartbeat = ? WHERE owner = ? AND state = ? "
+                                    "RETURNING id, stop_request", (time.time(), owner, RUNNING)).fetchall()
+        return {job_id: request for job_id, request in rows}
+
+    def request_stop(self, job_id: str, request: str) -> bool:
+        """Ask whichever process runs the job to stop it at its next update: CANCEL, or STOP
+        (checkpoint and re-queue). True when the job is running and got the request."""
+        with self._tx():
+            cur = self._db.execute("UPDATE jobs SET stop_request = ? WHERE id = ? AND state = ?",
+                                   (request, job_id, RUNNING))
+            if cur.rowcount and request == CANCEL:
+                self.update(job_id, stage="cancelling", log="cancel requested")
+            return bool(cur.rowcount)
 
     def cancel_if_queued(self, job_id: str) -> bool:
-        with self._lock:
+        with self._tx():
             cur = self._db.execute("UPDATE jobs SET state = ?, stage = ?, finished = ? WHERE id = ? AND state = ?",
                                    (CANCELLED, "cancelled before it started", time.time(), job_id, QUEUED))
             if cur.rowcount:
                 self.update(job_id, log="cancelled while queued")
             return bool(cur.rowcount)
 
-    def recover(self, resume: bool, max_attempts: int) -> list[str]:
-        """After a restart: jobs left running (the process died) are re-queued to resume from their
-        checkpoint, or marked interrupted; queued ones stay queued. Returns the ids touched."""
-        touched = []
+    def release(self, job_id: str, owner: str | None, resume: bool, max_attempts: int, why: str,
+                graceful: bool = False) -> str | None:
+        """A running job whose run ended without finishing it (its worker died, or was stopped:
+        `graceful`): cancelled if a cancel was asked, else re-queued to resume from its
+        checkpoint, or interrupted when resuming is off or it keeps dying (a graceful stop is
+        not dying). Returns the new state (None: not running, or held by another owner now)."""
+        with self._tx():
+            row = self._db.execute("SELECT attempts, stop_request, owner FROM jobs WHERE id = ? AND state = ?",
+                                   (job_id, RUNNING)).fetchone()
+            if row is None or (owner is not None and row[2] != owner):
+                return None
+            attempts, request = row[0], row[1]
+            free = {"owner": None, "heartbeat": None, "stop_request": None}
+            if request == CANCEL:
+                self.update(job_id, state=CANCELLED, stage="cancelled", finished=time.time(), log=f"cancelled ({why})",
+                            **free)
+                return CANCELLED
+            if resume and (graceful or attempts < max_attempts):
+                self.update(job_id, state=QUEUED, stage="queued to resume", log=f"{why}: queued to resume from the "
+                            "last checkpoint", **free)
+                return QUEUED
+            given_up = f"{why}, after {attempts} attempts" if resume else why
+            self.update(job_id, state=INTERRUPTED, stage="interrupted", finished=time.time(),
+                        error=f"the job stopped before it finished ({given_up})", log=f"interrupted ({given_up})",
+                        **free)
+            return INTERRUPTED
+
+    def requeue_dead(self, resume: bool, max_attempts: int, timeout: float = CLAIM_TIMEOUT,
+                     dead: Callable[[str | None], bool] = owner_dead) -> list[str]:
+        """Release the running jobs whose owner is dead: surely gone (see `owner_dead`), or silent
+        for `timeout` seconds. A live owner refreshes its heartbeat far more often than that, so
+        its jobs are never taken over. Returns the ids released."""
+        stale = time.time() - timeout
         with self._lock:
-            for row in self._db.execute("SELECT id, attempts FROM jobs WHERE state = ?", (RUNNING,)).fetchall():
-                job_id, attempts = row
-                if resume and attempts < max_attempts:
-                    self.update(job_id, state=QUEUED, stage="queued to resume after a restart",
-                                log="server restarted while running: queued to resume from the last checkpoint")
-                else:
-                    why = "after a restart" if not resume else f"after {attempts} attempts"
-                    self.update(job_id, state=INTERRUPTED, stage="interrupted", finished=time.time(),
-                                error=f"the server stopped while this job was running ({why})",
-                                log=f"interrupted {why}")
-                touched.append(job_id)
-            if not resume:
+            rows = self._db.execute("SELECT id, owner, heartbeat FROM jobs WHERE state = ?", (RUNNING,)).fetchall()
+        released = []
+        for job_id, owner, beat in rows:
+            gone = dead(owner)
+            if gone or beat is None or beat < stale:
+                why = ("the server restarted while it was running" if not owner else
+                       "its worker exited" if gone else f"its worker sent no heartbeat for {timeout:.0f} s")
+                if self.release(job_id, owner, resume, max_attempts, why) is not None:
+                    released.append(job_id)
+        return released
+
+    def recover(self, resume: bool, max_attempts: int, timeout: float = CLAIM_TIMEOUT,
+                queued: bool = True) -> list[str]:
+        """At a server's start: jobs left running by a process that died are re-queued to resume
+        from their checkpoint, or marked interrupted (jobs of live workers are left alone); with
+        `queued` and resuming off, queued jobs are interrupted too. Returns the ids touched."""
+        touched = self.requeue_dead(resume, max_attempts, timeout)
+        if queued and not resume:
+            with self._tx():
                 for (job_id,) in self._db.execute("SELECT id FROM jobs WHERE state = ?", (QUEUED,)).fetchall():
                     self.update(job_id, state=INTERRUPTED, stage="interrupted", finished=time.time(),
                                 error="the server restarted before this job started", log="interrupted while queued")

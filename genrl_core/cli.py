@@ -208,7 +208,20 @@ def _cmd_train_reward_heads(args: argparse.Namespace) -> None:
 def _cmd_serve(args: argparse.Namespace) -> None:
     from app.main import serve
 
-    serve(bundle=args.bundle, host=args.host, port=args.port, db=args.db, max_jobs=args.max_jobs, token=args.token)
+    serve(bundle=args.bundle, host=args.host, port=args.port, db=args.db, max_jobs=args.max_jobs, token=args.token,
+          workers=args.workers, executor=args.executor, ray_address=args.ray_address)
+
+
+def _cmd_worker(args: argparse.Namespace) -> None:
+    from app.config import AppConfig
+    from app.workers import run_worker
+
+    if args.jobs < 1:
+        raise ValueError(f"--jobs must be at least 1, got {args.jobs}")
+    if args.claim_timeout is not None and args.claim_timeout <= 0:
+        raise ValueError(f"--claim-timeout must be positive, got {args.claim_timeout}")
+    run_worker(AppConfig.from_env(bundles=args.bundle, db=args.db, runs=args.runs, device=args.device,
+                                  max_jobs=args.jobs, claim_timeout=args.claim_timeout))
 
 
 def add_agent_args(p: argparse.ArgumentParser) -> None:
@@ -385,7 +398,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--db", default=None, help="SQLite job database (default under runs/app/)")
     p.add_argument("--max-jobs", type=int, default=1, help="learning jobs that run at once; others queue")
     p.add_argument("--token", default=None, help="API token required to start/cancel jobs (or GENRL_API_TOKEN)")
+    p.add_argument("--workers", type=int, default=None,
+                   help="run jobs in N worker processes (one per GPU) instead of the server's threads")
+    p.add_argument("--executor", choices=("local", "ray"), default=None,
+                   help="local (default) | ray: each job a Ray task with one GPU (or CPU); needs `pip install ray`")
+    p.add_argument("--ray-address", default=None, help="Ray cluster to join (default: RAY_ADDRESS, else a local one)")
     p.set_defaults(func=_cmd_serve)
+
+    p = sub.add_parser("worker", help="run queued learning jobs of a server's job database (e.g. one per GPU)")
+    p.add_argument("--bundle", default=None, help="bundle folder(s), comma-separated, as the server's "
+                                                  "(default: GENRL_BUNDLE, else checkpoints/walker)")
+    p.add_argument("--runs", default=None, help="the server's runs folder (default: GENRL_RUNS, else runs/app)")
+    p.add_argument("--db", default=None, help="the server's job database (default: RUNS/jobs.sqlite)")
+    p.add_argument("--device", default=None, help="cpu | cuda | cuda:K | auto (default: GENRL_DEVICE, else auto)")
+    p.add_argument("--jobs", type=int, default=1, help="jobs this worker runs at once")
+    p.add_argument("--claim-timeout", type=float, default=None,
+                   help="seconds without a heartbeat before a dead worker's job is re-queued (default 30)")
+    p.set_defaults(func=_cmd_worker)
 
     p = sub.add_parser("experts", help="measure the MPC experts' true returns (1000 env steps per episode)")
     p.add_argument("--tasks", required=True, help="comma-separated tasks, e.g. walker_stand,walker_run")
