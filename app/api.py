@@ -14,10 +14,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from app.errors import AppError, error_responses
 from app.jobs import ARTEFACTS
 from app.media import save_upload
-from app.service import MAX_PROMPT_CHARS, MAX_STEPS, MIN_STEPS, Services
+from app.service import Services
+from genrl_core.models.reward import REWARD_KINDS
+from genrl_core.prompt import MAX_PROMPT_CHARS, MAX_STEPS, MIN_STEPS, STEPS_HELP
 
 JOB_ID = Path(pattern=r"^[0-9a-f]{16}$", description="a job id from /learn or /jobs")
-Reward = Literal["max_cosine", "cosine", "kl"]
+Reward = Literal[REWARD_KINDS]  # the kinds a request may pick (not the ladder's oracle:TASK)
 # What a usable text prompt is, for the OpenAPI document only: the service checks it itself and answers
 # 400 (empty) or 413 (too long) with a message that says so, rather than pydantic's generic wording.
 PROMPT_SPEC = {"minLength": 1, "maxLength": MAX_PROMPT_CHARS, "pattern": r"\S"}
@@ -32,9 +34,9 @@ class LearnOptions(BaseModel):
     prompt: str | None = Field(None, description=f"{PROMPT_HELP} (a multipart request may send a video instead)",
                                json_schema_extra=PROMPT_SPEC)
     body: str | None = Field(None, description="body to learn for (GET /bodies); default: the first served")
-    steps: int = Field(32, ge=MIN_STEPS, le=MAX_STEPS, description="target / imagined video length")
+    steps: int = Field(32, ge=MIN_STEPS, le=MAX_STEPS, description=STEPS_HELP)
     updates: int | None = Field(None, ge=1, description="behaviour-learning updates (default: server's)")
-    reward: Reward | None = Field(None, description="reward kind: max_cosine | cosine | kl")
+    reward: Reward | None = Field(None, description=f"reward kind: {' | '.join(REWARD_KINDS)}")
     seed: int | None = Field(None, ge=0, le=2**31 - 1)
     use_aligner: bool | None = Field(None, description="map the prompt into the video region (default true)")
     task: str | None = Field(None, description="real-env evaluation task (default: nearest to the prompt)")
@@ -86,7 +88,7 @@ def build_router(svc: Services) -> APIRouter:
                            **error_responses(400, 404, 422, 429, 503)},
                 summary="decode what the model understands by a prompt, as an mp4")
     def target(prompt: Annotated[str, Query(description=PROMPT_HELP, json_schema_extra=PROMPT_SPEC)],
-               steps: Annotated[int, Query(ge=MIN_STEPS, le=MAX_STEPS)] = 32,
+               steps: Annotated[int, Query(ge=MIN_STEPS, le=MAX_STEPS, description=STEPS_HELP)] = 32,
                body: str | None = None, use_aligner: bool = True) -> FileResponse:
         path = svc.render_target(body, prompt, steps, use_aligner)
         return FileResponse(path, media_type="video/mp4", filename="target.mp4")

@@ -36,6 +36,8 @@ from app.store import (
     hold_owner,
     new_owner,
 )
+from genrl_core.errors import GenRLError
+from genrl_core.prompt import Prompt
 
 log = logging.getLogger("genrl.app")
 
@@ -221,8 +223,6 @@ class JobManager:
         try:
             self._pipeline(job, cancel)
         except Exception as exc:  # every failure ends up in the job's state and log, never in the server
-            from genrl_core.agent import PromptError
-
             if cancel.reason == LOST:
                 log.warning("job %s was taken over by another worker (this one missed its heartbeat)", job_id)
             elif cancel.reason == STOP:
@@ -232,7 +232,7 @@ class JobManager:
                 self.store.update(job_id, state=CANCELLED, stage="cancelled", finished=time.time(), log="cancelled",
                                   if_owner=self.owner)
             else:
-                if isinstance(exc, PromptError | AppError):
+                if isinstance(exc, GenRLError | AppError):  # the user's to fix; anything else is a bug
                     message = exc.detail if isinstance(exc, AppError) else str(exc)
                 else:
                     message = f"internal error: {type(exc).__name__}: {exc}"
@@ -248,7 +248,8 @@ class JobManager:
     def _pipeline(self, job: dict[str, Any], cancel: Halt) -> None:
         job_id, body, settings, options = job["id"], job["body"], job["settings"], job["options"]
         agent = self.bodies.agent(body, wait=600)
-        prompt: str | Path = Path(job["video"]) if job["video"] else job["prompt"]
+        # parsed once: a video prompt is hashed here, and a text prompt is never taken for a path
+        prompt = Prompt.video(job["video"]) if job["video"] else Prompt.text(job["prompt"])
         folder = self.jobs_dir / job_id
         folder.mkdir(parents=True, exist_ok=True)
         steps = int(options.get("steps", 32))
@@ -262,10 +263,7 @@ class JobManager:
         if self._reuse_artefacts(job_id, body, slug, options, folder):
             return
 
-        known = {p["slug"] for p in agent.policies()}
         self._stage(job_id, cancel, "learning", 0.05)
-        if slug in known:
-            self.store.update(job_id, reused=1, log=f"policy {slug} already learned: reusing it")
         history: list[list[float]] = []
 
         def on_progress(m: dict[str, Any]) -> None:
@@ -276,19 +274,19 @@ class JobManager:
             self.store.update(job_id, metrics=m, history=history, progress=0.05 + 0.75 * done,
                               stage=f"learning: update {m['update']}/{m['updates']}")
 
-        meta = agent.learn(prompt, settings, callback=on_progress, cancel=cancel)
-        self.store.update(job_id, log=f"policy {slug}: {policy_updates(meta)} updates, "
-                                      f"{meta.get('train_seconds', 0):.0f} s of training")
-        policy_file = _policy_file(meta)
-        if policy_file is not None:
-            self._save(job_id, "policy", lambda p: copy_file(policy_file, p))
+        policy = agent.learn(prompt, settings, callback=on_progress, cancel=cancel)
+        if policy.reused:
+            self.store.update(job_id, reused=1, log=f"policy {slug} already learned: reusing it")
+        self.store.update(job_id, log=f"policy {slug}: {policy.meta.updates_done} updates, "
+                                      f"{policy.meta.train_seconds:.0f} s of training")
+        self._save(job_id, "policy", lambda p: copy_file(policy.policy_file, p))
 
         self._stage(job_id, cancel, "imagining a rollout", 0.82)
-        imagined = agent.imagine(slug, steps=steps, seed=int(settings.get("seed", 0)))
+        imagined = agent.imagine(policy, steps=steps, seed=int(settings.get("seed", 0)))
         self._save(job_id, "imagined", lambda p: write_video(p, imagined))
 
         self._stage(job_id, cancel, "aligning prompt and rollout", 0.86)
-        al = agent.alignment(prompt, slug)
+        al = agent.alignment(prompt, policy)
         self.store.update(job_id, t_a=int(al["t_a"]))
         self._save(job_id, "alignment", lambda p: plots.save_png(
             plots.alignment_figure(al["offsets"], al["similarity"], al["t_a"]), p))
@@ -298,7 +296,7 @@ class JobManager:
         if episodes > 0:
             task = options.get("task") or agent.guess_task(prompt)
             self._stage(job_id, cancel, f"evaluating in the real env ({task}, {episodes} episode(s))", 0.9)
-            ev = agent.evaluate(slug, task=task, episodes=episodes, video=folder / "real.mp4",
+            ev = agent.evaluate(policy, task=task, episodes=episodes, video=folder / "real.mp4",
                                 seed=int(settings.get("seed", 0)))
             video = Path(ev.get("video") or folder / "real.mp4")
             if video.exists():
@@ -347,12 +345,3 @@ class JobManager:
         return path, media_type
 
 
-def policy_updates(meta: dict[str, Any]) -> int | None:
-    return meta.get("updates") or meta.get("updates_done") or (meta.get("settings") or {}).get("updates")
-
-
-def _policy_file(meta: dict[str, Any]) -> Path | None:
-    path = Path(meta.get("path") or "")
-    if path.is_dir():
-        path = path / "policy.pt"
-    return path if path.is_file() else None

@@ -14,8 +14,8 @@ from typing import Any, BinaryIO
 import numpy as np
 
 from app.errors import AppError
+from genrl_core.prompt import VIDEO_SUFFIXES
 
-VIDEO_SUFFIXES = (".mp4", ".webm", ".gif", ".mov", ".avi", ".mkv")
 UPSCALE = 4  # 64 px frames shown at 256 px: nearest-neighbour keeps them sharp
 
 

@@ -14,34 +14,35 @@ from app.bodies import Bodies
 from app.config import AppConfig
 from app.errors import AppError
 from app.executors import make_jobs
-from app.jobs import JobManager, policy_updates
+from app.jobs import JobManager
 from app.media import TargetCache, prune_uploads, write_video
 from app.store import JobStore
+from genrl_core import prompt as prompt_limits
+from genrl_core.errors import GenRLError
+from genrl_core.models.reward import REWARD_KINDS
+from genrl_core.prompt import Prompt, PromptError, PromptTooLong
 
-MIN_STEPS, MAX_STEPS = 8, 64
-MAX_PROMPT_CHARS = 2000
-REWARDS = ("max_cosine", "cosine", "kl")
+# a request may pick any trajectory-matching reward; `oracle:TASK` is the score ladder's, not a user's
+REWARDS = REWARD_KINDS
 EXAMPLE_PROMPTS = ["stand up straight", "run fast", "walk forward", "lie down on your back",
                    "kneel on the ground", "balance on one foot", "kick one leg high", "do a backflip"]
 
 
-def check_prompt(prompt: str | None) -> str:
-    text = (prompt or "").strip()
-    if not text:
-        raise AppError(400, "the prompt is empty: describe what the body should do, e.g. 'stand up straight'")
-    if len(text) > MAX_PROMPT_CHARS:
-        raise AppError(413, f"the prompt has {len(text)} characters; at most {MAX_PROMPT_CHARS} are allowed")
+def text_prompt(prompt: str | None) -> Prompt:
+    """A text prompt from a request (never read as a file path), or the AppError that refuses it."""
     try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:  # e.g. a lone surrogate from a JSON "\ud800" escape: not text anyone typed
-        raise AppError(422, "the prompt is not valid Unicode text (it holds a lone surrogate)") from None
-    return text
+        return Prompt.text(prompt)
+    except PromptTooLong as exc:
+        raise AppError(413, str(exc)) from None
+    except PromptError as exc:
+        raise AppError(400 if not (prompt or "").strip() else 422, str(exc)) from None
 
 
 def check_steps(steps: int) -> int:
-    if not MIN_STEPS <= int(steps) <= MAX_STEPS:
-        raise AppError(422, f"steps must be between {MIN_STEPS} and {MAX_STEPS}, got {steps}")
-    return int(steps)
+    try:
+        return prompt_limits.check_steps(steps)
+    except PromptError as exc:
+        raise AppError(422, str(exc)) from None
 
 
 def _iso(t: float | None) -> str | None:
@@ -88,20 +89,20 @@ class Services:
     # -- targets -------------------------------------------------------------------------------
     def render_target(self, body: str | None, prompt: str | Path, steps: int = 32, use_aligner: bool = True) -> Path:
         """An mp4 of the decoded target of a text prompt or a stored video prompt (cached)."""
-        from genrl_core.agent import PromptError
-
         steps = check_steps(steps)
-        if not isinstance(prompt, Path):
-            prompt = check_prompt(prompt)
+        try:
+            parsed = Prompt.video(prompt) if isinstance(prompt, Path) else text_prompt(prompt)
+        except PromptError as exc:
+            raise AppError(400, str(exc)) from None
         b = self.bodies.body(body)
         agent = self.bodies.agent(b.name, wait=60)
-        path = self.targets.path(b.name, b.version, str(prompt), steps, use_aligner)
+        path = self.targets.path(b.name, b.version, parsed.identity, steps, use_aligner)
         if self.targets.get(path):
             return path
         with self.bodies.gate():
             try:
-                frames = agent.decode(agent.target(prompt, steps=steps, use_aligner=use_aligner))
-            except PromptError as exc:
+                frames = agent.decode(agent.target(parsed, steps=steps, use_aligner=use_aligner))
+            except GenRLError as exc:
                 raise AppError(400, str(exc)) from None
             write_video(path, frames)
         self.targets.prune()
@@ -114,7 +115,7 @@ class Services:
                eval_episodes: int | None = None) -> dict[str, Any]:
         b = self.bodies.body(body)
         if video is None:
-            prompt = check_prompt(prompt)
+            prompt = text_prompt(prompt).name
         elif prompt is not None and prompt.strip():
             raise AppError(400, "give either a text prompt or a video prompt, not both")
         steps = check_steps(steps)
@@ -172,11 +173,12 @@ class Services:
             if job["slug"]:
                 jobs[job["slug"]] = job
         out = []
-        for meta in agent.policies():
-            job = jobs.get(meta["slug"])
+        for policy in agent.policies.list():
+            meta = policy.meta
+            job = jobs.get(policy.slug)
             ev = (job or {}).get("result", {}).get("evaluation", {}) if job else {}
-            out.append({"slug": meta["slug"], "prompt": meta.get("prompt"), "settings": meta.get("settings"),
-                        "updates": policy_updates(meta), "train_seconds": meta.get("train_seconds"),
+            out.append({"slug": policy.slug, "prompt": meta.prompt, "settings": meta.settings,
+                        "updates": meta.updates_done, "train_seconds": meta.train_seconds,
                         "job": job["id"] if job else None, "task": ev.get("task"),
                         "mean_return": ev.get("mean_return"), "normalised": ev.get("normalised")})
         return out

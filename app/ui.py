@@ -12,8 +12,9 @@ import gradio as gr
 from app import plots
 from app.errors import AppError
 from app.media import save_upload_path, write_video
-from app.service import EXAMPLE_PROMPTS, MAX_STEPS, MIN_STEPS, REWARDS, Services
+from app.service import EXAMPLE_PROMPTS, REWARDS, Services
 from app.store import FINISHED, SUCCEEDED
+from genrl_core.prompt import MAX_STEPS, MIN_STEPS
 
 VIDEO = {"height": 256, "width": 256, "autoplay": True, "loop": True, "elem_classes": ["genrl-video"]}
 AUTO_TASK = "auto (nearest to the prompt)"

@@ -52,10 +52,10 @@ def random_returns(body: str, episodes: int, seed: int) -> dict[str, float]:
 
 
 def run_one(agent: GenRL, task: str, prompt: str, settings: dict, episodes: int, seed: int, video_dir: Path) -> dict:
-    meta = agent.learn(prompt, settings, progress=True)
-    video = video_dir / f"{meta['slug']}_{task}.mp4"
-    ev = agent.evaluate(meta["slug"], task, episodes=episodes, seed=seed, video=video)
-    return {"slug": meta["slug"], "updates": meta["updates_done"], "learn_seconds": meta["train_seconds"],
+    policy = agent.learn(prompt, settings, progress=True)
+    video = video_dir / f"{policy.slug}_{task}.mp4"
+    ev = agent.evaluate(policy, task, episodes=episodes, seed=seed, video=video)
+    return {"slug": policy.slug, "updates": policy.meta.updates_done, "learn_seconds": policy.meta.train_seconds,
             "mean_return": ev["mean_return"], "normalised": ev["normalised"], "returns": ev["returns"]}
 
 

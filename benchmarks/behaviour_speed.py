@@ -18,7 +18,8 @@ import time
 import torch
 
 from genrl_core.agent import GenRL
-from genrl_core.train.behaviour import BEHAVIOUR_PRESETS, BehaviourLearner, StartStates
+from genrl_core.config import preset
+from genrl_core.train.behaviour import BehaviourLearner, StartStates
 
 ORIGINAL_V100_UPDATES_PER_S = 50_000 / (5 * 3600)
 
@@ -50,7 +51,7 @@ def main() -> None:
     agent = GenRL.load(args.bundle, device=args.device)
     rows = []
     for name in ("paper", "small"):
-        cfg = dataclasses.replace(BEHAVIOUR_PRESETS[name], updates=args.updates)
+        cfg = dataclasses.replace(preset("behaviour", name)["behaviour"], updates=args.updates)
         ups, peak = measure(agent, cfg, args.updates if name == "small" else max(2, args.updates // 5))
         rows.append((name, cfg.batch, cfg.hidden, ups, peak))
     ref = rows[0][3]

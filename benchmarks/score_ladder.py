@@ -33,9 +33,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from genrl_core.agent import GenRL
+from genrl_core.agent import GenRL, Prompt
 from genrl_core.bundle import BundleError, read_config
-from genrl_core.cli import _behaviour_settings as behaviour_settings
+from genrl_core.config import BehaviourConfig, typed_settings
 from genrl_core.data.store import EpisodeStore, read_arrays
 from genrl_core.models.actor_critic import feature
 from genrl_core.train.reward_head import load_reward_heads
@@ -87,11 +87,12 @@ def export_job(agent: GenRL, prompt: str | Path, settings: dict, target: torch.T
     """Everything `scripts/gpu_learn.py` needs to learn this rung's policy on a box without the VLM:
     the target states, the settings and the meta `GenRL.learn` would write, under the same slug, so
     that rerunning the ladder here finds the policy finished and only evaluates it."""
+    prompt = Prompt.parse(prompt)
     cfg = agent.behaviour_config(settings)
     slug = agent.policy_slug(prompt, settings, target)  # as learn() names it: explicit targets only
     if target is None:
         target = agent.target(prompt, steps=cfg.horizon + 1, use_aligner=cfg.use_aligner)
-    return {"slug": slug, "target": target.cpu(), "meta": agent.policy_meta(slug, prompt, cfg)}
+    return {"slug": slug, "target": target.cpu(), "meta": agent.policy_meta(slug, prompt, cfg).to_dict()}
 
 
 @torch.no_grad()
@@ -103,23 +104,24 @@ def imagined_return(agent: GenRL, slug: str, task: str, episodes: int, seed: int
         heads = load_reward_heads(agent.bundle, agent.wm)
     except BundleError:
         return None
-    actor, _ = agent.load_policy(slug)
-    deter, stoch = agent._rollout(actor, *agent._real_start(episodes, seed), steps - 1)
-    rewards = heads(feature(deter[:, 1:], stoch[:, 1:]))[..., heads.column(task)]  # every state after the start
+    traj = agent.rollout(slug, *agent.real_start(episodes, seed), steps - 1)
+    # every state after the start
+    rewards = heads(feature(traj["deter"][:, 1:], traj["stoch"][:, 1:]))[..., heads.column(task)]
     return round(float(rewards.sum(1).mean()), 1)
 
 
 def run_rung(agent: GenRL, task: str, rung: str, prompt: str, settings: dict, target: torch.Tensor | None,
              episodes: int, seed: int, out: Path) -> dict:
     t0 = time.time()
-    meta = agent.learn(prompt, settings, progress=False, target=target)
-    ev = agent.evaluate(meta["slug"], task, episodes=episodes, seed=seed, video=out / "videos" / f"{meta['slug']}.mp4")
-    return {"task": task, "rung": rung, "prompt": str(prompt), "slug": meta["slug"], "normalised": ev["normalised"],
+    policy = agent.learn(prompt, settings, progress=False, target=target)
+    meta = policy.meta
+    ev = agent.evaluate(policy, task, episodes=episodes, seed=seed, video=out / "videos" / f"{policy.slug}.mp4")
+    return {"task": task, "rung": rung, "prompt": str(prompt), "slug": policy.slug, "normalised": ev["normalised"],
             "mean_return": ev["mean_return"],
-            "imagined_return": imagined_return(agent, meta["slug"], task, episodes, seed),
-            "returns": ev["returns"], "updates": meta["updates_done"],
-            "learn_minutes": round(meta["train_seconds"] / 60, 1), "wall_minutes": round((time.time() - t0) / 60, 1),
-            "device": meta.get("device", str(agent.device)), "episodes": episodes, "seed": seed, "settings": settings}
+            "imagined_return": imagined_return(agent, policy.slug, task, episodes, seed),
+            "returns": ev["returns"], "updates": meta.updates_done,
+            "learn_minutes": round(meta.train_seconds / 60, 1), "wall_minutes": round((time.time() - t0) / 60, 1),
+            "device": meta.device or str(agent.device), "episodes": episodes, "seed": seed, "settings": settings}
 
 
 def report(out: Path) -> str:
@@ -163,7 +165,8 @@ def main() -> None:
     if unknown:
         parser.error(f"unknown rungs {sorted(unknown)}; valid: {', '.join(RUNGS)}")
     try:
-        settings = {"updates": args.updates, "max_minutes": args.minutes, **behaviour_settings(args.set)}
+        settings = {"updates": args.updates, "max_minutes": args.minutes,
+                    **typed_settings(BehaviourConfig(), args.set, "behaviour")}
     except ValueError as exc:
         parser.error(str(exc))
     out = Path(args.out)

@@ -18,12 +18,13 @@ import numpy as np
 import torch
 
 from genrl_core.bundle import read_config
+from genrl_core.config import EmbeddedVLMConfig
 from genrl_core.data.store import EpisodeStore, load_episode
 from genrl_core.train.vlm import episode_features
 from genrl_core.vlm import load_vlm, window_indices
 from genrl_core.vlm.base import WINDOW
 from genrl_core.vlm.captions import WORDINGS, window_concepts
-from genrl_core.vlm.embedded import EmbeddedVLM, EmbeddedVLMConfig, VideoCLIP
+from genrl_core.vlm.embedded import EmbeddedVLM, VideoCLIP
 
 # wordings a user might type that are not in vlm.captions.WORDINGS
 PARAPHRASES = {

@@ -25,7 +25,7 @@ import time
 
 import torch
 
-from genrl_core.config import WM_PRESETS
+from genrl_core.config import preset as get_preset
 from genrl_core.models.nets import categorical_kl, sample_onehot
 from genrl_core.models.rssm import RSSM
 from genrl_core.train.world_model import resolve_amp
@@ -54,7 +54,8 @@ def per_step_loss(model: RSSM, images: torch.Tensor, actions: torch.Tensor, is_f
 
 
 def measure(preset: str, variant: str, device: str, updates: int, compile_: bool) -> dict:
-    model_cfg, train_cfg = WM_PRESETS[preset]
+    sections = get_preset("world_model", preset)
+    model_cfg, train_cfg = sections["model"], sections["train"]
     dev = torch.device(device)
     model = RSSM(model_cfg).to(dev)
     optimised = variant == "optimised"

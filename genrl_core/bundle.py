@@ -16,12 +16,13 @@ import torch
 from torch import nn
 
 import genrl_core
+from genrl_core.errors import GenRLError
 from genrl_core.fileio import atomic_write
 
 BUNDLE_VERSION = 1
 
 
-class BundleError(ValueError):
+class BundleError(GenRLError, ValueError):
     """A bundle is missing, incomplete, or does not match the code or the request."""
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import signal
 import sys
 import threading
@@ -88,16 +87,10 @@ def _cmd_eval_wm(args: argparse.Namespace) -> None:
 
 
 def _cmd_train_vlm(args: argparse.Namespace) -> None:
-    from genrl_core.config import apply_overrides
-    from genrl_core.train.vlm import VLM_PRESETS, train_vlm
+    from genrl_core.train.vlm import train_vlm
 
-    model_cfg, train_cfg = VLM_PRESETS[args.preset] if args.preset in VLM_PRESETS else (None, None)
-    if model_cfg is None:
-        raise ValueError(f"unknown preset {args.preset!r}; valid: {', '.join(VLM_PRESETS)}")
-    sections = apply_overrides({"model": model_cfg, "train": train_cfg}, args.set)
-    model_override = sections["model"] if any(a.startswith("model.") for a in args.set) else None
-    train_vlm(args.data, args.out, overrides=dataclasses.asdict(sections["train"]), model_cfg=model_override,
-              device=args.device, progress=not args.no_progress, preset=args.preset)
+    train_vlm(args.data, args.out, preset=args.preset, overrides=args.set, device=args.device,
+              progress=not args.no_progress)
 
 
 def _cmd_embed_dataset(args: argparse.Namespace) -> None:
@@ -109,14 +102,10 @@ def _cmd_embed_dataset(args: argparse.Namespace) -> None:
 
 
 def _cmd_train_connector(args: argparse.Namespace) -> None:
-    from genrl_core.config import apply_overrides
-    from genrl_core.train.connector import CONNECTOR_PRESETS, train_connector
+    from genrl_core.train.connector import train_connector
 
-    if args.preset not in CONNECTOR_PRESETS:
-        raise ValueError(f"unknown preset {args.preset!r}; valid: {', '.join(CONNECTOR_PRESETS)}")
-    cfg = apply_overrides({"train": CONNECTOR_PRESETS[args.preset]}, args.set)["train"]
-    train_connector(args.data, args.bundle, overrides=dataclasses.asdict(cfg), device=args.device,
-                    progress=not args.no_progress, preset=args.preset)
+    train_connector(args.data, args.bundle, preset=args.preset, overrides=args.set, device=args.device,
+                    progress=not args.no_progress)
 
 
 def _cmd_pipeline(args: argparse.Namespace) -> None:
@@ -147,13 +136,9 @@ def _cmd_target(args: argparse.Namespace) -> None:
 
 def _behaviour_settings(items: list[str]) -> dict:
     """`key=value` strings -> typed behaviour settings (only the keys given)."""
-    from genrl_core.config import apply_overrides
-    from genrl_core.train.behaviour import BehaviourConfig
+    from genrl_core.config import BehaviourConfig, typed_settings
 
-    items = [f"behaviour.{x}" if not x.startswith("behaviour.") else x for x in items]
-    cfg = apply_overrides({"behaviour": BehaviourConfig()}, items)["behaviour"]
-    keys = [x.split("=", 1)[0].split(".", 1)[1] for x in items]
-    return {k: getattr(cfg, k) for k in keys}
+    return typed_settings(BehaviourConfig(), items, "behaviour")
 
 
 def _load_agent(args: argparse.Namespace):
@@ -166,11 +151,13 @@ def _cmd_learn(args: argparse.Namespace) -> None:
     import json
 
     agent = _load_agent(args)
-    meta = agent.learn(args.prompt, _behaviour_settings(args.set), progress=not args.no_progress)
-    verb = "reused" if meta["reused"] else "learned"
-    print(f"[learn] {verb} {meta['slug']} ({meta['updates_done']} updates, {meta['train_seconds']:.0f}s) "
-          f"-> {meta['path']}", file=sys.stderr)
-    print(json.dumps({k: meta[k] for k in ("slug", "prompt", "updates_done", "train_seconds", "path", "reused")}))
+    policy = agent.learn(args.prompt, _behaviour_settings(args.set), progress=not args.no_progress)
+    meta = policy.meta
+    verb = "reused" if policy.reused else "learned"
+    print(f"[learn] {verb} {policy.slug} ({meta.updates_done} updates, {meta.train_seconds:.0f}s) "
+          f"-> {policy.path}", file=sys.stderr)
+    print(json.dumps({"slug": policy.slug, "prompt": meta.prompt, "updates_done": meta.updates_done,
+                      "train_seconds": meta.train_seconds, "path": str(policy.path), "reused": policy.reused}))
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> None:
@@ -186,8 +173,9 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
 
 
 def _cmd_policies(args: argparse.Namespace) -> None:
-    for meta in _load_agent(args).policies():
-        print(f"{meta['slug']}\t{meta['prompt']!r}\t{meta['updates_done']} updates\t{meta['train_seconds']:.0f}s")
+    for policy in _load_agent(args).policies.list():
+        meta = policy.meta
+        print(f"{policy.slug}\t{meta.prompt!r}\t{meta.updates_done} updates\t{meta.train_seconds:.0f}s")
 
 
 def _cmd_start_states(args: argparse.Namespace) -> None:

@@ -1,16 +1,26 @@
-"""Named presets and command-line overrides for model and training settings.
+"""Every setting of every stage in one place: the config dataclasses, the named presets, and
+the one override syntax.
 
 A preset is a named block (`tiny` for tests, `small` the shipped CPU default, `paper` the
-original sizes for a GPU); `--set section.key=value` overrides single fields, DreamerV3
-style, and every value is validated by the dataclass it lands in.
+original sizes for a GPU) per stage; `section.key=value` overrides single fields, DreamerV3
+style, on the command line (`--set`) and in code, and every value is validated by the
+dataclass it lands in. The trailing comment of a field is its documentation: the CLI's help
+for that setting is generated from it (`describe`).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import inspect
+import re
+from collections.abc import Mapping
 from typing import Any
 
+from genrl_core.errors import ConfigError
+from genrl_core.models.reward import REWARD_KINDS, oracle_task
 from genrl_core.models.rssm import RSSMConfig
+
+WINDOW = 8  # frames per video embedding, as GenRL (the VLM's, the connector's and the captions' unit)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,58 +48,238 @@ class WMTrainConfig:
     def __post_init__(self) -> None:
         for name in ("batch", "seq_len", "steps", "log_every"):
             if getattr(self, name) < 1:
-                raise ValueError(f"train.{name} must be >= 1, got {getattr(self, name)}")
+                raise ConfigError(f"train.{name} must be >= 1, got {getattr(self, name)}")
         if self.amp not in ("auto", "none", "bf16", "fp16"):
-            raise ValueError(f"train.amp must be auto, none, bf16 or fp16, got {self.amp!r}")
+            raise ConfigError(f"train.amp must be auto, none, bf16 or fp16, got {self.amp!r}")
         if self.compile not in ("auto", "true", "false"):
-            raise ValueError(f"train.compile must be auto, true or false, got {self.compile!r}")
+            raise ConfigError(f"train.compile must be auto, true or false, got {self.compile!r}")
         if self.max_minutes < 0 or self.snapshot_every < 0:
-            raise ValueError("train.max_minutes and train.snapshot_every must be >= 0")
+            raise ConfigError("train.max_minutes and train.snapshot_every must be >= 0")
         if self.lr <= 0 or self.checkpoint_minutes <= 0:
-            raise ValueError("train.lr and train.checkpoint_minutes must be > 0")
+            raise ConfigError("train.lr and train.checkpoint_minutes must be > 0")
 
 
-WM_PRESETS: dict[str, tuple[RSSMConfig, WMTrainConfig]] = {
-    # seconds on a CPU: for tests
-    "tiny": (RSSMConfig(deter=32, stoch=4, classes=4, hidden=32, depth=4),
-             WMTrainConfig(batch=4, seq_len=8, steps=60, lr=1e-3, log_every=10)),
-    # the shipped CPU default: ~0.5 s per update on 2 cores, learns walker in a few hours
-    "small": (RSSMConfig(deter=256, stoch=32, classes=16, hidden=256, depth=16),
-              WMTrainConfig(batch=16, seq_len=32, steps=20_000, lr=3e-4)),
-    # GenRL's sizes (GENRL.md section 2): a GPU job
-    "paper": (RSSMConfig(deter=1024, stoch=32, classes=32, hidden=1024, depth=48),
-              WMTrainConfig(batch=48, seq_len=48, steps=500_000, lr=1e-4)),
+@dataclasses.dataclass(frozen=True)
+class EmbeddedVLMConfig:
+    """Sizes of the image tower and temporal head (the text tower is fixed: MiniLM, 384-d)."""
+
+    image_size: int = 64  # frame size in pixels
+    patch_size: int = 8  # ViT patch size
+    width: int = 192  # ViT width
+    layers: int = 4  # ViT blocks
+    head_width: int = 64  # per attention head
+    temporal_layers: int = 1  # transformer blocks over the 8 frame embeddings
+    context_length: int = 64  # text tokens
+    embed_dim: int = 384  # = MiniLM's width, so the text tower needs no projection
+
+    def __post_init__(self) -> None:
+        if self.image_size % self.patch_size:
+            raise ConfigError(f"patch_size {self.patch_size} must divide image_size {self.image_size}")
+        if self.embed_dim != 384:
+            raise ConfigError("embed_dim must be 384, the width of all-MiniLM-L6-v2")
+
+
+@dataclasses.dataclass(frozen=True)
+class VLMTrainConfig:
+    """Embedded-VLM optimisation settings."""
+
+    steps: int = 3000  # total updates
+    batch: int = 32  # windows per batch, each of a different concept set
+    lr: float = 3e-4  # AdamW learning rate
+    weight_decay: float = 0.05  # AdamW weight decay
+    stride: int = 2  # label every `stride`-th window of an episode
+    log_every: int = 25  # updates between JSONL log lines
+    checkpoint_minutes: float = 10.0  # wall-clock minutes between checkpoints
+    seed: int = 0  # random seed
+
+    def __post_init__(self) -> None:
+        if min(self.steps, self.batch, self.stride, self.log_every) < 1 or self.lr <= 0:
+            raise ConfigError("train-vlm: steps, batch, stride, log_every must be >= 1 and lr > 0")
+
+
+@dataclasses.dataclass(frozen=True)
+class ConnectorTrainConfig:
+    """Connector (and aligner) optimisation settings."""
+
+    steps: int = 5000  # total updates
+    batch: int = 16  # sequences
+    seq_len: int = 48  # steps per sequence, cut into seq_len / 8 chunks
+    lr: float = 3e-4  # Adam learning rate
+    connector_weight: float = 0.8  # GenRL's KL weight
+    grad_clip: float = 100.0  # gradient norm clip
+    log_every: int = 50  # updates between JSONL log lines
+    checkpoint_minutes: float = 10.0  # wall-clock minutes between checkpoints
+    seed: int = 0  # random seed
+
+    def __post_init__(self) -> None:
+        if self.seq_len % WINDOW:
+            raise ConfigError(f"train.seq_len {self.seq_len} must be a multiple of the window ({WINDOW})")
+        if min(self.steps, self.batch, self.log_every) < 1 or self.lr <= 0:
+            raise ConfigError("train-connector: steps, batch, log_every must be >= 1 and lr > 0")
+
+
+@dataclasses.dataclass(frozen=True)
+class BehaviourConfig:
+    """Behaviour learning in imagination: one policy per prompt."""
+
+    updates: int = 5000  # actor-critic updates (paper: 50k, mostly converged by 10k)
+    # on the walker, stand scored 0.30 after 7 minutes and 0.64 after 20 on a 2-core CPU
+    max_minutes: float = 20.0  # also stop (finished) after this much learning time; 0 = no limit
+    batch: int = 256  # imagined trajectories per update (paper: 32 x 32 = 1024)
+    horizon: int = 16  # imagined steps; the target has horizon + 1 states
+    gamma: float = 0.99  # discount
+    lam: float = 0.95  # lambda of the lambda-returns
+    # paper: 3e-5 over 50k updates. A CPU run gets ~1-3k updates: on walker stand, 3e-4 got up and
+    # stood within 630 updates where 1e-4 only sat up (6 min each, 2 real episodes)
+    actor_lr: float = 3e-4  # actor learning rate
+    critic_lr: float = 3e-4  # critic learning rate
+    entropy: float = 3e-4  # actor entropy bonus
+    hidden: int = 256  # actor and critic MLP width
+    layers: int = 2  # actor and critic MLP layers
+    slow_critic_every: int = 100  # updates between hard copies to the slow critic, as GenRL
+    reward: str = "max_cosine"  # max_cosine | cosine | kl | oracle:TASK (a true-reward head: the ladder's ceiling)
+    align_states: int = 8  # b: initial target states slid over the imagined window
+    use_aligner: bool = True  # map the prompt embedding with the aligner (off only for the ablation)
+    start: str = "auto"  # dataset | data_free | auto (dataset when the bundle has start states)
+    grad_clip: float = 100.0  # gradient norm clip
+    bf16: bool = True  # bf16 autocast: ~2-3x faster on CPUs with AVX512-BF16 and on GPUs
+    seed: int = 0  # random seed
+    log_every: int = 10  # updates between progress reports
+    checkpoint_minutes: float = 0.5  # a killed job loses at most ~30 s of learning (a save is a few MB)
+
+    def __post_init__(self) -> None:
+        if self.reward not in REWARD_KINDS and not oracle_task(self.reward):
+            raise ConfigError(f"unknown reward {self.reward!r}; valid: {', '.join(REWARD_KINDS)}, oracle:TASK")
+        if self.start not in ("auto", "dataset", "data_free"):
+            raise ConfigError(f"unknown start {self.start!r}; valid: auto, dataset, data_free")
+        if self.max_minutes < 0:
+            raise ConfigError(f"max_minutes must be >= 0, got {self.max_minutes}")
+        if min(self.updates, self.batch, self.horizon, self.align_states, self.log_every) < 1:
+            raise ConfigError("updates, batch, horizon, align_states and log_every must be >= 1")
+        if self.align_states > self.horizon:
+            raise ConfigError(f"align_states {self.align_states} must be <= horizon ({self.horizon})")
+        if not (0 < self.gamma <= 1 and 0 <= self.lam <= 1 and self.actor_lr > 0 and self.critic_lr > 0):
+            raise ConfigError("need 0 < gamma <= 1, 0 <= lam <= 1 and positive learning rates")
+
+
+# settings that only change bookkeeping, not what a policy learns (left out of its identity)
+BEHAVIOUR_BOOKKEEPING = ("log_every", "checkpoint_minutes")
+
+# stage -> preset -> section -> config
+PRESETS: dict[str, dict[str, dict[str, Any]]] = {
+    "world_model": {
+        # seconds on a CPU: for tests
+        "tiny": {"model": RSSMConfig(deter=32, stoch=4, classes=4, hidden=32, depth=4),
+                 "train": WMTrainConfig(batch=4, seq_len=8, steps=60, lr=1e-3, log_every=10)},
+        # the shipped CPU default: ~0.5 s per update on 2 cores, learns walker in a few hours
+        "small": {"model": RSSMConfig(deter=256, stoch=32, classes=16, hidden=256, depth=16),
+                  "train": WMTrainConfig(batch=16, seq_len=32, steps=20_000, lr=3e-4)},
+        # GenRL's sizes (GENRL.md section 2): a GPU job
+        "paper": {"model": RSSMConfig(deter=1024, stoch=32, classes=32, hidden=1024, depth=48),
+                  "train": WMTrainConfig(batch=48, seq_len=48, steps=500_000, lr=1e-4)},
+    },
+    "vlm": {
+        "tiny": {"model": EmbeddedVLMConfig(width=64, layers=1, patch_size=16, head_width=32),
+                 "train": VLMTrainConfig(steps=5, batch=4)},
+        "small": {"model": EmbeddedVLMConfig(), "train": VLMTrainConfig()},
+        "paper": {"model": EmbeddedVLMConfig(width=384, layers=6), "train": VLMTrainConfig(steps=20_000, batch=128)},
+    },
+    "connector": {
+        "tiny": {"train": ConnectorTrainConfig(steps=20, batch=4, seq_len=16, log_every=10)},
+        "small": {"train": ConnectorTrainConfig()},
+        "paper": {"train": ConnectorTrainConfig(steps=50_000, batch=48, lr=1e-4)},
+    },
+    "behaviour": {
+        "tiny": {"behaviour": BehaviourConfig(updates=5, max_minutes=0.0, batch=16, hidden=64, layers=1,
+                                              log_every=1)},
+        "small": {"behaviour": BehaviourConfig()},
+        "paper": {"behaviour": BehaviourConfig(updates=50_000, max_minutes=0.0, batch=1024, actor_lr=3e-5,
+                                               critic_lr=3e-5, hidden=1024, layers=4)},
+    },
 }
+PRESET_NAMES = ("tiny", "small", "paper")
 
 
-def _coerce(current: Any, text: str) -> Any:
-    if isinstance(current, bool):
-        if text.lower() not in ("true", "false", "1", "0"):
-            raise ValueError(f"expected true/false, got {text!r}")
-        return text.lower() in ("true", "1")
-    if isinstance(current, int):
-        return int(text)
-    if isinstance(current, float):
-        return float(text)
-    return text
+def preset(stage: str, name: str) -> dict[str, Any]:
+    """The sections (name -> config) of one stage's named preset."""
+    if stage not in PRESETS:
+        raise ConfigError(f"unknown stage {stage!r}; valid: {', '.join(PRESETS)}")
+    if name not in PRESETS[stage]:
+        raise ConfigError(f"unknown preset {name!r}; valid: {', '.join(PRESETS[stage])}")
+    return dict(PRESETS[stage][name])
+
+
+def _coerce(current: Any, value: Any) -> Any:
+    """`value` as the type of the field's current value: text (the command line) is parsed,
+    typed values (JSON) must already have the right type (an int is a fine float)."""
+    if isinstance(value, str) and not isinstance(current, str):
+        text = value.strip()
+        if isinstance(current, bool):
+            if text.lower() not in ("true", "false", "1", "0"):
+                raise ValueError(f"expected true/false, got {value!r}")
+            return text.lower() in ("true", "1")
+        try:
+            return type(current)(text)
+        except ValueError:
+            raise ValueError(f"expected {type(current).__name__}, got {value!r}") from None
+    if isinstance(current, float) and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if not isinstance(value, type(current)) or (isinstance(value, bool) and not isinstance(current, bool)):
+        raise ValueError(f"expected {type(current).__name__}, got {value!r}")
+    return value
+
+
+def apply_settings(cfg: Any, values: Mapping[str, Any], section: str = "") -> Any:
+    """A copy of the config dataclass `cfg` with `values` (key -> text or typed value) applied."""
+    fields = {f.name for f in dataclasses.fields(cfg)}
+    where = f"{section} " if section else ""
+    changes = {}
+    for key, value in values.items():
+        if key not in fields:
+            raise ConfigError(f"unknown {where}setting {key!r}; valid: {', '.join(sorted(fields))}")
+        try:
+            changes[key] = _coerce(getattr(cfg, key), value)
+        except ValueError as exc:
+            raise ConfigError(f"bad value for {section + '.' if section else ''}{key}: {exc}") from None
+    return dataclasses.replace(cfg, **changes)
+
+
+def parse_overrides(overrides: list[str], sections: list[str]) -> dict[str, dict[str, str]]:
+    """`section.key=value` strings -> {section: {key: text}}, in order (a later one wins)."""
+    out: dict[str, dict[str, str]] = {}
+    for item in overrides:
+        path, sep, text = item.partition("=")
+        section, dot, key = path.partition(".")
+        if not sep or not dot or not key:
+            raise ConfigError(f"override {item!r} must look like section.key=value (sections: {', '.join(sections)})")
+        if section not in sections:
+            raise ConfigError(f"unknown section {section!r} in {item!r}; valid: {', '.join(sections)}")
+        out.setdefault(section, {})[key] = text
+    return out
 
 
 def apply_overrides(sections: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
     """Apply `section.key=value` strings to a dict of frozen dataclasses; returns a new dict."""
     out = dict(sections)
-    for item in overrides:
-        if "=" not in item or "." not in item.split("=", 1)[0]:
-            raise ValueError(f"override {item!r} must look like section.key=value (sections: {', '.join(out)})")
-        path, text = item.split("=", 1)
-        section, key = path.split(".", 1)
-        if section not in out:
-            raise ValueError(f"unknown section {section!r} in {item!r}; valid: {', '.join(out)}")
-        fields = {f.name for f in dataclasses.fields(out[section])}
-        if key not in fields:
-            raise ValueError(f"unknown key {key!r} in {item!r}; valid {section} keys: {', '.join(sorted(fields))}")
-        try:
-            value = _coerce(getattr(out[section], key), text)
-        except ValueError as exc:
-            raise ValueError(f"bad value in {item!r}: {exc}") from None
-        out[section] = dataclasses.replace(out[section], **{key: value})
+    for section, values in parse_overrides(overrides, list(sections)).items():
+        out[section] = apply_settings(out[section], values, section)
     return out
+
+
+def typed_settings(cfg: Any, items: list[str], section: str) -> dict[str, Any]:
+    """`key=value` (or `section.key=value`) strings -> {key: typed value}, only the keys given,
+    each validated against `cfg`'s field types and checks."""
+    items = [item if item.startswith(f"{section}.") else f"{section}.{item}" for item in items]
+    values = parse_overrides(items, [section]).get(section, {})
+    applied = apply_settings(cfg, values, section)
+    return {key: getattr(applied, key) for key in values}
+
+
+def describe(cls: type) -> dict[str, str]:
+    """field -> its documentation: the trailing comment on the field's line in the class source."""
+    docs = {}
+    for line in inspect.getsource(cls).splitlines():
+        match = re.match(r"\s+(\w+): [^=]+=[^#]+#\s*(.+)$", line)
+        if match:
+            docs[match.group(1)] = match.group(2).strip()
+    return docs

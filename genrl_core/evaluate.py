@@ -14,7 +14,6 @@ import torch
 
 from genrl_core.envs.pixel_env import PixelEnv
 from genrl_core.models.actor_critic import Actor, feature
-from genrl_core.models.nets import mode_onehot
 from genrl_core.models.rssm import RSSM
 from genrl_core.video import write_mp4
 
@@ -78,9 +77,8 @@ def run_policy(wm: RSSM, actor: Actor, task: str, episodes: int = 1, seed: int =
     action = torch.zeros(episodes, envs[0].action_dim, device=device)
     steps, actions = 0, []
     while not results[0].is_last and (max_steps is None or steps < max_steps):
-        deter = wm.step(deter, stoch, action)
         images = torch.from_numpy(np.stack([r.image for r in results])).to(device)
-        stoch = mode_onehot(wm.posterior_probs(images))
+        deter, stoch = wm.obs_step(deter, stoch, action, images)
         action = actor.act(feature(deter, stoch))
         results = [env.step(a) for env, a in zip(envs, action.cpu().numpy(), strict=True)]
         if keep_actions:

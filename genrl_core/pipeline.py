@@ -48,7 +48,7 @@ def time_budget(minutes: float | None) -> Iterator[None]:
 
 def stage_status(out: Path, data: Path, body: str, recipe: str, preset: str) -> dict[str, bool]:
     """Which stages are finished, read from what is on disk."""
-    from genrl_core.config import WM_PRESETS
+    from genrl_core.config import preset as get_preset
     from genrl_core.data.collect import Policy
     from genrl_core.data.recipes import get_recipe
     from genrl_core.data.store import EpisodeStore
@@ -57,7 +57,7 @@ def stage_status(out: Path, data: Path, body: str, recipe: str, preset: str) -> 
     collected = all(store.exists(f"{Policy.parse(p, body).slug}-{i:05d}")
                     for p, n in get_recipe(body, recipe) for i in range(n))
     cfg = read_config(out)
-    wm_steps = cfg.get("world_model_train", {}).get("steps", WM_PRESETS[preset][1].steps)
+    wm_steps = cfg.get("world_model_train", {}).get("steps", get_preset("world_model", preset)["train"].steps)
     vlm_train = cfg.get("vlm_train", {})
     conn_train = cfg.get("connector", {}).get("train", {})
     from genrl_core.bundle import file_digest, load_torch

@@ -29,7 +29,7 @@ def open_loop(model, images: torch.Tensor, actions: torch.Tensor, context: int) 
     recon = model.postprocess(model.decode(obs["stoch"]))
     ctx_deter, ctx_stoch = obs["deter"][:, context - 1], obs["stoch"][:, context - 1]
     imagined = model.imagine(ctx_deter, ctx_stoch, actions[:, context:], sample=False)
-    pred = model.postprocess(model.decode(imagined["stoch"]))
+    pred = model.postprocess(model.decode(imagined["stoch"][:, 1:]))  # after the context state
     return recon, torch.cat([recon[:, :context], pred], 1)
 
 

@@ -9,7 +9,6 @@ from genrl_core.train.connector import train_connector
 from genrl_core.train.vlm import train_vlm
 from genrl_core.train.world_model import train_world_model
 from genrl_core.vlm import embed_dataset, load_vlm
-from genrl_core.vlm.embedded import EmbeddedVLMConfig
 
 QUIET = {"progress": False, "log": lambda *_: None}
 # read by the tests themselves, not by the app
@@ -41,9 +40,8 @@ def tiny_bundle(tmp_path_factory, walker_random_data):
     """A complete tiny bundle (world model, VLM, connector, aligner) trained for a few steps on real data."""
     bundle = tmp_path_factory.mktemp("bundle")
     train_world_model(walker_random_data, bundle, preset="tiny", overrides=["train.steps=20"], **QUIET)
-    train_vlm(walker_random_data, bundle, overrides={"steps": 3, "batch": 4},
-              model_cfg=EmbeddedVLMConfig(width=64, layers=1, patch_size=16, head_width=32), **QUIET)
+    train_vlm(walker_random_data, bundle, preset="tiny", overrides=["train.steps=3"], **QUIET)
     embed_dataset(walker_random_data, load_vlm(bundle), log=lambda *_: None)
-    train_connector(walker_random_data, bundle, overrides={"steps": 40, "batch": 4, "seq_len": 16, "log_every": 10,
-                                                          "lr": 1e-3}, **QUIET)
+    train_connector(walker_random_data, bundle, preset="tiny",
+                    overrides=["train.steps=40", "train.log_every=10", "train.lr=1e-3"], **QUIET)
     return bundle

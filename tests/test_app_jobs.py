@@ -55,7 +55,7 @@ def learning(job):
 
 
 def learned_slugs(agent):
-    return sorted(p["slug"] for p in agent.policies())
+    return sorted(p.slug for p in agent.policies.list())
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,6 @@
 import json
 import shutil
 import threading
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,6 +15,7 @@ from genrl_core.cli import main
 from genrl_core.data import EpisodeStore
 from genrl_core.envs.pixel_env import PixelEnv
 from genrl_core.envs.tasks import TASKS
+from genrl_core.errors import ConfigError
 from genrl_core.evaluate import REFERENCE_RETURNS, normalised_score
 from genrl_core.models.reward import aligned_reward, alignment_scores, similarity_matrix
 from genrl_core.train.behaviour import lambda_returns
@@ -77,19 +77,19 @@ def test_lambda_returns_match_a_hand_computation():
 def test_tiny_learning_improves_the_matching_reward(agent):
     settings = {**FAST, "updates": 60, "batch": 32, "actor_lr": 1e-3, "critic_lr": 1e-3, "log_every": 10}
     seen = []
-    meta = agent.learn("stand up straight", settings, callback=seen.append)
-    assert meta["finished"] and meta["updates_done"] == 60 and not meta["reused"]
-    rows = [json.loads(x) for x in open(f"{meta['path']}/log.jsonl")]
+    policy = agent.learn("stand up straight", settings, callback=seen.append)
+    assert policy.meta.finished and policy.meta.updates_done == 60 and not policy.reused
+    rows = [json.loads(x) for x in open(policy.path / "log.jsonl")]
     assert rows[-1]["reward"] > rows[0]["reward"] + 0.02, rows
     assert [s["update"] for s in seen] == [10, 20, 30, 40, 50, 60]
     assert sum(seen[-1]["t_a_hist"]) == 10 * 32  # one t_a per trajectory per update
     again = agent.learn("  Stand up   straight ", settings)  # same prompt, reused
-    assert again["reused"] and again["slug"] == meta["slug"]
-    assert meta["slug"] in [m["slug"] for m in agent.policies()]
+    assert again.reused and again.slug == policy.slug
+    assert policy.slug in [p.slug for p in agent.policies.list()]
 
 
 def test_imagine_and_alignment_of_the_policys_own_target(agent):
-    slug = agent.learn("walk forward", FAST)["slug"]
+    slug = agent.learn("walk forward", FAST).slug
     frames = agent.imagine(slug, steps=12)
     assert frames.shape == (12, 64, 64, 3) and frames.dtype == np.uint8
     align = agent.alignment(None, slug, batch=4)
@@ -102,16 +102,15 @@ def test_alignment_finds_a_target_cut_from_the_policys_own_rollout(agent):
     """alignment(batch=1, seed=0) imagines one deterministic rollout R; a target made of R from step k
     on (padded with R's last state) matches R exactly at offset k, so t_a must be k. Only offsets
     whose 8-state window occurs once in R are unambiguous (a tiny model's rollout soon repeats)."""
-    meta = agent.learn("walk forward", FAST)
-    actor, _ = agent.load_policy(meta["slug"])
+    policy = agent.learn("walk forward", FAST)
     cfg = agent.behaviour_config(FAST)
     b, offsets = cfg.align_states, cfg.horizon + 1 - cfg.align_states
     with torch.no_grad():
-        rollout = agent._rollout(actor, *agent._real_start(1, 0), cfg.horizon)[1][0]  # (deter, stoch): row 0
+        rollout = agent.rollout(policy, *agent.real_start(1, 0), cfg.horizon)["stoch"][0]
     windows = [rollout[k: k + b].argmax(-1) for k in range(offsets)]
     unambiguous = [k for k in range(offsets) if sum(torch.equal(windows[k], w) for w in windows) == 1]
     assert len(unambiguous) >= 2, [w.tolist() for w in windows]
-    src = Path(meta["path"])
+    src = policy.path
     for k in unambiguous:
         target = torch.cat([rollout[k:], rollout[-1:].expand(k, -1, -1)])
         copy = src.with_name(f"{src.name}-from-{k}")
@@ -123,8 +122,8 @@ def test_alignment_finds_a_target_cut_from_the_policys_own_rollout(agent):
 
 
 def test_normalised_score_on_a_full_episode_of_the_real_env(agent):
-    slug = agent.learn("walk forward", FAST)["slug"]
-    result = agent.evaluate(slug, "walker_stand", episodes=1, seed=5, keep_actions=True)
+    policy = agent.learn("walk forward", FAST)
+    result = agent.evaluate(policy, "walker_stand", episodes=1, seed=5, keep_actions=True)
     assert result["env_steps"] == 1000 and len(result["actions"]) == 500  # a whole episode, action repeat 2
     env = PixelEnv("walker_stand", seed=5)  # replay the actions: the env's own reward
     env.reset()
@@ -152,8 +151,8 @@ def test_reference_returns_name_real_tasks_and_a_random_policy_scores_near_zero(
 
 
 def test_a_truncated_run_reports_no_normalised_score(agent):
-    slug = agent.learn("walk forward", FAST)["slug"]
-    result = agent.evaluate(slug, "walker_stand", episodes=1, seed=5, max_steps=15)
+    policy = agent.learn("walk forward", FAST)
+    result = agent.evaluate(policy, "walker_stand", episodes=1, seed=5, max_steps=15)
     assert result["env_steps"] == 30
     assert result["normalised"] is None and result["truncated"]
 
@@ -180,7 +179,7 @@ def test_cancel_stops_at_the_next_update_and_resume_is_exact(agent, tiny_bundle,
     seen, stopped = learn_until(agent, "lie down", settings, 20)
     # cancel was set while update 20 was reported: learning stopped before update 21 and checkpointed
     assert seen == list(range(1, 21)) and stopped == "cancelled at update 20; rerun to resume"
-    run_dir = agent.policies_dir / agent.policy_slug("lie down", settings)
+    run_dir = agent.policies.run_dir(agent.policy_slug("lie down", settings))
     meta = json.loads((run_dir / "meta.json").read_text())
     assert meta["updates_done"] == 20 and not meta["finished"] and not (run_dir / "policy.pt").exists()
     seen, stopped = learn_until(agent, "lie down", settings, 30)
@@ -190,7 +189,7 @@ def test_cancel_stops_at_the_next_update_and_resume_is_exact(agent, tiny_bundle,
     straight = GenRL.load(tiny_bundle, policies_dir=tmp_path / "straight")
     seen, stopped = learn_until(straight, "lie down", settings, 30)
     assert seen == list(range(1, 31)) and stopped == "cancelled at update 30; rerun to resume"
-    other_dir = straight.policies_dir / run_dir.name
+    other_dir = straight.policies.run_dir(run_dir.name)
     a = torch.load(run_dir / "state.pt", weights_only=True)
     b = torch.load(other_dir / "state.pt", weights_only=True)
     a.pop("elapsed"), b.pop("elapsed")  # wall-clock seconds: the only field allowed to differ
@@ -205,12 +204,14 @@ def test_cancel_stops_at_the_next_update_and_resume_is_exact(agent, tiny_bundle,
 
 
 def test_bad_settings_and_policies_give_clear_errors(agent):
-    with pytest.raises(PromptError, match="unknown setting 'speed'"):
+    with pytest.raises(ConfigError, match="unknown behaviour setting 'speed'"):
         agent.learn("run", {"speed": 3})
-    with pytest.raises(PromptError, match="reward"):
+    with pytest.raises(ConfigError, match="reward"):
         agent.learn("run", {"reward": "euclid"})
-    with pytest.raises(PromptError, match="updates"):
+    with pytest.raises(ConfigError, match="updates"):
         agent.learn("run", {"updates": "many"})
+    with pytest.raises(PromptError, match="does not exist"):
+        agent.learn("missing-clip.mp4")
     with pytest.raises(PromptError, match="empty"):
         agent.learn("   ")
     with pytest.raises(PromptError, match="no finished policy"):

@@ -11,6 +11,7 @@ from genrl_core.agent import GenRL, PromptError
 from genrl_core.bundle import BundleError
 from genrl_core.cli import main
 from genrl_core.data import EpisodeStore, load_episode
+from genrl_core.errors import ConfigError
 from genrl_core.models.actor_critic import feature
 from genrl_core.train.behaviour import BehaviourLearner, imagine
 from genrl_core.train.reward_head import HEADS_FILE, load_reward_heads
@@ -58,15 +59,15 @@ def test_oracle_reward_is_the_heads_prediction_on_imagined_states(oracle_bundle)
         reward, t_a = learner.rewards(traj, torch.zeros(0))
         expected = heads(feature(traj["deter"], traj["stoch"]))[..., heads.tasks.index("walker_walk")]
     assert torch.equal(reward, expected) and t_a.eq(0).all()
-    meta = agent.learn("oracle walker_walk", {**FAST, "reward": "oracle:walker_walk"})
-    assert meta["finished"] and meta["settings"]["reward"] == "oracle:walker_walk"
+    policy = agent.learn("oracle walker_walk", {**FAST, "reward": "oracle:walker_walk"})
+    assert policy.meta.finished and policy.config.reward == "oracle:walker_walk"
 
 
 def test_oracle_errors_name_the_fix(oracle_bundle, tiny_bundle, tmp_path):
     agent = GenRL.load(oracle_bundle, policies_dir=tmp_path)
     with pytest.raises(BundleError, match="no oracle reward head for 'walker_moonwalk'"):
         agent.learn("x", {**FAST, "reward": "oracle:walker_moonwalk"})
-    with pytest.raises(PromptError, match="oracle:TASK"):
+    with pytest.raises(ConfigError, match="oracle:TASK"):
         agent.learn("x", {**FAST, "reward": "oracles"})
     bare = GenRL.load(tiny_bundle, policies_dir=tmp_path)
     if not (tiny_bundle / HEADS_FILE).exists():
@@ -84,9 +85,9 @@ def test_an_explicit_target_is_learned_and_named_by_its_states(oracle_bundle, tm
     cfg = agent.wm.cfg
     target = torch.nn.functional.one_hot(torch.randint(cfg.classes, (17, cfg.stoch)), cfg.classes).float()
     first = agent.learn("expert latents", FAST, target=target)
-    assert torch.equal(torch.load(f"{first['path']}/target.pt"), target)
+    assert torch.equal(torch.load(first.target_file), target)
     other = agent.learn("expert latents", FAST, target=target.roll(1, 0))
-    assert other["slug"] != first["slug"] and agent.learn("expert latents", FAST, target=target)["reused"]
+    assert other.slug != first.slug and agent.learn("expert latents", FAST, target=target).reused
     with pytest.raises(PromptError, match="shape"):
         agent.learn("expert latents", FAST, target=target[:5])
 

@@ -18,12 +18,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from genrl_core.config import WM_PRESETS
+from genrl_core.config import preset
 from genrl_core.models.aligner import Aligner
 from genrl_core.models.connector import Connector
 from genrl_core.models.reward import aligned_reward, similarity_matrix
 from genrl_core.models.rssm import RSSM
-from genrl_core.train.behaviour import BEHAVIOUR_PRESETS, BehaviourLearner
+from genrl_core.train.behaviour import BehaviourLearner
 
 SNAPSHOT = Path(__file__).parent / "snapshots" / "regression.json"
 EMBED_DIM = 32
@@ -38,7 +38,7 @@ def summary(x: torch.Tensor) -> dict:
 
 def outputs() -> dict[str, dict]:
     torch.manual_seed(0)
-    model_cfg = WM_PRESETS["tiny"][0]
+    model_cfg = preset("world_model", "tiny")["model"]
     wm = RSSM(model_cfg)
     connector, aligner = Connector(model_cfg, EMBED_DIM), Aligner(EMBED_DIM)
     gen = torch.Generator().manual_seed(1)
@@ -53,7 +53,7 @@ def outputs() -> dict[str, dict]:
         out.update({f"wm.observe.{k}": summary(v) for k, v in obs.items()})
         out["wm.decode"] = summary(wm.decode(obs["stoch"][:, :2]))
         rolled = wm.imagine(obs["deter"][:, -1], obs["stoch"][:, -1], actions[:, :4], sample=False)
-        out.update({f"wm.imagine.{k}": summary(v) for k, v in rolled.items()})
+        out.update({f"wm.imagine.{k}": summary(rolled[k][:, 1:]) for k in ("deter", "stoch")})
 
         emb = torch.nn.functional.normalize(torch.randn(3, EMBED_DIM, generator=gen), dim=-1)
         aligned = aligner(emb)
@@ -76,7 +76,7 @@ def outputs() -> dict[str, dict]:
 
     # two behaviour updates: imagination with the actor, the reward, returns, both optimisers
     wm.requires_grad_(False)
-    cfg = dataclasses.replace(BEHAVIOUR_PRESETS["tiny"], horizon=8, align_states=4, batch=8, bf16=False)
+    cfg = dataclasses.replace(preset("behaviour", "tiny")["behaviour"], horizon=8, align_states=4, batch=8, bf16=False)
     torch.manual_seed(3)
     learner = BehaviourLearner(wm, cfg, model_cfg.action_dim)
     starts = (obs["deter"][:, -1].repeat(4, 1), obs["stoch"][:, -1].repeat(4, 1, 1))

@@ -9,14 +9,15 @@ import pytest
 import torch
 
 from genrl_core.cli import main
+from genrl_core.config import preset
 from genrl_core.data import EpisodeStore
 from genrl_core.train.vlm import train_vlm
 from genrl_core.vlm import embed_dataset, load_vlm, load_window_embeddings, window_indices
 from genrl_core.vlm.base import VLMError
-from genrl_core.vlm.embedded import EmbeddedVLM, EmbeddedVLMConfig, VideoCLIP
+from genrl_core.vlm.embedded import EmbeddedVLM, VideoCLIP
 from genrl_core.vlm.open_clip_backend import OpenClipVLM
 
-TINY_VLM = EmbeddedVLMConfig(width=64, layers=1, patch_size=16, head_width=32)
+TINY_VLM = preset("vlm", "tiny")["model"]
 QUIET = {"progress": False, "log": lambda *_: None}
 
 
@@ -105,8 +106,8 @@ def test_open_clip_never_downloads_silently(tmp_path, tiny_open_clip_arch):
 
 def test_tiny_contrastive_training_loss_falls_and_bundle_loads(tmp_path, walker_random_data):
     bundle = tmp_path / "bundle"
-    res = train_vlm(walker_random_data, bundle, overrides={"steps": 60, "batch": 8, "log_every": 20, "lr": 1e-3},
-                    model_cfg=TINY_VLM, **QUIET)
+    res = train_vlm(walker_random_data, bundle, preset="tiny",
+                    overrides=["train.steps=60", "train.batch=8", "train.log_every=20", "train.lr=1e-3"], **QUIET)
     rows = [json.loads(x) for x in (bundle / "logs" / "vlm.jsonl").read_text().splitlines()]
     assert rows[-1]["step"] == 60
     # baseline: matching a batch of 8 clips to 8 captions at chance costs ln 8 = 2.08 (the first 20

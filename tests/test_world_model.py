@@ -33,8 +33,14 @@ def test_observe_and_imagine_shapes():
     assert torch.allclose(out["post"].sum(-1), torch.ones(2, 5, 4))
     assert out["post"].min() >= 0.01 / 4 - 1e-6  # unimix keeps every class possible
     img = model.imagine(out["deter"][:, -1], out["stoch"][:, -1], torch.zeros(2, 7, 6))
-    assert img["stoch"].shape == (2, 7, 4, 4)
-    assert model.decode(img["stoch"]).shape == (2, 7, 3, 64, 64)
+    assert img["stoch"].shape == (2, 8, 4, 4) and img["action"].shape == (2, 7, 6)  # the start state first
+    assert torch.equal(img["stoch"][:, 0], out["stoch"][:, -1])
+    assert model.decode(img["stoch"]).shape == (2, 8, 3, 64, 64)
+    # a policy gives the same rollout as its actions given up front
+    taken = model.imagine(out["deter"][:, -1], out["stoch"][:, -1], lambda d, s: d[:, :6].tanh(), steps=7,
+                          sample=False)
+    replay = model.imagine(out["deter"][:, -1], out["stoch"][:, -1], taken["action"], sample=False)
+    assert torch.equal(taken["stoch"], replay["stoch"]) and torch.equal(taken["deter"], replay["deter"])
 
 
 def test_is_first_resets_the_state():
@@ -103,7 +109,7 @@ def test_errors_are_clear(tmp_path, walker_random_data, capsys):
     assert "unknown preset 'huge'" in capsys.readouterr().err
     assert main(["train-wm", "--data", str(walker_random_data), "--out", str(tmp_path / "d"), "--preset", "tiny",
                  "--set", "train.batch=zero"]) == 2
-    assert "train.batch=zero" in capsys.readouterr().err
+    assert "bad value for train.batch: expected int, got 'zero'" in capsys.readouterr().err
 
 
 def test_nan_loss_stops_and_keeps_last_checkpoint(tmp_path, walker_random_data):

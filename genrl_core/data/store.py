@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from genrl_core.errors import GenRLError
 from genrl_core.fileio import atomic_write
 
 FORMAT_VERSION = 1
@@ -56,7 +57,7 @@ _READ_ERRORS = (zipfile.BadZipFile, zlib.error, ValueError, OSError, EOFError)
 PathLike = str | os.PathLike[str]
 
 
-class EpisodeFormatError(ValueError):
+class EpisodeFormatError(GenRLError, ValueError):
     """An episode (in memory or on disk) does not follow the store format."""
 
 

@@ -10,7 +10,15 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+# the trajectory-matching similarities; `oracle:TASK` (a reward head on the latent, trained on the
+# dataset's true reward: the score ladder's ceiling) is the one other kind a policy may use
 REWARD_KINDS = ("max_cosine", "cosine", "kl")
+ORACLE_PREFIX = "oracle:"
+
+
+def oracle_task(reward: str) -> str | None:
+    """`oracle:walker_walk` -> `walker_walk`; any other reward kind -> None."""
+    return reward[len(ORACLE_PREFIX):] if reward.startswith(ORACLE_PREFIX) else None
 
 
 def latent_features(wm, stoch: torch.Tensor) -> torch.Tensor:

@@ -14,11 +14,13 @@ logits of all steps are again one batched op.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from typing import Any
 
 import torch
 from torch import nn
 
+from genrl_core.errors import ConfigError
 from genrl_core.models.nets import (
     ConvDecoder,
     ConvEncoder,
@@ -29,6 +31,9 @@ from genrl_core.models.nets import (
     mode_onehot,
     sample_onehot,
 )
+
+# a policy in imagination: (deter, one-hot stoch) -> action
+Policy = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,9 +55,9 @@ class RSSMConfig:
     def __post_init__(self) -> None:
         for name in ("deter", "stoch", "classes", "hidden", "depth", "action_dim"):
             if getattr(self, name) < 1:
-                raise ValueError(f"RSSMConfig.{name} must be >= 1, got {getattr(self, name)}")
+                raise ConfigError(f"RSSMConfig.{name} must be >= 1, got {getattr(self, name)}")
         if not 0.0 <= self.unimix < 1.0 or not 0.0 <= self.kl_balance <= 1.0:
-            raise ValueError("RSSMConfig: unimix must be in [0, 1) and kl_balance in [0, 1]")
+            raise ConfigError("RSSMConfig: unimix must be in [0, 1) and kl_balance in [0, 1]")
 
     @property
     def stoch_dim(self) -> int:
@@ -128,17 +133,39 @@ class RSSM(nn.Module):
         deter_seq = torch.stack(deters, 1)
         return {"post": post, "prior": self.prior_probs(deter_seq), "stoch": post_stoch, "deter": deter_seq}
 
-    def imagine(self, deter: torch.Tensor, stoch: torch.Tensor, actions: torch.Tensor,
-                sample: bool = True) -> dict[str, torch.Tensor]:
-        """Roll the prior forward from (deter, stoch) (B, ...) with actions (B, T, A)."""
-        deters, stochs = [], []
-        for t in range(actions.shape[1]):
-            deter = self.step(deter, stoch, actions[:, t])
-            probs = self.prior_probs(deter)
-            stoch = sample_onehot(probs) if sample else mode_onehot(probs)
+    def obs_step(self, deter: torch.Tensor, stoch: torch.Tensor, action: torch.Tensor,
+                 image: torch.Tensor, sample: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """One filter step: h_t from (h_{t-1}, s_{t-1}, a_t), then s_t from the frame x_t (B, H, W, 3).
+        Zero deter, stoch and action give the first step of an episode."""
+        deter = self.step(deter, stoch, action)
+        probs = self.posterior_probs(image)
+        return deter, sample_onehot(probs) if sample else mode_onehot(probs)
+
+    def imagine(self, deter: torch.Tensor, stoch: torch.Tensor, policy: Policy | torch.Tensor,
+                steps: int | None = None, sample: bool = True) -> dict[str, torch.Tensor]:
+        """Roll the prior forward from (deter, stoch) (B, ...) for `steps` steps, each action from
+        `policy(deter, stoch)` or from a tensor of actions (B, steps, A).
+
+        Returns states 0..steps with the start first: `deter` (B, steps + 1, D), one-hot `stoch`
+        and prior `probs` (B, steps + 1, stoch, classes; the start's probs are its own one-hot),
+        and `action` (B, steps, A). Sampled states are straight-through, so gradients reach the
+        policy through the dynamics."""
+        if isinstance(policy, torch.Tensor):
+            actions, steps = policy, policy.shape[1]
+        elif steps is None:
+            raise ValueError("imagine with a policy needs a number of steps")
+        deters, stochs, probs, taken = [deter], [stoch], [stoch], []
+        for t in range(steps):
+            action = actions[:, t] if isinstance(policy, torch.Tensor) else policy(deter, stoch)
+            deter = self.step(deter, stoch, action)
+            prob = self.prior_probs(deter)
+            stoch = sample_onehot(prob) if sample else mode_onehot(prob)
             deters.append(deter)
             stochs.append(stoch)
-        return {"deter": torch.stack(deters, 1), "stoch": torch.stack(stochs, 1)}
+            probs.append(prob)
+            taken.append(action)
+        return {"deter": torch.stack(deters, 1), "stoch": torch.stack(stochs, 1), "probs": torch.stack(probs, 1),
+                "action": torch.stack(taken, 1)}
 
     # -------------------------------------------------------------------- loss
     def forward(self, images: torch.Tensor, actions: torch.Tensor,
@@ -168,5 +195,5 @@ def config_from_dict(raw: dict[str, Any]) -> RSSMConfig:
     fields = {f.name for f in dataclasses.fields(RSSMConfig)}
     unknown = set(raw) - fields
     if unknown:
-        raise ValueError(f"unknown world-model config keys {sorted(unknown)}; valid: {sorted(fields)}")
+        raise ConfigError(f"unknown world-model config keys {sorted(unknown)}; valid: {sorted(fields)}")
     return RSSMConfig(**raw)

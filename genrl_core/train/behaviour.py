@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import json
 import threading
 import time
 from collections.abc import Callable
@@ -29,71 +28,21 @@ import torch
 import torch.nn.functional as F
 
 from genrl_core.bundle import BundleError, file_digest, load_torch, save_torch
+from genrl_core.config import BehaviourConfig
 from genrl_core.data.replay import EpisodeReplay
-from genrl_core.fileio import atomic_write
+from genrl_core.errors import GenRLError
 from genrl_core.models.actor_critic import Actor, Critic, ReturnNorm, feature
-from genrl_core.models.nets import sample_onehot
-from genrl_core.models.reward import REWARD_KINDS, aligned_reward, similarity_matrix
+from genrl_core.models.reward import aligned_reward, oracle_task, similarity_matrix
 from genrl_core.models.rssm import RSSM
+from genrl_core.policies import POLICY_FILE, STATE_FILE, TARGET_FILE, PolicyMeta, write_meta
 from genrl_core.train.loop import ProgressLog
-from genrl_core.train.reward_head import RewardHeads, oracle_task
+from genrl_core.train.reward_head import RewardHeads
 
 START_STATES_FILE = "start_states.pt"
 
 
-class LearningCancelled(RuntimeError):
+class LearningCancelled(GenRLError):
     """Learning stopped on request; the checkpoint was saved and a rerun resumes."""
-
-
-@dataclasses.dataclass(frozen=True)
-class BehaviourConfig:
-    updates: int = 5000  # actor-critic updates (paper: 50k, mostly converged by 10k)
-    # also stop (finished) after this much learning time; 0 = no limit. On the walker, stand scored
-    # 0.30 after 7 minutes and 0.64 after 20 on this 2-core CPU: 20 is the default a user waits for
-    max_minutes: float = 20.0
-    batch: int = 256  # imagined trajectories per update (paper: 32 x 32 = 1024)
-    horizon: int = 16  # imagined steps; the target has horizon + 1 states
-    gamma: float = 0.99
-    lam: float = 0.95
-    # paper: 3e-5 over 50k updates. A CPU run gets ~1-3k updates: on walker stand, 3e-4 got up and
-    # stood within 630 updates where 1e-4 only sat up (6 min each, 2 real episodes)
-    actor_lr: float = 3e-4
-    critic_lr: float = 3e-4
-    entropy: float = 3e-4
-    hidden: int = 256
-    layers: int = 2
-    slow_critic_every: int = 100  # hard copy to the slow critic, as GenRL
-    reward: str = "max_cosine"  # max_cosine | cosine | kl | oracle:TASK (true-reward head: the ladder's ceiling)
-    align_states: int = 8  # b: initial target states slid over the imagined window
-    use_aligner: bool = True  # off only for the ablation
-    start: str = "auto"  # dataset | data_free | auto (dataset when the bundle has start states)
-    grad_clip: float = 100.0
-    bf16: bool = True  # bf16 autocast of the forward passes: ~2-3x faster on CPUs with AVX512-BF16 and on GPUs
-    seed: int = 0
-    log_every: int = 10
-    checkpoint_minutes: float = 0.5  # a killed job loses at most ~30 s of learning (a save is a few MB)
-
-    def __post_init__(self) -> None:
-        if self.reward not in REWARD_KINDS and not oracle_task(self.reward):
-            raise ValueError(f"unknown reward {self.reward!r}; valid: {', '.join(REWARD_KINDS)}, oracle:TASK")
-        if self.start not in ("auto", "dataset", "data_free"):
-            raise ValueError(f"unknown start {self.start!r}; valid: auto, dataset, data_free")
-        if self.max_minutes < 0:
-            raise ValueError(f"max_minutes must be >= 0, got {self.max_minutes}")
-        if min(self.updates, self.batch, self.horizon, self.align_states, self.log_every) < 1:
-            raise ValueError("updates, batch, horizon, align_states and log_every must be >= 1")
-        if self.align_states > self.horizon:
-            raise ValueError(f"align_states {self.align_states} must be <= horizon ({self.horizon})")
-        if not (0 < self.gamma <= 1 and 0 <= self.lam <= 1 and self.actor_lr > 0 and self.critic_lr > 0):
-            raise ValueError("need 0 < gamma <= 1, 0 <= lam <= 1 and positive learning rates")
-
-
-BEHAVIOUR_PRESETS = {
-    "tiny": BehaviourConfig(updates=5, max_minutes=0.0, batch=16, hidden=64, layers=1, log_every=1),
-    "small": BehaviourConfig(),
-    "paper": BehaviourConfig(updates=50_000, max_minutes=0.0, batch=1024, actor_lr=3e-5, critic_lr=3e-5,
-                             hidden=1024, layers=4),
-}
 
 
 # ------------------------------------------------------------------ starting states
@@ -159,22 +108,13 @@ class StartStates:
 
 # ------------------------------------------------------------------ learner
 def imagine(wm: RSSM, actor: Actor, deter: torch.Tensor, stoch: torch.Tensor, horizon: int) -> dict[str, torch.Tensor]:
-    """Roll the prior with the actor: states 0..horizon (state 0 = the start), actions, entropies."""
-    deters, stochs, probs, entropies = [deter], [stoch], [None], []
-    for _ in range(horizon):
-        # the actor's input is a stop-gradient, as GenRL and Dreamer: its gradients reach earlier
-        # actions only through the dynamics of the states it led to, not through its own input
-        action, entropy = actor.sample(feature(deter, stoch).detach())
-        deter = wm.step(deter, stoch, action)
-        prob = wm.prior_probs(deter)
-        stoch = sample_onehot(prob)  # straight-through: actor gradients flow through the dynamics
-        deters.append(deter)
-        stochs.append(stoch)
-        probs.append(prob)
-        entropies.append(entropy)
-    probs[0] = stochs[0]  # the start state is a known one-hot; its "prior" is itself
-    return {"deter": torch.stack(deters, 1), "stoch": torch.stack(stochs, 1), "probs": torch.stack(probs, 1),
-            "entropy": torch.stack(entropies, 1)}
+    """The world model's one imagination loop with the actor's sampled actions, plus the actor's
+    entropy at states 0..horizon-1 (one batched pass after the rollout)."""
+    # the actor's input is a stop-gradient, as GenRL and Dreamer: its gradients reach earlier
+    # actions only through the dynamics of the states it led to, not through its own input
+    traj = wm.imagine(deter, stoch, lambda d, s: actor.sample(feature(d, s).detach())[0], horizon)
+    traj["entropy"] = actor.entropy(feature(traj["deter"][:, :-1], traj["stoch"][:, :-1]).detach())
+    return traj
 
 
 def lambda_returns(reward: torch.Tensor, value: torch.Tensor, gamma: float, lam: float) -> torch.Tensor:
@@ -259,29 +199,16 @@ class BehaviourLearner:
 
 
 # ------------------------------------------------------------------ one run
-def write_meta(run_dir: Path, meta: dict[str, Any]) -> None:
-    text = json.dumps(meta, indent=1, sort_keys=True).encode()
-    atomic_write(run_dir / "meta.json", lambda f: f.write(text))
-
-
-def read_meta(run_dir: Path) -> dict[str, Any]:
-    path = run_dir / "meta.json"
-    try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
-        return {}
-
-
 def learn_policy(wm: RSSM, target: torch.Tensor, starts: StartStates, cfg: BehaviourConfig, run_dir: Path,
-                 action_dim: int, meta: dict[str, Any], callback: Callable[[dict], None] | None = None,
+                 action_dim: int, meta: PolicyMeta, callback: Callable[[dict], None] | None = None,
                  cancel: threading.Event | None = None, progress: bool = False,
-                 reward_heads: RewardHeads | None = None) -> dict[str, Any]:
+                 reward_heads: RewardHeads | None = None) -> PolicyMeta:
     """Learn (or resume) one policy in `run_dir`; returns its final meta."""
     run_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
     learner = BehaviourLearner(wm, cfg, action_dim, reward_heads)
     elapsed_before = 0.0
-    state_path = run_dir / "state.pt"
+    state_path = run_dir / STATE_FILE
     if state_path.exists():
         state = load_torch(state_path)
         learner.load_state_dict(state["learner"])
@@ -289,21 +216,21 @@ def learn_policy(wm: RSSM, target: torch.Tensor, starts: StartStates, cfg: Behav
         torch.set_rng_state(state["torch_rng"])
         if starts.gen is not None:
             starts.gen.set_state(state["start_rng"])
-    save_torch(run_dir / "target.pt", target.cpu())
+    save_torch(run_dir / TARGET_FILE, target.cpu())
     plog = ProgressLog(run_dir / "log.jsonl", cfg.updates, learner.updates, cfg.log_every, cfg.checkpoint_minutes,
                        "learn", progress, elapsed_before)
 
-    def checkpoint(finished: bool = False) -> dict[str, Any]:
+    def checkpoint(finished: bool = False) -> PolicyMeta:
         if finished:
-            save_torch(run_dir / "policy.pt", learner.actor.state_dict())
+            save_torch(run_dir / POLICY_FILE, learner.actor.state_dict())
             state_path.unlink(missing_ok=True)
         else:
             save_torch(state_path, {"learner": learner.state_dict(), "elapsed": plog.elapsed,
                                     "torch_rng": torch.get_rng_state(),
                                     "start_rng": starts.gen.get_state() if starts.gen is not None else None})
-        full = {**meta, "updates_done": learner.updates, "finished": finished,
-                "train_seconds": round(plog.elapsed, 1), "start_mode": starts.mode,
-                "device": str(next(wm.parameters()).device)}
+        full = dataclasses.replace(meta, updates_done=learner.updates, finished=finished,
+                                   train_seconds=round(plog.elapsed, 1), start_mode=starts.mode,
+                                   device=str(next(wm.parameters()).device))
         write_meta(run_dir, full)
         return full
 

@@ -19,6 +19,8 @@ from typing import Any
 import torch
 
 from genrl_core.bundle import BundleError, load_torch, read_config, save_torch, write_config
+from genrl_core.config import ConnectorTrainConfig, apply_overrides
+from genrl_core.config import preset as get_preset
 from genrl_core.data.replay import EpisodeReplay
 from genrl_core.models.aligner import Aligner
 from genrl_core.models.connector import Connector
@@ -28,32 +30,6 @@ from genrl_core.vlm import WINDOW, embeddings_dir, load_vlm, load_window_embeddi
 
 STATE_FILE = Path("train_state") / "connector.pt"
 LOG_FILE = Path("logs") / "connector.jsonl"
-
-
-@dataclasses.dataclass(frozen=True)
-class ConnectorTrainConfig:
-    steps: int = 5000
-    batch: int = 16  # sequences
-    seq_len: int = 48  # cut into seq_len / 8 chunks
-    lr: float = 3e-4
-    connector_weight: float = 0.8  # GenRL's KL weight
-    grad_clip: float = 100.0
-    log_every: int = 50
-    checkpoint_minutes: float = 10.0
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        if self.seq_len % WINDOW:
-            raise ValueError(f"train.seq_len {self.seq_len} must be a multiple of the window ({WINDOW})")
-        if min(self.steps, self.batch, self.log_every) < 1 or self.lr <= 0:
-            raise ValueError("train-connector: steps, batch, log_every must be >= 1 and lr > 0")
-
-
-CONNECTOR_PRESETS = {
-    "tiny": ConnectorTrainConfig(steps=20, batch=4, seq_len=16, log_every=10),
-    "small": ConnectorTrainConfig(),
-    "paper": ConnectorTrainConfig(steps=50_000, batch=48, lr=1e-4),
-}
 
 
 def chunk(x: torch.Tensor) -> torch.Tensor:
@@ -69,12 +45,11 @@ def connector_batch_loss(wm, connector: Connector, batch: dict[str, torch.Tensor
     return connector.loss(emb, chunk(obs["post"]), chunk(obs["stoch"]))
 
 
-def train_connector(data: str | Path, bundle: str | Path, overrides: dict[str, Any] | None = None,
-                    device: str = "cpu", progress: bool = True, preset: str = "small", log=print) -> dict[str, Any]:
-    if preset not in CONNECTOR_PRESETS:
-        raise ValueError(f"unknown preset {preset!r}; valid: {', '.join(CONNECTOR_PRESETS)}")
+def train_connector(data: str | Path, bundle: str | Path, preset: str = "small", overrides: list[str] | None = None,
+                    device: str = "cpu", progress: bool = True, log=print) -> dict[str, Any]:
+    """Train (or resume) the connector and aligner of `bundle`; `overrides`: `train.KEY=VALUE`."""
     bundle, dev = Path(bundle), torch.device(device)
-    cfg = dataclasses.replace(CONNECTOR_PRESETS[preset], **(overrides or {}))
+    cfg: ConnectorTrainConfig = apply_overrides(get_preset("connector", preset), overrides or [])["train"]
     wm = load_world_model(bundle, device)
     for p in wm.parameters():
         p.requires_grad_(False)

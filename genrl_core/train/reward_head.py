@@ -29,7 +29,6 @@ from genrl_core.models.rssm import RSSM
 from genrl_core.train.loop import ProgressLog
 
 HEADS_FILE = "reward_heads.pt"
-ORACLE_PREFIX = "oracle:"
 
 
 class RewardHeads(torch.nn.Module):
@@ -47,11 +46,6 @@ class RewardHeads(torch.nn.Module):
         if task not in self.tasks:
             raise BundleError(f"no oracle reward head for {task!r}; the bundle has: {', '.join(self.tasks)}")
         return self.tasks.index(task)
-
-
-def oracle_task(reward: str) -> str | None:
-    """`oracle:walker_walk` -> `walker_walk`; any other reward kind -> None."""
-    return reward[len(ORACLE_PREFIX):] if reward.startswith(ORACLE_PREFIX) else None
 
 
 def _task_names(path: Path) -> list[str]:

@@ -24,39 +24,18 @@ import torch
 import torch.nn.functional as F
 
 from genrl_core.bundle import BundleError, load_torch, read_config, save_torch, write_config
+from genrl_core.config import EmbeddedVLMConfig, VLMTrainConfig, apply_overrides
+from genrl_core.config import preset as get_preset
 from genrl_core.data.replay import split_episodes
 from genrl_core.data.store import EpisodeStore, load_episode
 from genrl_core.train.loop import ProgressLog
 from genrl_core.vlm.base import WINDOW, window_indices
 from genrl_core.vlm.captions import caption, window_concepts
-from genrl_core.vlm.embedded import EmbeddedVLM, EmbeddedVLMConfig, VideoCLIP, make_tokenizer
+from genrl_core.vlm.embedded import EmbeddedVLM, VideoCLIP, make_tokenizer
 
 STATE_FILE = Path("train_state") / "vlm.pt"
 WEIGHTS_FILE = "vlm.pt"
 LOG_FILE = Path("logs") / "vlm.jsonl"
-
-
-@dataclasses.dataclass(frozen=True)
-class VLMTrainConfig:
-    steps: int = 3000
-    batch: int = 32  # windows per batch, each of a different concept set
-    lr: float = 3e-4
-    weight_decay: float = 0.05
-    stride: int = 2  # label every `stride`-th window of an episode
-    log_every: int = 25
-    checkpoint_minutes: float = 10.0
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        if min(self.steps, self.batch, self.stride, self.log_every) < 1 or self.lr <= 0:
-            raise ValueError("train-vlm: steps, batch, stride, log_every must be >= 1 and lr > 0")
-
-
-VLM_PRESETS: dict[str, tuple[EmbeddedVLMConfig, VLMTrainConfig]] = {
-    "tiny": (EmbeddedVLMConfig(width=64, layers=1, patch_size=16, head_width=32), VLMTrainConfig(steps=5, batch=4)),
-    "small": (EmbeddedVLMConfig(), VLMTrainConfig()),
-    "paper": (EmbeddedVLMConfig(width=384, layers=6), VLMTrainConfig(steps=20_000, batch=128)),
-}
 
 
 def episode_features(body: str, states: np.ndarray) -> dict[str, np.ndarray]:
@@ -121,18 +100,19 @@ class CaptionCache:
         return torch.stack([self.cache[t] for t in texts])
 
 
-def train_vlm(data: str | Path, out: str | Path, overrides: dict[str, Any] | None = None,
-              model_cfg: EmbeddedVLMConfig | None = None, device: str = "cpu", progress: bool = True,
-              preset: str = "small", log=print) -> dict[str, Any]:
-    """Train (or resume) the embedded VLM of bundle `out`; sizes from `model_cfg`, else the bundle, else `preset`."""
-    if preset not in VLM_PRESETS:
-        raise ValueError(f"unknown preset {preset!r}; valid: {', '.join(VLM_PRESETS)}")
+def train_vlm(data: str | Path, out: str | Path, preset: str = "small", overrides: list[str] | None = None,
+              device: str = "cpu", progress: bool = True, log=print) -> dict[str, Any]:
+    """Train (or resume) the embedded VLM of bundle `out`. `overrides`: `model.KEY=VALUE` and
+    `train.KEY=VALUE` over the preset; without model overrides, a resumed bundle keeps its sizes."""
+    overrides = list(overrides or [])
+    sections = apply_overrides(get_preset("vlm", preset), overrides)
     out, dev = Path(out), torch.device(device)
-    cfg = dataclasses.replace(VLM_PRESETS[preset][1], **(overrides or {}))
+    cfg: VLMTrainConfig = sections["train"]
+    model_cfg: EmbeddedVLMConfig = sections["model"]
     bundle = read_config(out)
-    if model_cfg is None:
-        saved = bundle.get("vlm", {}).get("config")
-        model_cfg = EmbeddedVLMConfig(**saved) if saved else VLM_PRESETS[preset][0]
+    saved = bundle.get("vlm", {}).get("config")
+    if saved and not any(item.startswith("model.") for item in overrides):
+        model_cfg = EmbeddedVLMConfig(**saved)
     if "vlm" in bundle and bundle["vlm"].get("config") != dataclasses.asdict(model_cfg):
         raise BundleError(f"{out} holds a VLM of other sizes: {bundle['vlm'].get('config')}")
     paths = EpisodeStore(data).paths()

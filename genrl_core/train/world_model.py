@@ -21,7 +21,8 @@ import torch
 import torch.distributed as dist
 
 from genrl_core.bundle import BundleError, load_torch, load_weights, read_config, save_torch, write_config
-from genrl_core.config import WM_PRESETS, WMTrainConfig, apply_overrides
+from genrl_core.config import WMTrainConfig, apply_overrides
+from genrl_core.config import preset as get_preset
 from genrl_core.data.replay import EpisodeReplay
 from genrl_core.models.rssm import RSSM, RSSMConfig, config_from_dict
 from genrl_core.train.loop import ProgressLog
@@ -62,9 +63,8 @@ def resolve_configs(out: Path, preset: str, overrides: list[str],
 
     A bundle trained with another preset or other sizes is an error, not a silent restart.
     """
-    if preset not in WM_PRESETS:
-        raise ValueError(f"unknown preset {preset!r}; valid: {', '.join(WM_PRESETS)}")
-    model_cfg, train_cfg = WM_PRESETS[preset]
+    sections = get_preset("world_model", preset)
+    model_cfg, train_cfg = sections["model"], sections["train"]
     if action_dim is not None:
         model_cfg = dataclasses.replace(model_cfg, action_dim=action_dim)
     sections = apply_overrides({"model": model_cfg, "train": train_cfg}, overrides)

