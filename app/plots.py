@@ -3,6 +3,7 @@ the reward curve of learning. Object-oriented API with the Agg canvas: safe in w
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -45,6 +46,20 @@ def reward_figure(history: Sequence[Sequence[float]], updates: int | None = None
     ax.set_title("learning: imagined reward", fontsize=10)
     ax.grid(alpha=0.3)
     return fig
+
+
+def log_history(path: Path, max_points: int = 400) -> list[list[float]]:
+    """[update, reward] points of a policy's training log (log.jsonl, one JSON record per logged
+    update), thinned to at most `max_points`; [] when there is no log."""
+    if not path.is_file():
+        return []
+    points = []
+    for line in path.read_text().splitlines():
+        record = json.loads(line) if line.strip() else {}
+        if "step" in record and "reward" in record:
+            points.append([int(record["step"]), float(record["reward"])])
+    stride = -(-len(points) // max_points) if points else 1  # ceil: keep the curve's shape, bounded
+    return points[::stride]
 
 
 def save_png(fig: Figure, path: Path) -> Path:

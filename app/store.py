@@ -325,8 +325,10 @@ class JobStore:
                             **free)
                 return CANCELLED
             if resume and (graceful or attempts < max_attempts):
+                # the last attempt's progress, metrics and curve are not this queued job's: the next
+                # attempt reports afresh from its checkpoint (else the UI showed them as current)
                 self.update(job_id, state=QUEUED, stage="queued to resume", log=f"{why}: queued to resume from the "
-                            "last checkpoint", **free)
+                            "last checkpoint", progress=0.0, metrics={}, history=[], **free)
                 return QUEUED
             given_up = f"{why}, after {attempts} attempts" if resume else why
             self.update(job_id, state=INTERRUPTED, stage="interrupted", finished=time.time(),

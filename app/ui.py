@@ -67,7 +67,9 @@ def build_ui(svc: Services) -> gr.Blocks:
             raise _fail(exc) from None
 
     def learn(body: str, prompt: str, video: str | None, steps: float, updates: float | None, reward: str,
-              seed: float | None, task: str, episodes: float, token: str) -> tuple[Any, ...]:
+              seed: float | None, task: str, episodes: float, token: str) -> str:
+        """Submit the job. Its only output is the job id (a State), so a refusal shows as one message
+        (the error toast) rather than an "Error" badge on every panel; `started` then clears them."""
         try:
             svc.check_token(token)
             clip = _video_prompt(video)
@@ -78,8 +80,12 @@ def build_ui(svc: Services) -> gr.Blocks:
         except AppError as exc:
             raise _fail(exc) from None
         gr.Info(f"job {job['id']} queued")
+        return job["id"]
+
+    def started(job_id: str) -> tuple[Any, ...]:
+        """After an accepted Learn: the new job's progress, the result panels emptied, polling on."""
         empty = (None, None, None, "")
-        return job["id"], "", _progress_md(job), None, gr.Timer(active=True), *empty
+        return "", _progress_md(svc.job(job_id)), None, gr.Timer(active=True), *empty
 
     def cancel(job_id: str | None, token: str) -> str:
         try:
@@ -91,21 +97,25 @@ def build_ui(svc: Services) -> gr.Blocks:
             raise _fail(exc) from None
 
     def poll(job_id: str | None, shown: str) -> tuple[Any, ...]:
-        """Timer tick: refresh progress; redraw the curve only when it changed; show artefacts once."""
+        """Timer tick: refresh progress; redraw the curve only when it changed; show the job's target
+        and artefacts once each. `shown` is the signature of what the page shows."""
         keep = gr.skip()
         if not job_id:
-            return shown, keep, keep, gr.Timer(active=False), keep, keep, keep, keep
+            return shown, keep, keep, gr.Timer(active=False), keep, keep, keep, keep, keep
         job = svc.store.get(job_id)
         if job is None:
-            return shown, "job not found", keep, gr.Timer(active=False), keep, keep, keep, keep
-        sig = f"{job_id}:{len(job['history'])}:{job['state']}"
-        curve = keep if sig == shown else plots.reward_figure(job["history"], job["metrics"].get("updates")
-                                                                or job["settings"].get("updates"))
+            return shown, "job not found", keep, gr.Timer(active=False), keep, keep, keep, keep, keep
+        has_target = "target" in job["artefacts"]
+        sig = f"{job_id}:{len(job['history'])}:{job['state']}:{job['reused']}:{has_target}"
+        curve = keep if sig == shown else plots.reward_figure(*reward_curve(svc, job))
+        # the job's own decoded target, once: re-sending it every tick would restart the video
+        target_shown = shown.startswith(f"{job_id}:") and shown.endswith(":True")
+        target_video = str(svc.jobs.jobs_dir / job_id / "target.mp4") if has_target and not target_shown else keep
         done = job["state"] in FINISHED
         results: tuple[Any, ...] = (keep, keep, keep, keep)
         if done and sig != shown:
             results = _results(job)
-        return sig, _progress_md(job), curve, gr.Timer(active=not done), *results
+        return sig, _progress_md(job), curve, gr.Timer(active=not done), *results, target_video
 
     def _results(job: dict[str, Any]) -> tuple[Any, ...]:
         if job["state"] != SUCCEEDED:
@@ -211,9 +221,12 @@ def build_ui(svc: Services) -> gr.Blocks:
         show_btn.click(show_target, target_inputs, target, concurrency_limit=None)
         prompt.submit(show_target, target_inputs, target, concurrency_limit=None)
         learn_btn.click(learn, [body, prompt, video, steps, updates, reward, seed, task, episodes, token],
-                        [job_id, shown, progress, curve, poll_timer, imagined, align, real, score])
+                        [job_id]).success(started, [job_id],
+                                          [shown, progress, curve, poll_timer, imagined, align, real, score],
+                                          show_progress="hidden")
         cancel_btn.click(cancel, [job_id, token], progress)
-        poll_timer.tick(poll, [job_id, shown], [shown, progress, curve, poll_timer, imagined, align, real, score],
+        poll_timer.tick(poll, [job_id, shown],
+                        [shown, progress, curve, poll_timer, imagined, align, real, score, target],
                         show_progress="hidden")
         status_timer.tick(on_load, [body], [banner, status_timer, task, table, pick], show_progress="hidden")
         demo.load(on_load, [body], [banner, status_timer, task, table, pick])
@@ -223,6 +236,22 @@ def build_ui(svc: Services) -> gr.Blocks:
         poll_timer.tick(lambda b, j: _gallery(b) if j and (svc.store.get(j) or {}).get("state") == SUCCEEDED
                         else (gr.skip(), gr.skip()), [body, job_id], [table, pick], show_progress="hidden")
     return demo
+
+
+def reward_curve(svc: Services, job: dict[str, Any]) -> tuple[list[list[float]], int | None]:
+    """[update, reward] points of a job's learning curve and the update count its x axis spans. A job
+    that reused a finished policy learned nothing itself: its curve is the one the policy's own
+    training logged, over the updates that training made."""
+    updates = job["metrics"].get("updates") or job["settings"].get("updates")
+    if job["history"] or not job["reused"] or not job["slug"]:
+        return job["history"], updates
+    try:
+        policy = svc.bodies.agent(job["body"]).policies.find(job["slug"])
+    except AppError:  # the body is unavailable: no curve rather than a failed tick
+        return [], updates
+    if policy is None:
+        return [], updates
+    return plots.log_history(policy.path / "log.jsonl"), policy.meta.updates_done or None
 
 
 def _progress_md(job: dict[str, Any]) -> str:

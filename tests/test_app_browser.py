@@ -72,3 +72,33 @@ def test_prompt_target_learn_progress_in_chromium(chromium, tiny_bundle, tmp_pat
             browser.close()
     assert SCREENSHOT.stat().st_size > 10_000
     assert not errors, errors
+
+
+def test_a_refused_learn_is_one_message_not_an_error_badge_on_every_panel(chromium, tiny_bundle, tmp_path):
+    """Issue 13 item 7: a Learn the server refuses (no token, an empty prompt) showed its message in a
+    toast and a red "Error" badge on each of the six panels the click updates. Now: the toast only."""
+    from playwright.sync_api import sync_playwright
+
+    app = create_app(tiny_bundle, db=tmp_path / "jobs.sqlite", runs=tmp_path / "runs", token="s3cret",
+                     eval_episodes=0)
+    badges = "[...document.querySelectorAll('.wrap > .error')].map(e => (e.closest('[id]') || {}).id)"
+    with running(app) as url, sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=chromium, args=ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1250})
+            page.goto(f"{url}/ui/")
+            page.wait_for_selector("#prompt textarea", timeout=30_000)
+            for prompt, token, message in (("stand up", "", "API token"), ("   ", "s3cret", "prompt is empty")):
+                page.fill("#prompt textarea", prompt)
+                page.get_by_label("API token").fill(token)
+                page.click("#learn-btn")
+                toast = page.wait_for_selector(f".toast-body:has-text('{message}')", timeout=30_000)
+                # the badges, when there are any, come with the same status update as the toast: two
+                # animation frames later the page has drawn everything that update brings
+                page.evaluate("new Promise(done => requestAnimationFrame(() => requestAnimationFrame(done)))")
+                assert page.evaluate(badges) == [], (message, page.evaluate(badges))
+                toast.query_selector(".toast-close").click()
+                page.wait_for_selector(".toast-body", state="detached", timeout=30_000)
+        finally:
+            browser.close()
+    assert app.state.services.store.list() == []  # and nothing was queued

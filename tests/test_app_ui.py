@@ -1,0 +1,81 @@
+"""What the UI shows of a job (issue 13, items 7-8), with the real app on the tiny bundle: a job that
+reused a finished policy shows that policy's reward curve and the job's target; a job queued again
+after its server died shows nothing of its last attempt as current."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from app.main import create_app
+from app.service import Services
+from app.store import FINISHED, JobStore
+from app.ui import _progress_md, build_ui
+
+# gradio's own use of pandas, not ours
+pytestmark = pytest.mark.filterwarnings("ignore:.*no_silent_downcasting", "ignore:The copy keyword is deprecated")
+
+
+@pytest.fixture(scope="module")
+def svc(tiny_bundle, tmp_path_factory) -> Iterator[Services]:
+    """The services of a real app with its UI, job workers running."""
+    root = tmp_path_factory.mktemp("app_ui_jobs")
+    app = create_app(tiny_bundle, db=root / "jobs.sqlite", runs=root / "runs", eval_episodes=0,
+                     behaviour_preset="tiny")
+    with TestClient(app):
+        yield app.state.services
+
+
+def finished(svc: Services, job_id: str, timeout: float = 180.0) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while (job := svc.store.get(job_id))["state"] not in FINISHED:
+        assert time.monotonic() < deadline, f"job {job_id} still {job['state']} ({job['stage']})"
+        time.sleep(0.1)
+    assert job["state"] == "succeeded", job["error"]
+    return job
+
+
+def test_a_reused_policy_shows_its_reward_curve_and_its_target(svc):
+    from app.ui import reward_curve
+
+    first = finished(svc, svc.submit(prompt="stand up straight", steps=8, updates=3, eval_episodes=0)["id"])
+    assert [h[0] for h in first["history"]] == [1, 2, 3]
+    # other options, the same policy: learn() finds it finished, so this job logs no progress of its own
+    second = finished(svc, svc.submit(prompt="stand up straight", steps=16, updates=3, eval_episodes=0)["id"])
+    assert second["reused"] and second["history"] == [] and second["slug"] == first["slug"]
+    curve, updates = reward_curve(svc, second)  # what the UI plots for it: the policy's own training
+    assert [h[0] for h in curve] == [1, 2, 3] and updates == 3, curve
+    assert [h[1] for h in curve] == pytest.approx([h[1] for h in first["history"]], abs=1e-4)  # the log rounds
+    # the page's poll of that job fills the Target panel with the job's decoded target (it stayed empty).
+    # Called as Gradio calls it: the job id lives in a State, which the API client cannot pass.
+    poll = next(f.fn for f in build_ui(svc).fns.values() if f.name == "poll")
+    outputs = poll(second["id"], "")
+    target = outputs[-1]
+    assert isinstance(target, str) and target.endswith("target.mp4"), outputs
+    assert open(target, "rb").read(8)[4:8] == b"ftyp"
+    again = poll(second["id"], outputs[0])  # the next tick: nothing new, so the video is not sent again
+    assert not isinstance(again[-1], str), again
+
+
+def test_a_job_queued_again_after_a_crash_shows_nothing_of_its_last_attempt(tmp_path):
+    store = JobStore(tmp_path / "jobs.sqlite")
+    job = store.create("walker", "stand up straight", None, {"updates": 5000}, {"steps": 8})
+    assert store.claim_next()["id"] == job["id"]
+    store.update(job["id"], stage="learning: update 120/5000", progress=0.068, history=[[10, 0.1], [120, 0.3]],
+                 metrics={"update": 120, "updates": 5000, "reward": 0.3, "actor_loss": 0.1, "critic_loss": 1.0,
+                          "updates_per_s": 2.0, "elapsed": 60.0})
+    store.close()  # the server dies here, mid-learning
+
+    store = JobStore(tmp_path / "jobs.sqlite")  # the next server's start
+    assert store.recover(resume=True, max_attempts=3) == [job["id"]]
+    again = store.get(job["id"])
+    assert again["state"] == "queued" and again["attempts"] == 1
+    assert again["progress"] == 0 and again["metrics"] == {} and again["history"] == []
+    shown = _progress_md(again)
+    assert "update 120" not in shown and "0%" in shown, shown
+    assert any("resume" in line for line in again["log"])  # the log keeps the story
+    store.close()
