@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from app.errors import AppError
+from genrl_core.errors import ConfigError
 
 log = logging.getLogger("genrl.app")
 
@@ -107,7 +108,7 @@ class Bodies:
         for bundle in bundles:
             name = body_name(Path(bundle))
             if name in self._bodies:
-                raise ValueError(f"two bundles for body {name!r}: {self._bodies[name].bundle} and {bundle}")
+                raise ConfigError(f"two bundles for body {name!r}: {self._bodies[name].bundle} and {bundle}")
             self._bodies[name] = Body(name, Path(bundle))
 
     @property

@@ -28,6 +28,7 @@ from app.bodies import Bodies
 from app.config import AppConfig
 from app.jobs import JobManager
 from app.store import QUEUED, RUNNING, STOP, JobStore
+from genrl_core.errors import ConfigError
 
 log = logging.getLogger("genrl.app")
 EXECUTORS = ("local", "ray")
@@ -36,16 +37,16 @@ EXECUTORS = ("local", "ray")
 def make_jobs(cfg: AppConfig, store: JobStore, bodies: Bodies) -> JobManager:
     """The job manager for `cfg.executor` and `cfg.workers`; a ValueError names a bad setting."""
     if cfg.executor not in EXECUTORS:
-        raise ValueError(f"unknown executor {cfg.executor!r}; valid: {', '.join(EXECUTORS)}")
+        raise ConfigError(f"unknown executor {cfg.executor!r}; valid: {', '.join(EXECUTORS)}")
     if cfg.max_jobs < 1:
-        raise ValueError(f"max_jobs must be at least 1, got {cfg.max_jobs}")
+        raise ConfigError(f"max_jobs must be at least 1, got {cfg.max_jobs}")
     if cfg.workers < 0:
-        raise ValueError(f"workers must be 0 (jobs run in the server's threads) or more, got {cfg.workers}")
+        raise ConfigError(f"workers must be 0 (jobs run in the server's threads) or more, got {cfg.workers}")
     if cfg.claim_timeout <= 0:
-        raise ValueError(f"claim_timeout must be positive, got {cfg.claim_timeout}")
+        raise ConfigError(f"claim_timeout must be positive, got {cfg.claim_timeout}")
     if cfg.executor == "ray":
         if cfg.workers:
-            raise ValueError("workers is for the local executor: with the ray executor the cluster runs the jobs "
+            raise ConfigError("workers is for the local executor: with the ray executor the cluster runs the jobs "
                              "(max_jobs sets how many at once)")
         return RayJobs(cfg, store, bodies)
     if cfg.workers:
@@ -60,7 +61,7 @@ def import_ray() -> Any:
     try:
         import ray
     except ImportError:
-        raise RuntimeError("the ray executor needs Ray, which is not installed: pip install ray "
+        raise ConfigError("the ray executor needs Ray, which is not installed: pip install ray "
                            "(or leave --executor at local)") from None
     return ray
 

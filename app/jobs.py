@@ -36,7 +36,7 @@ from app.store import (
     hold_owner,
     new_owner,
 )
-from genrl_core.errors import GenRLError
+from genrl_core.errors import ConfigError, GenRLError
 from genrl_core.prompt import Prompt
 
 log = logging.getLogger("genrl.app")
@@ -78,7 +78,7 @@ class JobManager:
                  resume: bool = True, max_attempts: int = 3, claim_timeout: float = CLAIM_TIMEOUT,
                  owner: str | None = None):
         if max_workers < 0:
-            raise ValueError(f"the number of job workers must be 0 or more, got {max_workers}")
+            raise ConfigError(f"the number of job workers must be 0 or more, got {max_workers}")
         self.store, self.bodies, self.jobs_dir = store, bodies, Path(runs) / "jobs"
         self.max_workers, self.max_queue = max_workers, max_queue
         self.resume, self.max_attempts = resume, max_attempts

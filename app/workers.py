@@ -24,6 +24,8 @@ from app.bodies import Bodies
 from app.config import AppConfig
 from app.jobs import JobManager
 from app.store import QUEUED, RUNNING, JobStore
+from genrl_core.bundle import BundleError
+from genrl_core.errors import ConfigError
 
 log = logging.getLogger("genrl.app")
 MAX_RESTARTS = 5  # times one worker slot is started again after it exited on its own
@@ -43,7 +45,7 @@ def run_worker(cfg: AppConfig, parent: int | None = None) -> None:
     bodies.load_all()  # before claiming anything: a worker that cannot load its bundle takes no job
     broken = [b["error"] for b in bodies.info() if b["state"] != "ready"]
     if broken:
-        raise RuntimeError("; ".join(broken))
+        raise BundleError("; ".join(broken))
     store = JobStore(cfg.db)
     manager = JobManager(store, bodies, cfg.runs, cfg.max_jobs, cfg.max_queue, cfg.resume, cfg.max_attempts,
                          cfg.claim_timeout)
@@ -82,7 +84,7 @@ class ProcessWorkers(JobManager):
 
     def __init__(self, cfg: AppConfig, store: JobStore, bodies: Bodies):
         if cfg.workers < 1:
-            raise ValueError(f"--workers must be 1 or more, got {cfg.workers}")
+            raise ConfigError(f"--workers must be 1 or more, got {cfg.workers}")
         super().__init__(store, bodies, cfg.runs, 0, cfg.max_queue, cfg.resume, cfg.max_attempts, cfg.claim_timeout)
         self.cfg, self.count = cfg, cfg.workers
         self._context = multiprocessing.get_context("spawn")  # no fork of a process holding threads and CUDA

@@ -56,6 +56,7 @@ class GenRL:
         # prompt identity, aligner -> the longest target rollout made so far: the connector's mode
         # rollout is deterministic, so a shorter target is a prefix of a longer one
         self._targets: OrderedDict[tuple[str, bool], torch.Tensor] = OrderedDict()
+        self._reset_frames: dict[int, np.ndarray] = {}  # seed -> first frame of a real episode (12 KB)
 
     @classmethod
     def load(cls, bundle: str | Path, device: str = "cpu", policies_dir: str | Path | None = None,
@@ -88,10 +89,7 @@ class GenRL:
         """(D,) embedding of a text prompt or a video file, aligned into the video region."""
         prompt = Prompt.parse(prompt)
         if prompt.is_video:
-            try:
-                emb = self.vlm.embed_video(read_video_prompt(prompt.path)[None])
-            except ValueError as exc:
-                raise PromptError(str(exc)) from None
+            emb = self.vlm.embed_video(read_video_prompt(prompt.path)[None])
         else:
             emb = self.vlm.embed_text([prompt.name])
         emb = emb.to(self.device)
@@ -190,8 +188,10 @@ class GenRL:
     def real_start(self, batch: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Latent state (deter, one-hot stoch) of `batch` real reset frames of the body, seeds
         seed, seed + 1, ...: where an episode starts."""
-        images = torch.from_numpy(np.stack([PixelEnv(self.body, seed=seed + i).reset().image
-                                            for i in range(batch)])).to(self.device)
+        for i in range(seed, seed + batch):
+            if i not in self._reset_frames:  # a reset is deterministic in its seed: render it once
+                self._reset_frames[i] = PixelEnv(self.body, seed=i).reset().image
+        images = torch.from_numpy(np.stack([self._reset_frames[i] for i in range(seed, seed + batch)])).to(self.device)
         cfg = self.wm.cfg
         return self.wm.obs_step(self.wm.initial_deter(batch, self.device),
                                 torch.zeros(batch, cfg.stoch, cfg.classes, device=self.device),

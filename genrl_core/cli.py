@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import signal
 import sys
 import threading
 from collections.abc import Sequence
 from pathlib import Path
 
-from genrl_core.data.store import EpisodeFormatError
+from genrl_core.errors import ConfigError, GenRLError, MissingFileError
+from genrl_core.prompt import STEPS_HELP
 
 
 def _cmd_envs(args: argparse.Namespace) -> None:
@@ -127,7 +129,7 @@ def _cmd_target(args: argparse.Namespace) -> None:
     t0 = time.perf_counter()
     prompt = Path(args.video) if args.video else args.prompt
     if prompt is None:
-        raise ValueError("give a text prompt or --video FILE")
+        raise ConfigError("give a text prompt or --video FILE")
     frames = agent.decode(agent.target(prompt, steps=args.steps, use_aligner=not args.no_aligner))
     secs = time.perf_counter() - t0
     path = write_mp4(args.out, frames, upscale=4)
@@ -200,30 +202,104 @@ def _cmd_serve(args: argparse.Namespace) -> None:
           workers=args.workers, executor=args.executor, ray_address=args.ray_address)
 
 
+def _cmd_logs(args: argparse.Namespace) -> None:
+    import subprocess
+
+    from genrl_core.train.loop import TENSORBOARD_DIR
+
+    root = Path(args.bundle)
+    if not root.is_dir():
+        raise MissingFileError(f"no folder {root}")
+    runs = sorted(p for p in root.rglob(f"{TENSORBOARD_DIR}/*") if p.is_dir() and any(p.glob("events.out.*")))
+    for run in runs:
+        print(f"[logs] {run.relative_to(root)}: last step {_last_logged_step(run)}")
+    if not runs:
+        raise MissingFileError(f"no TensorBoard event files under {root} (each training run writes them)")
+    if args.list:
+        return
+    print(f"[logs] TensorBoard on http://{args.host}:{args.port} (Ctrl-C stops it)", file=sys.stderr)
+    subprocess.run([sys.executable, "-m", "tensorboard.main", "--logdir", str(root), "--host", args.host,
+                    "--port", str(args.port)], check=False)
+
+
+def _last_logged_step(run: Path) -> int | None:
+    """The last step any scalar of one run was logged at, read from its event files."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(run), size_guidance={"scalars": 0})
+    acc.Reload()
+    steps = [event.step for tag in acc.Tags()["scalars"] for event in acc.Scalars(tag)]
+    return max(steps) if steps else None
+
+
 def _cmd_worker(args: argparse.Namespace) -> None:
     from app.config import AppConfig
     from app.workers import run_worker
 
     if args.jobs < 1:
-        raise ValueError(f"--jobs must be at least 1, got {args.jobs}")
+        raise ConfigError(f"--jobs must be at least 1, got {args.jobs}")
     if args.claim_timeout is not None and args.claim_timeout <= 0:
-        raise ValueError(f"--claim-timeout must be positive, got {args.claim_timeout}")
+        raise ConfigError(f"--claim-timeout must be positive, got {args.claim_timeout}")
     run_worker(AppConfig.from_env(bundles=args.bundle, db=args.db, runs=args.runs, device=args.device,
                                   max_jobs=args.jobs, claim_timeout=args.claim_timeout))
 
 
-def add_agent_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--bundle", default="checkpoints/walker", help="bundle folder")
-    p.add_argument("--policies-dir", default=None, help="where learned policies go (default BUNDLE/policies)")
-    p.add_argument("--device", default="cpu", help="cpu | cuda")
+# Flags several commands share, defined once: name -> (flag, argparse keywords). A command picks
+# them by name and may change a keyword (`required=True`, another help) where it means more.
+FLAGS: dict[str, tuple[str, dict]] = {
+    "bundle": ("--bundle", {"default": "checkpoints/walker", "help": "bundle folder"}),
+    "data": ("--data", {"required": True, "help": "dataset folder from `genrl collect`"}),
+    "device": ("--device", {"default": "cpu", "help": "cpu | cuda | cuda:K"}),
+    "policies-dir": ("--policies-dir", {"default": None,
+                                        "help": "where learned policies go (default BUNDLE/policies)"}),
+    "no-progress": ("--no-progress", {"action": "store_true", "help": "no progress bar (logs still go to JSONL)"}),
+    "workers": ("--workers", {"type": int, "default": 1, "help": "parallel worker processes"}),
+    "seed": ("--seed", {"type": int, "default": 0, "help": "seed (episodes use seed, seed + 1, ...)"}),
+    "size": ("--size", {"type": int, "default": 64, "help": "rendered frame size in pixels"}),
+    "body": ("--body", {"required": True, "help": "walker | cheetah | quadruped"}),
+    "db": ("--db", {"default": None, "help": "SQLite job database (default: RUNS/jobs.sqlite)"}),
+    "vlm-backend": ("--vlm-backend", {"default": "embedded", "help": "embedded (the bundle's, default) | open_clip"}),
+    "vlm-arch": ("--vlm-arch", {"default": None, "help": "open_clip architecture, e.g. ViT-B-32"}),
+    "vlm-pretrained": ("--vlm-pretrained", {"default": None,
+                                            "help": "open_clip pretrained tag (downloads: needs --vlm-download)"}),
+    "vlm-checkpoint": ("--vlm-checkpoint", {"default": None, "help": "local open_clip weights file"}),
+    "vlm-download": ("--vlm-download", {"action": "store_true", "help": "allow open_clip to download hub weights"}),
+}
+VLM_FLAGS = ("vlm-backend", "vlm-arch", "vlm-pretrained", "vlm-checkpoint", "vlm-download")
 
 
-def add_vlm_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--vlm-backend", default="embedded", help="embedded (the bundle's, default) | open_clip")
-    p.add_argument("--vlm-arch", default=None, help="open_clip architecture, e.g. ViT-B-32")
-    p.add_argument("--vlm-pretrained", default=None, help="open_clip pretrained tag (downloads: needs --vlm-download)")
-    p.add_argument("--vlm-checkpoint", default=None, help="local open_clip weights file")
-    p.add_argument("--vlm-download", action="store_true", help="allow open_clip to download hub weights")
+def add_flags(p: argparse.ArgumentParser, *names: str, **changes: dict) -> None:
+    """Add shared flags by name; `changes` maps a name (with _ for -) to keywords that differ here."""
+    for name in names:
+        flag, keywords = FLAGS[name]
+        p.add_argument(flag, **{**keywords, **changes.get(name.replace("-", "_"), {})})
+
+
+def settings_help(stage: str) -> str:
+    """Every setting of a stage, `section.key (default): its documentation`, generated from the
+    config dataclasses of its `small` preset and their field comments (genrl_core/config.py)."""
+    from genrl_core.config import PRESETS, describe
+
+    lines = [f"settings for --set (defaults of the small preset; presets: {', '.join(PRESETS[stage])}):"]
+    for section, cfg in PRESETS[stage]["small"].items():
+        docs = describe(type(cfg))
+        for field in dataclasses.fields(cfg):
+            key = field.name if stage == "behaviour" else f"{section}.{field.name}"
+            lines.append(f"  {key} ({getattr(cfg, field.name)!r}): {docs.get(field.name, '')}".rstrip(": "))
+    return "\n".join(lines)
+
+
+def add_settings(p: argparse.ArgumentParser, stage: str, example: str) -> None:
+    """--preset and --set of a stage, their help generated from the configs."""
+    from genrl_core.config import PRESETS
+
+    if stage != "behaviour":
+        p.add_argument("--preset", default="small", help=f"named sizes: {' | '.join(PRESETS[stage])} "
+                                                         "(tiny: tests, small: the CPU default, paper: GenRL's, GPU)")
+    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE" if stage == "behaviour" else "SECTION.KEY=VALUE",
+                   help=f"override settings, e.g. {example} (all of them below)")
+    p.epilog = settings_help(stage)
+    p.formatter_class = argparse.RawDescriptionHelpFormatter
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -236,54 +312,45 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_envs)
 
     p = sub.add_parser("collect", help="collect pixel episodes into a dataset folder (resumable)")
-    p.add_argument("--body", required=True, help="walker | cheetah | quadruped")
+    add_flags(p, "body", "seed", "size", "workers", workers={"help": "parallel worker processes (one episode each)"})
     p.add_argument("--out", required=True, help="dataset folder (created; rerunning resumes)")
     p.add_argument("--policy", default="random", help=f"behaviour: {POLICY_HELP}")
     p.add_argument("--episodes", type=int, default=10, help="number of episodes of --policy (500 steps each)")
     p.add_argument("--recipe", default=None,
                    help="collect a whole named dataset mixture instead of one policy (e.g. default, tiny)")
-    p.add_argument("--seed", type=int, default=0, help="base seed; each episode's seed derives from it")
-    p.add_argument("--workers", type=int, default=1, help="parallel worker processes (one episode each)")
-    p.add_argument("--size", type=int, default=64, help="rendered frame size in pixels")
     p.set_defaults(func=_cmd_collect)
 
     p = sub.add_parser("video", help="roll one episode of a policy and write it as an mp4")
-    p.add_argument("--body", default="walker", help="walker | cheetah | quadruped")
+    add_flags(p, "body", "seed", "size", body={"required": False, "default": "walker"})
     p.add_argument("--policy", default="expert:walker_walk", help=f"behaviour: {POLICY_HELP}")
     p.add_argument("--out", default="out/episode.mp4", help="mp4 path")
-    p.add_argument("--seed", type=int, default=0, help="episode seed")
-    p.add_argument("--size", type=int, default=64, help="rendered frame size in pixels")
     p.add_argument("--upscale", type=int, default=4, help="pixel repeat factor for viewing")
     p.set_defaults(func=_cmd_video)
 
     p = sub.add_parser("pack-data", help="write a compact (H.264) copy of a dataset, to carry it to a GPU box")
-    p.add_argument("--data", required=True, help="dataset folder from `genrl collect`")
+    add_flags(p, "data", "workers")
     p.add_argument("--out", required=True, help="folder for the packed copy (rerunning skips packed episodes)")
     p.add_argument("--crf", type=int, default=18, help="H.264 quality: 0 lossless .. 51; 18 ~34 dB, 20 ~33 dB")
     p.add_argument("--fields", default="all", help="all | train (only what world-model training reads: smallest)")
-    p.add_argument("--workers", type=int, default=1, help="parallel encoder processes")
     p.set_defaults(func=_cmd_pack_data)
 
     p = sub.add_parser("unpack-data", help="decode a packed dataset back into plain episodes")
+    add_flags(p, "workers")
     p.add_argument("--packed", required=True, help="folder written by `genrl pack-data`")
     p.add_argument("--out", required=True, help="dataset folder to write")
-    p.add_argument("--workers", type=int, default=1, help="parallel decoder processes")
     p.set_defaults(func=_cmd_unpack_data)
 
     p = sub.add_parser("train-wm", help="train (or resume) the RSSM world model of a bundle")
-    p.add_argument("--data", required=True, help="dataset folder from `genrl collect`")
+    add_flags(p, "data", "device", "no-progress")
     p.add_argument("--out", required=True, help="bundle folder; rerunning with the same folder resumes")
-    p.add_argument("--preset", default="small", help="tiny | small (CPU default) | paper (GenRL sizes, GPU)")
-    p.add_argument("--set", nargs="*", default=[], metavar="SECTION.KEY=VALUE",
-                   help="override preset fields, e.g. train.steps=5000 model.deter=512 train.amp=none")
-    p.add_argument("--device", default="cpu", help="cpu | cuda")
     p.add_argument("--body", default=None, help="body name recorded in the bundle (walker, ...)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar (logs still go to JSONL)")
+    add_settings(p, "world_model", "train.steps=5000 model.deter=512 train.amp=none")
     p.set_defaults(func=_cmd_train_wm)
 
     p = sub.add_parser("eval-wm", help="open-loop video prediction of a world model: PSNR per step + mp4")
-    p.add_argument("--bundle", required=True, help="bundle folder with a trained world model")
-    p.add_argument("--data", required=True, help="dataset folder (its held-out episodes are used)")
+    add_flags(p, "bundle", "data", bundle={"required": True, "default": None,
+                                           "help": "bundle folder with a trained world model"},
+              data={"help": "dataset folder (its held-out episodes are used)"})
     p.add_argument("--out", default="out/eval_wm", help="folder for open_loop.json and open_loop.mp4")
     p.add_argument("--episodes", type=int, default=5, help="held-out episodes to use (5 windows each)")
     p.add_argument("--context", type=int, default=5, help="true frames given before predicting")
@@ -291,99 +358,86 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_eval_wm)
 
     p = sub.add_parser("train-vlm", help="train (or resume) the embedded VLM of a bundle on a dataset")
-    p.add_argument("--data", required=True, help="dataset folder from `genrl collect`")
+    add_flags(p, "data", "device", "no-progress")
     p.add_argument("--out", required=True, help="bundle folder; rerunning with the same folder resumes")
-    p.add_argument("--preset", default="small", help="tiny | small (CPU default) | paper")
-    p.add_argument("--set", nargs="*", default=[], metavar="SECTION.KEY=VALUE",
-                   help="override fields, e.g. train.steps=500 train.batch=16 model.width=128")
-    p.add_argument("--device", default="cpu", help="cpu | cuda")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar (logs still go to JSONL)")
+    add_settings(p, "vlm", "train.steps=500 train.batch=16 model.width=128")
     p.set_defaults(func=_cmd_train_vlm)
 
     p = sub.add_parser("embed-dataset", help="cache VLM window embeddings next to a dataset's episodes")
-    p.add_argument("--data", required=True, help="dataset folder")
-    p.add_argument("--bundle", default=None, help="bundle whose embedded VLM to use")
-    p.add_argument("--device", default="cpu", help="cpu | cuda")
-    add_vlm_args(p)
+    add_flags(p, "data", "bundle", "device", *VLM_FLAGS, bundle={"default": None,
+                                                                 "help": "bundle whose embedded VLM to use"})
     p.set_defaults(func=_cmd_embed_dataset)
 
     p = sub.add_parser("train-connector", help="train (or resume) the connector and aligner of a bundle")
-    p.add_argument("--data", required=True, help="dataset folder with cached embeddings (genrl embed-dataset)")
-    p.add_argument("--bundle", required=True, help="bundle with a trained world model and VLM")
-    p.add_argument("--preset", default="small", help="tiny | small (CPU default) | paper")
-    p.add_argument("--set", nargs="*", default=[], metavar="train.KEY=VALUE",
-                   help="override fields, e.g. train.steps=2000 train.batch=8")
-    p.add_argument("--device", default="cpu", help="cpu | cuda")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar (logs still go to JSONL)")
+    add_flags(p, "data", "bundle", "device", "no-progress",
+              data={"help": "dataset folder with cached embeddings (genrl embed-dataset)"},
+              bundle={"required": True, "default": None, "help": "bundle with a trained world model and VLM"})
+    add_settings(p, "connector", "train.steps=2000 train.batch=8")
     p.set_defaults(func=_cmd_train_connector)
 
     p = sub.add_parser("target", help="decode the target trajectory a prompt means, as an mp4")
     p.add_argument("prompt", nargs="?", default=None, help='text prompt, e.g. "stand up straight"')
     p.add_argument("--video", default=None, help="video prompt file (mp4, webm, gif) instead of text")
-    p.add_argument("--bundle", default="checkpoints/walker", help="bundle folder")
-    p.add_argument("--steps", type=int, default=32, help="target length, 8..64")
+    add_flags(p, "bundle", "device")
+    p.add_argument("--steps", type=int, default=32, help=STEPS_HELP)
     p.add_argument("--out", default="out/target.mp4", help="mp4 path")
     p.add_argument("--no-aligner", action="store_true", help="skip the aligner (ablation)")
-    p.add_argument("--device", default="cpu", help="cpu | cuda")
     p.set_defaults(func=_cmd_target)
 
     p = sub.add_parser("pipeline", help="build a bundle from nothing: collect, world model, VLM, connector")
-    p.add_argument("--body", required=True, help="walker | cheetah | quadruped")
+    add_flags(p, "body", "device", "workers", workers={"help": "collection worker processes"})
     p.add_argument("--out", required=True, help="bundle folder (rerun to resume; finished stages are skipped)")
     p.add_argument("--data", default=None, help="dataset folder (default data/BODY)")
-    p.add_argument("--preset", default="small", help="tiny | small (CPU default) | paper (GPU)")
     p.add_argument("--recipe", default="default", help="dataset recipe (genrl_core/data/recipes.py)")
-    p.add_argument("--device", default="cpu", help="cpu | cuda")
-    p.add_argument("--workers", type=int, default=1, help="collection worker processes")
     p.add_argument("--budget-minutes", type=float, default=None,
                    help="stop cleanly (checkpoint saved) after this many minutes; rerun to continue")
-    p.add_argument("--set", nargs="*", default=[], metavar="SECTION.KEY=VALUE", help="world-model overrides")
+    add_settings(p, "world_model", "train.steps=5000 (world-model settings; the other stages use the preset)")
     p.set_defaults(func=_cmd_pipeline)
 
     p = sub.add_parser("learn", help="learn a policy for a prompt in imagination (resumes; reuses a finished one)")
     p.add_argument("prompt", help='what the body should do, e.g. "run fast", or a video file path')
-    add_agent_args(p)
-    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
-                   help="behaviour settings, e.g. updates=3000 reward=cosine use_aligner=false start=data_free "
-                        "(all keys: genrl_core/train/behaviour.py BehaviourConfig)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar (logs still go to log.jsonl)")
+    add_flags(p, "bundle", "policies-dir", "device", "no-progress")
+    add_settings(p, "behaviour", "updates=3000 reward=cosine use_aligner=false start=data_free")
     p.set_defaults(func=_cmd_learn)
 
     p = sub.add_parser("evaluate", help="score a learned policy in the real simulator with a task's true reward")
     p.add_argument("--policy", required=True, help="policy slug (see `genrl policies`)")
     p.add_argument("--task", default=None, help="e.g. walker_run (default: the task nearest to the policy's prompt)")
     p.add_argument("--episodes", type=int, default=5, help="episodes of 1000 env steps")
-    p.add_argument("--seed", type=int, default=0, help="seed of the first episode (the others follow)")
     p.add_argument("--max-steps", type=int, default=None, help="stop episodes early (agent steps), for quick looks")
     p.add_argument("--video", default=None, help="write episode 0 to this mp4")
-    add_agent_args(p)
+    add_flags(p, "seed", "bundle", "policies-dir", "device")
     p.set_defaults(func=_cmd_evaluate)
 
     p = sub.add_parser("policies", help="list the finished policies of a bundle")
-    add_agent_args(p)
+    add_flags(p, "bundle", "policies-dir", "device")
     p.set_defaults(func=_cmd_policies)
 
+    p = sub.add_parser("logs", help="open a bundle's training curves (every stage and policy) in TensorBoard")
+    p.add_argument("bundle", help="bundle (or any) folder; its tensorboard/ event folders are found below it")
+    p.add_argument("--port", type=int, default=6006, help="TensorBoard port")
+    p.add_argument("--host", default="127.0.0.1", help="0.0.0.0 to listen on all interfaces")
+    p.add_argument("--list", action="store_true", help="only list the runs found, with their last logged step")
+    p.set_defaults(func=_cmd_logs)
+
     p = sub.add_parser("start-states", help="store dataset posterior states in a bundle (behaviour learning starts)")
-    p.add_argument("--data", required=True, help="dataset folder the world model was trained on")
-    p.add_argument("--bundle", required=True, help="bundle folder")
+    add_flags(p, "data", "bundle", "device", data={"help": "dataset folder the world model was trained on"},
+              bundle={"required": True, "default": None})
     p.add_argument("--count", type=int, default=4096, help="number of states (~0.5 KB each)")
-    p.add_argument("--device", default="cpu", help="cpu | cuda")
     p.set_defaults(func=_cmd_start_states)
 
     p = sub.add_parser("train-reward-heads",
                        help="fit oracle true-reward heads on the world model's latents (the score ladder's ceiling)")
-    p.add_argument("--data", required=True, help="dataset folder with task rewards (from `genrl collect`)")
-    p.add_argument("--bundle", required=True, help="bundle with a trained world model")
+    add_flags(p, "data", "bundle", "device", "no-progress",
+              data={"help": "dataset folder with task rewards (from `genrl collect`)"},
+              bundle={"required": True, "default": None, "help": "bundle with a trained world model"})
     p.add_argument("--steps", type=int, default=2000, help="updates of batch 16 x 32 steps")
-    p.add_argument("--device", default="cpu", help="cpu | cuda")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar (logs still go to JSONL)")
     p.set_defaults(func=_cmd_train_reward_heads)
 
     p = sub.add_parser("serve", help="start the web app (REST API + UI) on a bundle")
-    p.add_argument("--bundle", default="checkpoints/walker", help="bundle folder")
+    add_flags(p, "bundle", "db")
     p.add_argument("--host", default="127.0.0.1", help="0.0.0.0 to listen on all interfaces")
     p.add_argument("--port", type=int, default=7860, help="port")
-    p.add_argument("--db", default=None, help="SQLite job database (default under runs/app/)")
     p.add_argument("--max-jobs", type=int, default=1, help="learning jobs that run at once; others queue")
     p.add_argument("--token", default=None, help="API token required to start/cancel jobs (or GENRL_API_TOKEN)")
     p.add_argument("--workers", type=int, default=None,
@@ -394,20 +448,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_serve)
 
     p = sub.add_parser("worker", help="run queued learning jobs of a server's job database (e.g. one per GPU)")
-    p.add_argument("--bundle", default=None, help="bundle folder(s), comma-separated, as the server's "
-                                                  "(default: GENRL_BUNDLE, else checkpoints/walker)")
+    add_flags(p, "bundle", "db", "device",
+              bundle={"default": None, "help": "bundle folder(s), comma-separated, as the server's "
+                                               "(default: GENRL_BUNDLE, else checkpoints/walker)"},
+              device={"default": None, "help": "cpu | cuda | cuda:K | auto (default: GENRL_DEVICE, else auto)"})
     p.add_argument("--runs", default=None, help="the server's runs folder (default: GENRL_RUNS, else runs/app)")
-    p.add_argument("--db", default=None, help="the server's job database (default: RUNS/jobs.sqlite)")
-    p.add_argument("--device", default=None, help="cpu | cuda | cuda:K | auto (default: GENRL_DEVICE, else auto)")
     p.add_argument("--jobs", type=int, default=1, help="jobs this worker runs at once")
     p.add_argument("--claim-timeout", type=float, default=None,
                    help="seconds without a heartbeat before a dead worker's job is re-queued (default 30)")
     p.set_defaults(func=_cmd_worker)
 
     p = sub.add_parser("experts", help="measure the MPC experts' true returns (1000 env steps per episode)")
+    add_flags(p, "workers", workers={"help": "parallel episodes (each planner also uses its threads)"})
     p.add_argument("--tasks", required=True, help="comma-separated tasks, e.g. walker_stand,walker_run")
     p.add_argument("--episodes", type=int, default=5, help="episodes per task")
-    p.add_argument("--workers", type=int, default=1, help="parallel episodes (each planner also uses its threads)")
     p.add_argument("--record", action="store_true", help="write the measured returns into checkpoints/experts/")
     p.set_defaults(func=_cmd_experts)
     return parser
@@ -423,7 +477,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         signal.signal(signal.SIGTERM, _stop_on_sigterm)
     try:
         args.func(args)
-    except (ValueError, OSError, EpisodeFormatError, RuntimeError, KeyError) as exc:
+    except (GenRLError, OSError) as exc:  # the user's to fix (OSError: a path they gave); anything else is a bug
         print(f"genrl {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

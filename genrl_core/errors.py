@@ -10,3 +10,11 @@ class GenRLError(Exception):
 
 class ConfigError(GenRLError, ValueError):
     """A bad preset name, setting key or setting value."""
+
+
+class DataError(GenRLError, ValueError):
+    """A dataset that cannot be used as asked: too short, inconsistent, or empty."""
+
+
+class MissingFileError(GenRLError, FileNotFoundError):
+    """A file or folder the command needs is not there; the message says how to make it."""

@@ -85,7 +85,7 @@ class Prompt:
         """A video prompt: the file must exist; it is hashed here, once."""
         path = Path(path)
         if not path.is_file():
-            raise PromptError(f"video prompt {path} does not exist")
+            raise PromptError(f"video prompt {path} " + ("is not a file" if path.exists() else "does not exist"))
         if not is_video_name(path.name):
             raise PromptError(f"a video prompt must be one of {', '.join(VIDEO_SUFFIXES)}; got {path.name!r}")
         digest = hashlib.sha256(path.read_bytes()).hexdigest()

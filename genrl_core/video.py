@@ -10,6 +10,8 @@ import imageio.v2 as imageio
 import numpy as np
 from PIL import Image
 
+from genrl_core.prompt import PromptError
+
 
 def write_mp4(path: str | Path, frames: np.ndarray, fps: int = 20, upscale: int = 1) -> Path:
     """Write uint8 frames (T, H, W, 3) to `path`; `upscale` repeats pixels so 64 px clips stay sharp."""
@@ -41,7 +43,7 @@ def read_video_prompt(path: str | Path, frames: int = 8, size: int = 64, rate: f
     a square and resized."""
     path = Path(path)
     if not path.is_file():
-        raise ValueError(f"video prompt {path} does not exist")
+        raise PromptError(f"video prompt {path} does not exist")
     try:
         reader = imageio.get_reader(path)
         fps = float(reader.get_meta_data().get("fps") or rate)
@@ -53,12 +55,12 @@ def read_video_prompt(path: str | Path, frames: int = 8, size: int = 64, rate: f
         reader.close()
     except Exception as exc:  # imageio raises many types for unreadable files; their text holds ffmpeg's
         # whole stderr (its build flags, the server's paths): say what happened, not that
-        raise ValueError(f"cannot read video prompt {path.name}: it does not decode as a video "
+        raise PromptError(f"cannot read video prompt {path.name}: it does not decode as a video "
                          f"({type(exc).__name__})") from None
     stride = max(fps / rate, 1e-9)
     span = (frames - 1) * stride  # source frames covered by the window
     if len(clip) < 1 or len(clip) - 1 < span - 1e-6:
-        raise ValueError(f"video prompt {path.name} has {len(clip)} frames at {fps:g} fps; {frames} agent steps "
+        raise PromptError(f"video prompt {path.name} has {len(clip)} frames at {fps:g} fps; {frames} agent steps "
                          f"at {rate:g} per second need {int(np.ceil(span)) + 1}")
     first = (len(clip) - 1 - span) / 2
     picked = [clip[int(round(first + k * stride))] for k in range(frames)]

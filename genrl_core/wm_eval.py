@@ -16,6 +16,7 @@ import torch
 from genrl_core.bundle import read_config
 from genrl_core.data.replay import load_training_arrays
 from genrl_core.data.store import EpisodeStore
+from genrl_core.errors import ConfigError, DataError, MissingFileError
 from genrl_core.train.world_model import load_world_model
 from genrl_core.video import write_mp4
 
@@ -37,7 +38,7 @@ def evaluate_open_loop(bundle: str | Path, data: str | Path, out: str | Path, ep
                        context: int = 5, horizon: int = 45, starts: tuple[int, ...] = (0, 100, 200, 300, 400),
                        log=print) -> dict:
     if context < 1 or horizon < 1:
-        raise ValueError(f"context ({context}) and horizon ({horizon}) must both be >= 1")
+        raise ConfigError(f"context ({context}) and horizon ({horizon}) must both be >= 1")
     model = load_world_model(bundle)
     held = read_config(bundle).get("world_model_heldout", [])
     store = EpisodeStore(data)
@@ -46,7 +47,7 @@ def evaluate_open_loop(bundle: str | Path, data: str | Path, out: str | Path, ep
     if not paths:  # e.g. a tiny dataset where nothing was held out
         paths, source = store.paths()[-episodes:], "last (not held-out)"
     if not paths:
-        raise FileNotFoundError(f"no episodes in {data}")
+        raise MissingFileError(f"no episodes in {data}")
     paths = paths[:episodes]
     length = context + horizon
     windows_img, windows_act = [], []
@@ -57,7 +58,7 @@ def evaluate_open_loop(bundle: str | Path, data: str | Path, out: str | Path, ep
                 windows_img.append(ep["image"][s: s + length])
                 windows_act.append(ep["action"][s: s + length])
     if not windows_img:
-        raise ValueError(f"episodes are shorter than context + horizon = {length} steps")
+        raise DataError(f"episodes are shorter than context + horizon = {length} steps")
     images = torch.from_numpy(np.stack(windows_img))
     actions = torch.from_numpy(np.stack(windows_act))
     recon, pred = open_loop(model, images, actions, context)

@@ -20,6 +20,7 @@ from app.jobs import JobManager
 from app.main import create_app
 from app.store import CANCEL, FINISHED, JobStore, new_owner, owner_dead
 from genrl_core.cli import main as genrl
+from genrl_core.errors import ConfigError
 
 OPTS = {"steps": 8, "task": None, "eval_episodes": 0}
 FEW = {"updates": 2}
@@ -127,7 +128,7 @@ def test_settings_errors_name_the_bad_value(tmp_path, monkeypatch, capsys):
         with pytest.raises(ValueError, match=words):
             make_jobs(AppConfig(runs=tmp_path, db=tmp_path / "jobs.sqlite", **bad), store, bodies)
     monkeypatch.setitem(sys.modules, "ray", None)  # as if Ray were not installed
-    with pytest.raises(RuntimeError, match="pip install ray"):
+    with pytest.raises(ConfigError, match="pip install ray"):
         import_ray()
     store.close()
     assert genrl(["worker", "--jobs", "0", "--runs", str(tmp_path)]) == 2

@@ -19,6 +19,7 @@ import numpy as np
 from genrl_core.data.recipes import POLICY_HELP
 from genrl_core.data.store import EpisodeStore
 from genrl_core.envs import PixelEnv, get_body, get_task
+from genrl_core.errors import ConfigError
 from genrl_core.fileio import atomic_write
 
 
@@ -34,9 +35,9 @@ class Policy:
         if spec.startswith("expert:"):
             task = spec.split(":", 1)[1]
             if get_task(task).body != body:
-                raise ValueError(f"expert task {task!r} is not a task of body {body!r}")
+                raise ConfigError(f"expert task {task!r} is not a task of body {body!r}")
             return cls("expert", task)
-        raise ValueError(f"unknown policy {spec!r}; valid: {POLICY_HELP}")
+        raise ConfigError(f"unknown policy {spec!r}; valid: {POLICY_HELP}")
 
     @property
     def slug(self) -> str:
@@ -127,7 +128,7 @@ def collect(body: str, policy: str, episodes: int, out: str | Path, seed: int = 
     get_body(body)
     pol = Policy.parse(policy, body)
     if episodes < 0:
-        raise ValueError(f"episodes must be >= 0, got {episodes}")
+        raise ConfigError(f"episodes must be >= 0, got {episodes}")
     check_dataset_meta(out, body, seed, size)
     store = EpisodeStore(out)
     store.clean_temp()  # leftovers of an interrupted run; their episodes are redone below
@@ -165,7 +166,7 @@ def check_dataset_meta(out: str | Path, body: str, seed: int, size: int, recipe:
         have = json.loads(path.read_text())
         diff = {k: (have.get(k), v) for k, v in want.items() if have.get(k) != v}
         if diff:
-            raise ValueError(f"{out} was collected with " + ", ".join(f"{k}={a!r}" for k, (a, _) in diff.items())
+            raise ConfigError(f"{out} was collected with " + ", ".join(f"{k}={a!r}" for k, (a, _) in diff.items())
                              + "; this run asks for " + ", ".join(f"{k}={b!r}" for k, (_, b) in diff.items())
                              + ": use those values to resume, or another --out")
         if recipe is None or have.get("recipe") == recipe:

@@ -26,6 +26,7 @@ from mujoco import rollout
 from genrl_core.envs.bodies import features
 from genrl_core.envs.pixel_env import PixelEnv
 from genrl_core.envs.tasks import get_task
+from genrl_core.errors import ConfigError
 from genrl_core.fileio import atomic_write
 
 EXPERTS_DIR = Path(__file__).resolve().parents[2] / "checkpoints" / "experts"
@@ -55,7 +56,7 @@ class MPCConfig:
         fields = {f.name for f in dataclasses.fields(cls)}
         unknown = set(raw) - fields
         if unknown:
-            raise ValueError(f"expert {task}: unknown MPC settings {sorted(unknown)}; valid: {sorted(fields)}")
+            raise ConfigError(f"expert {task}: unknown MPC settings {sorted(unknown)}; valid: {sorted(fields)}")
         return cls(**raw)
 
 
@@ -74,7 +75,7 @@ def expert_settings(task: str) -> dict:
     path = EXPERTS_DIR / f"{task}.json"
     if not path.exists():
         known = sorted(p.stem for p in EXPERTS_DIR.glob("*.json"))
-        raise ValueError(f"no expert settings for task {task!r} at {path}; experts exist for: {', '.join(known)}")
+        raise ConfigError(f"no expert settings for task {task!r} at {path}; experts exist for: {', '.join(known)}")
     return json.loads(path.read_text())
 
 
@@ -91,7 +92,7 @@ class MPCExpert:
     def __init__(self, env: PixelEnv, task: str, cfg: MPCConfig | None = None, seed: int = 0):
         self.env, self.cfg = env, cfg or MPCConfig.load(task)
         if self.cfg.objective and self.cfg.objective not in PLANNING_OBJECTIVES:
-            raise ValueError(f"unknown objective {self.cfg.objective!r}; valid: {', '.join(PLANNING_OBJECTIVES)}")
+            raise ConfigError(f"unknown objective {self.cfg.objective!r}; valid: {', '.join(PLANNING_OBJECTIVES)}")
         self.reward_fn = PLANNING_OBJECTIVES[self.cfg.objective] if self.cfg.objective else get_task(task).reward
         # Getting up from the floor needs other plans (longer, calmer) than running: while fallen,
         # the recovery task's own expert acts.
@@ -100,13 +101,13 @@ class MPCExpert:
             rec_cfg = dataclasses.replace(MPCConfig.load(self.cfg.recover_task), recover_task="", exec_noise=0.0)
             self.recovery = MPCExpert(env, self.cfg.recover_task, rec_cfg, seed=seed + 1)
         if get_task(task).body != env.body_name:
-            raise ValueError(f"task {task} is not a task of body {env.body_name}")
+            raise ConfigError(f"task {task} is not a task of body {env.body_name}")
         src = env.physics.model.ptr
         self.model = copy.copy(src)
         scale = self.cfg.planner_substep_scale
         self.model.opt.timestep = src.opt.timestep * scale
         if env.n_sub_steps % scale:
-            raise ValueError(f"planner_substep_scale {scale} must divide the {env.n_sub_steps} physics steps "
+            raise ConfigError(f"planner_substep_scale {scale} must divide the {env.n_sub_steps} physics steps "
                              f"per env step")
         self.substeps = env.n_sub_steps // scale  # planner physics steps per env step
         self.datas = [mujoco.MjData(self.model) for _ in range(self.cfg.threads)]

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from genrl_core.data.store import ALL_KEYS, INT_META_KEYS, STR_META_KEYS, EpisodeStore, load_episode, save_episode
+from genrl_core.errors import ConfigError, DataError, MissingFileError
 from genrl_core.fileio import atomic_write
 
 PACK_FILE = "pack.json"
@@ -80,7 +81,7 @@ def _pack_one(args: tuple[Path, Path, int, str]) -> tuple[str, int, float]:
     atomic_write(out / f"{src.stem}.npz", lambda f: np.savez_compressed(f, **rest))
     back = decode_frames(mp4)
     if back.shape != ep["image"].shape:
-        raise ValueError(f"{src.name}: the mp4 decodes to {back.shape}, the episode has {ep['image'].shape}")
+        raise DataError(f"{src.name}: the mp4 decodes to {back.shape}, the episode has {ep['image'].shape}")
     return src.name, mp4.stat().st_size + (out / f"{src.stem}.npz").stat().st_size, _psnr(back, ep["image"])
 
 
@@ -92,18 +93,18 @@ def pack_dataset(data: str | Path, out: str | Path, crf: int = 18, fields: str =
     data, out = Path(data), Path(out)
     paths = EpisodeStore(data).paths()
     if not paths:
-        raise FileNotFoundError(f"dataset folder {data} holds no episodes")
+        raise MissingFileError(f"dataset folder {data} holds no episodes")
     if not 0 <= crf <= 51:
-        raise ValueError(f"crf must be in 0..51 (lower is closer to the original), got {crf}")
+        raise ConfigError(f"crf must be in 0..51 (lower is closer to the original), got {crf}")
     if fields not in FIELDS:
-        raise ValueError(f"unknown fields {fields!r}; valid: {', '.join(FIELDS)}")
+        raise ConfigError(f"unknown fields {fields!r}; valid: {', '.join(FIELDS)}")
     out.mkdir(parents=True, exist_ok=True)
     done = {p.stem for p in out.glob("*.npz")} & {p.stem for p in out.glob("*.mp4")}
     todo = [(p, out, crf, fields) for p in paths if p.stem not in done]
     meta_path = out / PACK_FILE
     meta = json.loads(meta_path.read_text()) if meta_path.exists() else {"episodes": {}}
     if meta.get("fields", fields) != fields or meta.get("crf", crf) != crf:
-        raise ValueError(f"{out} already holds a pack with fields={meta['fields']} crf={meta['crf']}; "
+        raise ConfigError(f"{out} already holds a pack with fields={meta['fields']} crf={meta['crf']}; "
                          f"use those or another --out")
     with ProcessPoolExecutor(max(1, workers)) as pool:
         for i, (name, size, psnr) in enumerate(pool.map(_pack_one, todo), 1):
@@ -129,7 +130,7 @@ def _unpack_one(args: tuple[Path, Path]) -> str:
         ep = {k: (f[k].item() if k in STR_META_KEYS + INT_META_KEYS else f[k]) for k in f.files}
     ep["image"] = decode_frames(npz.with_suffix(".mp4"))
     if len(ep["image"]) != len(ep["action"]):
-        raise ValueError(f"{npz.name}: {len(ep['image'])} frames for {len(ep['action'])} steps")
+        raise DataError(f"{npz.name}: {len(ep['image'])} frames for {len(ep['action'])} steps")
     if all(k in ep for k in ALL_KEYS):
         save_episode(out / npz.name, ep)
     else:  # a `train` pack: only what training reads, still written atomically
@@ -141,7 +142,7 @@ def unpack_dataset(packed: str | Path, out: str | Path, workers: int = 1, log=pr
     """Decode a packed copy back into a plain dataset folder; returns the number of episodes."""
     packed, out = Path(packed), Path(out)
     if not (packed / PACK_FILE).exists():
-        raise FileNotFoundError(f"{packed} is not a packed dataset (no {PACK_FILE}; make one with `genrl pack-data`)")
+        raise MissingFileError(f"{packed} is not a packed dataset (no {PACK_FILE}; make one with `genrl pack-data`)")
     out.mkdir(parents=True, exist_ok=True)
     todo = [(p, out) for p in sorted(packed.glob("*.npz")) if not (out / p.name).exists()]
     with ProcessPoolExecutor(max(1, workers)) as pool:

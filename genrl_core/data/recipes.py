@@ -9,6 +9,8 @@ data on purpose: they are the held-out tasks of the evaluation, as in the paper.
 
 from __future__ import annotations
 
+from genrl_core.errors import ConfigError
+
 POLICY_HELP = "random | reset | expert:TASK (e.g. expert:walker_run)"
 
 RECIPES: dict[str, dict[str, list[tuple[str, int]]]] = {
@@ -43,7 +45,7 @@ RECIPES: dict[str, dict[str, list[tuple[str, int]]]] = {
 
 def get_recipe(body: str, name: str) -> list[tuple[str, int]]:
     if body not in RECIPES:
-        raise ValueError(f"no recipes for body {body!r}; bodies with recipes: {', '.join(RECIPES)}")
+        raise ConfigError(f"no recipes for body {body!r}; bodies with recipes: {', '.join(RECIPES)}")
     if name not in RECIPES[body]:
-        raise ValueError(f"unknown recipe {name!r} for {body}; valid: {', '.join(RECIPES[body])}")
+        raise ConfigError(f"unknown recipe {name!r} for {body}; valid: {', '.join(RECIPES[body])}")
     return RECIPES[body][name]

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from genrl_core.data.store import EpisodeFormatError, EpisodeStore, read_arrays
+from genrl_core.errors import DataError, MissingFileError
 
 HOLDOUT_MODULO = 20  # an episode is held out for evaluation when crc32(name) % 20 == 0
 
@@ -48,7 +49,7 @@ class EpisodeReplay:
         """`extras` name -> loader of a per-step array (T, ...) for an episode file, sampled alongside.
         Episodes shorter than seq_len (e.g. ended by a diverged simulation) are skipped, and said so."""
         if not paths:
-            raise FileNotFoundError("no episodes to train on")
+            raise MissingFileError("no episodes to train on")
         images, actions, firsts, starts, kept = [], [], [], [], []
         extra_parts: dict[str, list[torch.Tensor]] = {name: [] for name in extras or {}}
         offset = 0
@@ -66,14 +67,14 @@ class EpisodeReplay:
             for name, load in (extras or {}).items():
                 arr = np.asarray(load(path))
                 if len(arr) != length:
-                    raise ValueError(f"{name} for {path} has {len(arr)} steps, the episode {length}")
+                    raise DataError(f"{name} for {path} has {len(arr)} steps, the episode {length}")
                 extra_parts[name].append(torch.from_numpy(arr))
             offset += length
         if not images:
-            raise ValueError(f"every episode is shorter than seq_len {seq_len}")
+            raise DataError(f"every episode is shorter than seq_len {seq_len}")
         for path, act in zip(kept, actions, strict=True):
             if act.shape[1] != actions[0].shape[1]:
-                raise ValueError(f"{path}: 'action' has {act.shape[1]} dims, other episodes {actions[0].shape[1]}; "
+                raise DataError(f"{path}: 'action' has {act.shape[1]} dims, other episodes {actions[0].shape[1]}; "
                                  f"use one body per dataset")
         self.device = torch.device(device)
         self.images = torch.cat(images).to(self.device)
@@ -93,10 +94,10 @@ class EpisodeReplay:
         """Replay of the training split of a dataset folder, and the held-out paths."""
         store = EpisodeStore(data)
         if not Path(data).is_dir():
-            raise FileNotFoundError(f"dataset folder {data} does not exist (create one with `genrl collect`)")
+            raise MissingFileError(f"dataset folder {data} does not exist (create one with `genrl collect`)")
         paths = store.paths()
         if not paths:
-            raise FileNotFoundError(f"dataset folder {data} holds no episodes (create them with `genrl collect`)")
+            raise MissingFileError(f"dataset folder {data} holds no episodes (create them with `genrl collect`)")
         train, held = split_episodes(paths)
         return cls(train, seq_len, device, seed, extras, log), held
 

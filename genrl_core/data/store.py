@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from genrl_core.errors import GenRLError
+from genrl_core.errors import ConfigError, GenRLError, MissingFileError
 from genrl_core.fileio import atomic_write
 
 FORMAT_VERSION = 1
@@ -140,14 +140,14 @@ def save_episode(path: PathLike, ep: Mapping[str, Any]) -> Path:
 
     # The parent must exist (EpisodeStore.save creates it); a stray path should fail loudly.
     if not path.parent.is_dir():
-        raise FileNotFoundError(f"directory {path.parent} does not exist")
+        raise MissingFileError(f"directory {path.parent} does not exist")
     atomic_write(path, lambda f: np.savez_compressed(f, **arrays))
     return path
 
 
 def _open_npz(path: Path) -> np.lib.npyio.NpzFile:
     if not path.exists():
-        raise FileNotFoundError(f"episode file not found: {path}")
+        raise MissingFileError(f"episode file not found: {path}")
     # Checked up front because np.load would report a foreign file as
     # "pickled data" and a .npy file would load as a plain array.
     if not zipfile.is_zipfile(path):
@@ -219,7 +219,7 @@ class EpisodeStore:
         """File path of episode ``name`` (given without extension)."""
         if not name or name.startswith(".") or Path(name).name != name:
             # Dot-names would be hidden from paths(); separators escape root.
-            raise ValueError(f"invalid episode name {name!r}: must be a plain file name not starting with '.'")
+            raise ConfigError(f"invalid episode name {name!r}: must be a plain file name not starting with '.'")
         return self.root / f"{name}.npz"
 
     def paths(self) -> list[Path]:

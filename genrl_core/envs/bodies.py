@@ -16,6 +16,8 @@ import mujoco
 import numpy as np
 from dm_control.suite import cheetah, common, quadruped, walker
 
+from genrl_core.errors import ConfigError
+
 
 @dataclasses.dataclass(frozen=True)
 class BodySpec:
@@ -104,7 +106,7 @@ EPISODE_ENV_STEPS = 1000  # env steps per episode for every body, as in GenRL
 
 def get_body(name: str) -> BodySpec:
     if name not in BODIES:
-        raise ValueError(f"unknown body {name!r}; valid bodies: {', '.join(sorted(BODIES))}")
+        raise ConfigError(f"unknown body {name!r}; valid bodies: {', '.join(sorted(BODIES))}")
     return BODIES[name]
 
 

@@ -10,6 +10,7 @@ from dm_control.suite import cheetah, quadruped, walker
 
 from genrl_core.envs.bodies import EPISODE_ENV_STEPS, SensorLayout, build_physics, features, get_body
 from genrl_core.envs.tasks import TaskSpec, body_tasks, get_task
+from genrl_core.errors import ConfigError
 
 INIT_MODES = ("default", "random_pose")
 
@@ -55,9 +56,9 @@ class PixelEnv:
     def __init__(self, task: str, size: int = 64, action_repeat: int = 2, seed: int | None = None,
                  episode_env_steps: int = EPISODE_ENV_STEPS, init: str = "default"):
         if init not in INIT_MODES:
-            raise ValueError(f"unknown init {init!r}; valid: {', '.join(INIT_MODES)}")
+            raise ConfigError(f"unknown init {init!r}; valid: {', '.join(INIT_MODES)}")
         if action_repeat < 1 or episode_env_steps % action_repeat:
-            raise ValueError(f"action_repeat {action_repeat} must be >= 1 and divide {episode_env_steps}")
+            raise ConfigError(f"action_repeat {action_repeat} must be >= 1 and divide {episode_env_steps}")
         self.body_name, self.task = parse_target(task)
         self.body = get_body(self.body_name)
         self.name = task
@@ -82,7 +83,7 @@ class PixelEnv:
     def reset(self, init: str | None = None) -> StepResult:
         init = init or self.init
         if init not in INIT_MODES:
-            raise ValueError(f"unknown init {init!r}; valid: {', '.join(INIT_MODES)}")
+            raise ConfigError(f"unknown init {init!r}; valid: {', '.join(INIT_MODES)}")
         with self.physics.reset_context():
             self._dm_task.initialize_episode(self.physics)
         if init == "random_pose":

@@ -15,6 +15,8 @@ from collections.abc import Callable
 import numpy as np
 from dm_control.utils.rewards import tolerance
 
+from genrl_core.errors import ConfigError
+
 Features = dict[str, np.ndarray]
 INF = float("inf")
 
@@ -182,7 +184,7 @@ TASKS: dict[str, TaskSpec] = {t.name: t for t in _TASKS}
 
 def get_task(name: str) -> TaskSpec:
     if name not in TASKS:
-        raise ValueError(f"unknown task {name!r}; valid tasks: {', '.join(TASKS)}")
+        raise ConfigError(f"unknown task {name!r}; valid tasks: {', '.join(TASKS)}")
     return TASKS[name]
 
 

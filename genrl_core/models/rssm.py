@@ -45,10 +45,10 @@ class RSSMConfig:
     classes: int = 16  # classes per variable
     hidden: int = 256  # MLP width
     depth: int = 16  # conv channels of the first layer (x1, x2, x4, x8)
-    action_dim: int = 6
-    image_size: int = 64
-    unimix: float = 0.01
-    free_nats: float = 1.0
+    action_dim: int = 6  # set from the dataset
+    image_size: int = 64  # frame size in pixels (the conv stack expects 64)
+    unimix: float = 0.01  # uniform mix in every categorical, as DreamerV3
+    free_nats: float = 1.0  # KL below this is not penalised
     kl_scale: float = 0.6  # overall KL weight (GenRL)
     kl_balance: float = 0.85  # share of the dynamics term KL(sg(post) || prior)
 

@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from genrl_core.bundle import BundleError, file_digest, load_torch, save_torch
 from genrl_core.config import BehaviourConfig
 from genrl_core.data.replay import EpisodeReplay
-from genrl_core.errors import GenRLError
+from genrl_core.errors import ConfigError, GenRLError
 from genrl_core.models.actor_critic import Actor, Critic, ReturnNorm, feature
 from genrl_core.models.reward import aligned_reward, oracle_task, similarity_matrix
 from genrl_core.models.rssm import RSSM
@@ -87,7 +87,7 @@ class StartStates:
             self.stoch = F.one_hot(pool["stoch"].long(), wm.cfg.classes).float().to(self.device)
         else:
             if connector is None or aligner is None:
-                raise ValueError("data-free starting states need the connector and the aligner")
+                raise ConfigError("data-free starting states need the connector and the aligner")
             self.connector, self.aligner, self.embed_dim = connector, aligner, embed_dim
 
     @torch.no_grad()
@@ -133,7 +133,7 @@ class BehaviourLearner:
         self.wm, self.cfg = wm, cfg
         task = oracle_task(cfg.reward)
         if task is not None and reward_heads is None:
-            raise ValueError(f"reward {cfg.reward!r} needs the bundle's oracle reward heads")
+            raise ConfigError(f"reward {cfg.reward!r} needs the bundle's oracle reward heads")
         self.oracle = None if task is None else (reward_heads, reward_heads.column(task))
         dev = next(wm.parameters()).device
         feat_dim = wm.cfg.deter + wm.cfg.stoch_dim

@@ -22,6 +22,7 @@ from genrl_core.bundle import BundleError, load_torch, read_config, save_torch, 
 from genrl_core.config import ConnectorTrainConfig, apply_overrides
 from genrl_core.config import preset as get_preset
 from genrl_core.data.replay import EpisodeReplay
+from genrl_core.errors import MissingFileError
 from genrl_core.models.aligner import Aligner
 from genrl_core.models.connector import Connector
 from genrl_core.train.loop import ProgressLog
@@ -56,7 +57,7 @@ def train_connector(data: str | Path, bundle: str | Path, preset: str = "small",
     vlm = load_vlm(bundle, device=device)
     cache = embeddings_dir(data, vlm)
     if not cache.is_dir():
-        raise FileNotFoundError(f"no cached window embeddings for this VLM in {cache}; run "
+        raise MissingFileError(f"no cached window embeddings for this VLM in {cache}; run "
                                 f"`genrl embed-dataset --data {data} --bundle {bundle}` first")
 
     embeddings = {"embedding": lambda p: load_window_embeddings(data, vlm, p.stem).numpy()}

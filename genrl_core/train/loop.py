@@ -1,5 +1,6 @@
-"""What every training loop shares: averaged JSONL metrics with rates, a progress bar with
-ETA, and a wall-clock checkpoint timer."""
+"""What every training loop shares: averaged JSONL metrics with rates, the same scalars as
+TensorBoard event files beside them (`tensorboard/<log name>/`, opened by `genrl logs`), a
+progress bar with ETA, and a wall-clock checkpoint timer."""
 
 from __future__ import annotations
 
@@ -11,6 +12,18 @@ from pathlib import Path
 
 import torch
 from tqdm import tqdm
+
+TENSORBOARD_DIR = "tensorboard"
+
+
+def _event_writer(folder: Path):
+    """A TensorBoard writer, or None where the tensorboard package is missing (a bare GPU box):
+    the JSONL log has the same numbers."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        return None
+    return SummaryWriter(str(folder))
 
 
 class ProgressLog:
@@ -27,6 +40,7 @@ class ProgressLog:
         self.window: list[torch.Tensor] = []  # one row of metrics per update, still on the device
         self.keys: list[str] = []
         self.window_steps = 0
+        self.board = _event_writer(self.path.parent / TENSORBOARD_DIR / self.path.stem) if enabled else None
 
     @property
     def elapsed(self) -> float:
@@ -54,6 +68,11 @@ class ProgressLog:
         if self.enabled:
             with open(self.path, "a") as f:
                 f.write(json.dumps(row) + "\n")
+            if self.board is not None:
+                for key, value in row.items():
+                    if key != "step":
+                        self.board.add_scalar(f"{self.desc}/{key}", value, step)
+                self.board.flush()  # a killed run keeps every line it logged, as the JSONL does
             self.bar.set_postfix({k: row[k] for k in self.keys[:3]})
         self.window, self.window_steps, self.window_start = [], 0, time.time()
 
@@ -65,6 +84,8 @@ class ProgressLog:
 
     def close(self) -> None:
         self.bar.close()
+        if self.board is not None:
+            self.board.close()
 
     @contextlib.contextmanager
     def saving_on_interrupt(self, save: Callable[[], None], log=print) -> Iterator[None]:

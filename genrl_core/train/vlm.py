@@ -28,6 +28,7 @@ from genrl_core.config import EmbeddedVLMConfig, VLMTrainConfig, apply_overrides
 from genrl_core.config import preset as get_preset
 from genrl_core.data.replay import split_episodes
 from genrl_core.data.store import EpisodeStore, load_episode
+from genrl_core.errors import DataError, MissingFileError
 from genrl_core.train.loop import ProgressLog
 from genrl_core.vlm.base import WINDOW, window_indices
 from genrl_core.vlm.captions import caption, window_concepts
@@ -67,7 +68,7 @@ class WindowSet:
                 window = {k: v[t - WINDOW + 1: t + 1] for k, v in feats.items()}
                 self.items[tuple(window_concepts(window, ep["body"]))].append((e, t))
         if not self.items:
-            raise ValueError("no windows to train on")
+            raise DataError("no windows to train on")
         self.keys = sorted(self.items)
         common = sorted(self.keys, key=lambda k: -len(self.items[k]))[:8]
         log(f"[train-vlm] {len(paths)} episodes, {sum(map(len, self.items.values()))} windows, "
@@ -117,7 +118,7 @@ def train_vlm(data: str | Path, out: str | Path, preset: str = "small", override
         raise BundleError(f"{out} holds a VLM of other sizes: {bundle['vlm'].get('config')}")
     paths = EpisodeStore(data).paths()
     if not paths:
-        raise FileNotFoundError(f"dataset folder {data} holds no episodes (create them with `genrl collect`)")
+        raise MissingFileError(f"dataset folder {data} holds no episodes (create them with `genrl collect`)")
     train_paths, held = split_episodes(paths)
     windows = WindowSet(train_paths, cfg.stride, log)
     torch.manual_seed(cfg.seed)

@@ -24,6 +24,7 @@ from genrl_core.bundle import BundleError, load_torch, load_weights, read_config
 from genrl_core.config import WMTrainConfig, apply_overrides
 from genrl_core.config import preset as get_preset
 from genrl_core.data.replay import EpisodeReplay
+from genrl_core.errors import ConfigError
 from genrl_core.models.rssm import RSSM, RSSMConfig, config_from_dict
 from genrl_core.train.loop import ProgressLog
 
@@ -110,7 +111,7 @@ def train_world_model(data: str | Path, out: str | Path, preset: str = "small", 
         dist.init_process_group("nccl" if device == "cuda" else "gloo")
     dev = torch.device(f"cuda:{local_rank}" if device == "cuda" and world > 1 else device)
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda was asked for but torch sees no CUDA device")
+        raise ConfigError("--device cuda was asked for but torch sees no CUDA device")
 
     model_cfg, cfg, bundle = resolve_configs(out, preset, overrides or [], action_dim=None)
     replay, held_out = EpisodeReplay.from_dir(data, cfg.seq_len, dev, seed=1000 * cfg.seed + rank, log=log)

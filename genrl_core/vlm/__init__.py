@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from genrl_core.bundle import BundleError, file_digest, load_torch, read_config
+from genrl_core.errors import MissingFileError
 from genrl_core.fileio import atomic_write
 from genrl_core.vlm.base import VLM, WINDOW, VLMError, window_indices
 
@@ -51,7 +52,7 @@ def embed_dataset(data: str | Path, vlm: VLM, log=print) -> Path:
 
     paths = EpisodeStore(data).paths()
     if not paths:
-        raise FileNotFoundError(f"dataset folder {data} holds no episodes")
+        raise MissingFileError(f"dataset folder {data} holds no episodes")
     out = embeddings_dir(data, vlm)
     todo = [p for p in paths if not (out / f"{p.stem}.npy").exists()]
     log(f"[embed-dataset] {len(paths) - len(todo)}/{len(paths)} cached for {vlm.name}; embedding {len(todo)}")
@@ -65,5 +66,5 @@ def embed_dataset(data: str | Path, vlm: VLM, log=print) -> Path:
 def load_window_embeddings(data: str | Path, vlm: VLM, episode: str) -> torch.Tensor:
     path = embeddings_dir(data, vlm) / f"{episode}.npy"
     if not path.exists():
-        raise FileNotFoundError(f"no cached embeddings at {path}; run `genrl embed-dataset` first")
+        raise MissingFileError(f"no cached embeddings at {path}; run `genrl embed-dataset` first")
     return torch.from_numpy(np.load(path).astype(np.float32))

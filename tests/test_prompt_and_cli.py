@@ -1,0 +1,140 @@
+"""The prompt parsed once at the edge, the one settings syntax, and the CLI generated from the
+documented configs (issue 14)."""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from genrl_core.cli import build_parser, main
+from genrl_core.config import PRESETS, BehaviourConfig, apply_overrides, describe, preset, typed_settings
+from genrl_core.errors import ConfigError, GenRLError
+from genrl_core.prompt import MAX_PROMPT_CHARS, Prompt, PromptError, PromptTooLong, check_steps
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_a_text_prompt_is_validated_and_identified_once():
+    p = Prompt.text("  Stand up   STRAIGHT ")
+    assert (p.kind, p.name, p.identity) == ("text", "Stand up   STRAIGHT", "text:stand up straight")
+    assert Prompt.parse(p) is p and Prompt.parse("stand up straight").identity == p.identity
+    assert p.slug_name == "stand-up-straight"
+    with pytest.raises(PromptError, match="empty"):
+        Prompt.text("   ")
+    with pytest.raises(PromptTooLong, match=str(MAX_PROMPT_CHARS)):
+        Prompt.text("x" * (MAX_PROMPT_CHARS + 1))
+    with pytest.raises(PromptError, match="lone surrogate"):
+        Prompt.text("\ud800 stand")
+    with pytest.raises(PromptError, match="text or a video"):
+        Prompt.parse(42)
+
+
+def test_a_video_prompt_is_a_file_hashed_by_its_bytes(tmp_path):
+    clip = tmp_path / "clip.mp4"
+    clip.write_bytes(b"not really a video, but bytes to hash")
+    same = tmp_path / "renamed.mp4"
+    same.write_bytes(clip.read_bytes())
+    a, b = Prompt.parse(str(clip)), Prompt.parse(same)
+    assert a.is_video and a.path == clip and a.identity == b.identity and a.name == "video clip.mp4"
+    # a network prompt is never read as a path, even when it names an existing video file
+    assert not Prompt.text(str(clip)).is_video
+    with pytest.raises(PromptError, match="does not exist"):
+        Prompt.parse(str(tmp_path / "missing.mp4"))
+    with pytest.raises(PromptError, match="is not a file"):
+        Prompt.video(tmp_path)
+    (tmp_path / "notes.txt").write_text("hello")
+    with pytest.raises(PromptError, match="must be one of"):
+        Prompt.video(tmp_path / "notes.txt")
+
+
+def test_steps_means_one_thing_everywhere():
+    assert check_steps(8) == 8 and check_steps(64) == 64
+    for bad in (7, 65, True, "32"):
+        with pytest.raises(PromptError, match="steps must be between 8 and 64"):
+            check_steps(bad)
+
+
+def test_one_settings_syntax_for_text_and_typed_values():
+    cfg = BehaviourConfig()
+    assert typed_settings(cfg, ["updates=7", "behaviour.bf16=false", "actor_lr=1e-3"], "behaviour") == {
+        "updates": 7, "bf16": False, "actor_lr": 1e-3}
+    sections = apply_overrides(preset("world_model", "tiny"), ["model.deter=48", "train.amp=none"])
+    assert sections["model"].deter == 48 and sections["train"].amp == "none"
+    for bad, message in ((["updates=many"], "bad value for behaviour.updates: expected int, got 'many'"),
+                         (["speed=3"], "unknown behaviour setting 'speed'"),
+                         (["reward=euclid"], "unknown reward 'euclid'")):
+        with pytest.raises(ConfigError, match=message):
+            typed_settings(cfg, bad, "behaviour")
+    with pytest.raises(ConfigError, match="unknown preset 'huge'; valid: tiny, small, paper"):
+        preset("connector", "huge")
+
+
+def test_every_setting_is_documented_and_its_help_generated():
+    for stage, presets in PRESETS.items():
+        for section, cfg in presets["small"].items():
+            docs = describe(type(cfg))
+            undocumented = [f.name for f in dataclasses.fields(cfg) if not docs.get(f.name)]
+            assert not undocumented, (stage, section, undocumented)
+    commands = build_parser()._subparsers._group_actions[0].choices
+    for command, stage in (("train-wm", "world_model"), ("train-vlm", "vlm"), ("train-connector", "connector"),
+                           ("learn", "behaviour")):
+        text = commands[command].format_help()
+        cfg = next(iter(PRESETS[stage]["small"].values()))
+        field = dataclasses.fields(cfg)[0]
+        assert describe(type(cfg))[field.name] in text, (command, field.name)
+
+
+def test_only_our_own_errors_become_cli_messages(capsys, monkeypatch):
+    assert main(["learn", "run", "--bundle", "/nonexistent/bundle"]) == 2
+    assert "not a bundle" in capsys.readouterr().err
+    assert main(["train-connector", "--data", "d", "--bundle", "b", "--preset", "huge"]) == 2
+    assert "unknown preset 'huge'" in capsys.readouterr().err
+    # a bug is not dressed up as a user error: it keeps its traceback
+    monkeypatch.setattr("genrl_core.cli._cmd_envs", lambda args: {}["missing"])
+    with pytest.raises(KeyError):
+        main(["envs"])
+    assert issubclass(PromptError, GenRLError) and issubclass(ConfigError, GenRLError)
+
+
+def test_genrl_logs_lists_the_event_files_every_training_loop_writes(tmp_path, walker_random_data, capsys):
+    bundle = tmp_path / "bundle"
+    assert main(["train-wm", "--data", str(walker_random_data), "--out", str(bundle), "--preset", "tiny",
+                 "--set", "train.steps=20", "--no-progress"]) == 0
+    assert main(["logs", str(bundle), "--list"]) == 0
+    assert "logs/tensorboard/world_model: last step 20" in capsys.readouterr().out
+    assert main(["logs", str(tmp_path / "nothing-here"), "--list"]) == 2
+
+
+def _imports(path: Path) -> set[str]:
+    """genrl_core modules a file imports (top level or inside functions)."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("genrl_core"):
+            found.add(node.module)
+            found.update(f"{node.module}.{a.name}" for a in node.names)
+        elif isinstance(node, ast.Import):
+            found.update(a.name for a in node.names if a.name.startswith("genrl_core"))
+    return found
+
+
+def test_genrl_core_imports_have_no_cycles():
+    modules = {".".join(p.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__"): p
+               for p in (ROOT / "genrl_core").rglob("*.py")}
+    graph = {name: {m for m in _imports(path) if m in modules and m != name} for name, path in modules.items()}
+    done: set[str] = set()
+
+    def visit(name: str, trail: list[str]) -> None:
+        if name in trail:
+            raise AssertionError("import cycle: " + " -> ".join([*trail[trail.index(name):], name]))
+        if name in done:
+            return
+        for dep in graph[name]:
+            if not name.startswith(dep + "."):  # a package's own __init__ is not a cycle
+                visit(dep, [*trail, name])
+        done.add(name)
+
+    for name in graph:
+        visit(name, [])
