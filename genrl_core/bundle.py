@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,12 @@ BUNDLE_VERSION = 1
 
 class BundleError(GenRLError, ValueError):
     """A bundle is missing, incomplete, or does not match the code or the request."""
+
+
+def relative_to_bundle(path: str | Path, bundle: str | Path) -> str:
+    """`path` as config.json records it: relative to the bundle, so the record means the same on
+    any machine the bundle and its dataset are copied to together (never the trainer's absolute path)."""
+    return Path(os.path.relpath(Path(path).resolve(), Path(bundle).resolve())).as_posix()
 
 
 def read_config(bundle: str | Path) -> dict[str, Any]:

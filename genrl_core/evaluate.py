@@ -22,20 +22,15 @@ from genrl_core.video import write_mp4
 #  ours-random: mean of the 40 random-policy episodes of our walker dataset (seed 0).
 #  ours-expert: best episode of our MPC expert on the true state (checkpoints/experts, dataset).
 #  ceiling: no expert exists for a held-out task; 1000 is the most the reward can give.
-REFERENCE_RETURNS: dict[str, tuple[float, float, str]] = {
-    "walker_stand": (150.0, 970.0, "paper"),
-    "walker_walk": (45.0, 960.0, "paper"),
-    "walker_run": (30.0, 770.0, "paper"),
-    "cheetah_run": (9.0, 890.0, "paper"),
-    "quadruped_walk": (10.0, 960.0, "paper"),
-    "quadruped_run": (10.0, 930.0, "paper"),
-    "walker_lying_down": (769.0, 987.0, "ours-random / ours-expert"),
-    "walker_sit_knees": (28.0, 975.0, "ours-random / ours-expert"),
-    "walker_legs_up": (176.0, 1000.0, "ours-random / ceiling"),
-    "walker_one_foot": (12.0, 1000.0, "ours-random / ceiling"),
-    "walker_high_kick": (9.0, 1000.0, "ours-random / ceiling"),
-    "walker_flip": (399.0, 1000.0, "ours-random / ceiling"),
+_REFERENCES: dict[str, dict[str, tuple[float, float]]] = {  # source -> task -> (random, expert)
+    "paper": {"walker_stand": (150.0, 970.0), "walker_walk": (45.0, 960.0), "walker_run": (30.0, 770.0),
+              "cheetah_run": (9.0, 890.0), "quadruped_walk": (10.0, 960.0), "quadruped_run": (10.0, 930.0)},
+    "ours-random / ours-expert": {"walker_lying_down": (769.0, 987.0), "walker_sit_knees": (28.0, 975.0)},
+    "ours-random / ceiling": {"walker_legs_up": (176.0, 1000.0), "walker_one_foot": (12.0, 1000.0),
+                              "walker_high_kick": (9.0, 1000.0), "walker_flip": (399.0, 1000.0)},
 }
+REFERENCE_RETURNS: dict[str, tuple[float, float, str]] = {
+    task: (*returns, source) for source, tasks in _REFERENCES.items() for task, returns in tasks.items()}
 
 # Plain-language descriptions used to pick a default evaluation task for a prompt.
 TASK_PHRASES: dict[str, str] = {

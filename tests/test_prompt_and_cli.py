@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from genrl_core.bundle import read_config
 from genrl_core.cli import build_parser, main
 from genrl_core.config import PRESETS, BehaviourConfig, apply_overrides, describe, preset, typed_settings
 from genrl_core.errors import ConfigError, GenRLError
@@ -99,10 +100,13 @@ def test_only_our_own_errors_become_cli_messages(capsys, monkeypatch):
     assert issubclass(PromptError, GenRLError) and issubclass(ConfigError, GenRLError)
 
 
-def test_genrl_logs_lists_the_event_files_every_training_loop_writes(tmp_path, walker_random_data, capsys):
+def test_train_wm_writes_event_files_and_a_relative_dataset_path(tmp_path, walker_random_data, capsys):
     bundle = tmp_path / "bundle"
     assert main(["train-wm", "--data", str(walker_random_data), "--out", str(bundle), "--preset", "tiny",
                  "--set", "train.steps=20", "--no-progress"]) == 0
+    # the bundle records its dataset relative to itself, not as this machine's absolute path
+    recorded = read_config(bundle)["world_model_data"]
+    assert not Path(recorded).is_absolute() and (bundle / recorded).resolve() == Path(walker_random_data).resolve()
     assert main(["logs", str(bundle), "--list"]) == 0
     assert "logs/tensorboard/world_model: last step 20" in capsys.readouterr().out
     assert main(["logs", str(tmp_path / "nothing-here"), "--list"]) == 2

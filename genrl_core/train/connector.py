@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from genrl_core.bundle import BundleError, load_torch, read_config, save_torch, write_config
+from genrl_core.bundle import BundleError, load_torch, read_config, relative_to_bundle, save_torch, write_config
 from genrl_core.config import ConnectorTrainConfig, apply_overrides
 from genrl_core.config import preset as get_preset
 from genrl_core.data.replay import EpisodeReplay
@@ -90,7 +90,8 @@ def train_connector(data: str | Path, bundle: str | Path, preset: str = "small",
         save_torch(bundle / "connector.pt", connector.state_dict())
         save_torch(bundle / "aligner.pt", aligner.state_dict())
         write_config(bundle, {**read_config(bundle), "connector": {
-            "embed_dim": vlm.embed_dim, "vlm": vlm.name, "data": str(data), "heldout": [p.name for p in held],
+            "embed_dim": vlm.embed_dim, "vlm": vlm.name, "data": relative_to_bundle(data, bundle),
+            "heldout": [p.name for p in held],
             "train": {**dataclasses.asdict(cfg), "step": step, "train_seconds": round(elapsed, 1)}}})
 
     log(f"[train-connector] {replay.num_episodes} episodes, VLM {vlm.name}, "

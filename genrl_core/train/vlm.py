@@ -23,7 +23,7 @@ import open_clip
 import torch
 import torch.nn.functional as F
 
-from genrl_core.bundle import BundleError, load_torch, read_config, save_torch, write_config
+from genrl_core.bundle import BundleError, load_torch, read_config, relative_to_bundle, save_torch, write_config
 from genrl_core.config import EmbeddedVLMConfig, VLMTrainConfig, apply_overrides
 from genrl_core.config import preset as get_preset
 from genrl_core.data.replay import split_episodes
@@ -137,7 +137,7 @@ def train_vlm(data: str | Path, out: str | Path, preset: str = "small", override
     loss_fn = open_clip.ClipLoss()
     captions = CaptionCache(model, dev)
     meta = {"body": bundle.get("body") or windows.body, "vlm": {
-        "backend": "embedded", "config": dataclasses.asdict(model_cfg), "data": str(data),
+        "backend": "embedded", "config": dataclasses.asdict(model_cfg), "data": relative_to_bundle(data, out),
         "heldout": [p.name for p in held]}}
 
     def checkpoint(elapsed: float) -> None:

@@ -20,7 +20,15 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from genrl_core.bundle import BundleError, load_torch, load_weights, read_config, save_torch, write_config
+from genrl_core.bundle import (
+    BundleError,
+    load_torch,
+    load_weights,
+    read_config,
+    relative_to_bundle,
+    save_torch,
+    write_config,
+)
 from genrl_core.config import WMTrainConfig, apply_overrides
 from genrl_core.config import preset as get_preset
 from genrl_core.data.replay import EpisodeReplay
@@ -158,7 +166,7 @@ def train_world_model(data: str | Path, out: str | Path, preset: str = "small", 
 
     meta = {
         "body": body or bundle.get("body"), "world_model": dataclasses.asdict(model_cfg),
-        "world_model_preset": preset, "world_model_data": str(data),
+        "world_model_preset": preset, "world_model_data": relative_to_bundle(data, out),
         "world_model_heldout": [p.name for p in held_out],
     }
 
