@@ -13,7 +13,7 @@ from genrl_core.cli import main
 from genrl_core.data import EpisodeStore, load_episode
 from genrl_core.errors import ConfigError
 from genrl_core.models.actor_critic import feature
-from genrl_core.train.behaviour import BehaviourLearner, imagine
+from genrl_core.train.behaviour import BehaviourLearner, actor_rollout
 from genrl_core.train.reward_head import HEADS_FILE, load_reward_heads
 from genrl_core.vlm.captions import WORDINGS
 
@@ -55,7 +55,7 @@ def test_oracle_reward_is_the_heads_prediction_on_imagined_states(oracle_bundle)
     stoch = torch.nn.functional.one_hot(torch.randint(agent.wm.cfg.classes, (8, agent.wm.cfg.stoch)),
                                         agent.wm.cfg.classes).float()
     with torch.no_grad():
-        traj = imagine(agent.wm, learner.actor, deter, stoch, cfg.horizon)
+        traj = actor_rollout(agent.wm, learner.actor, deter, stoch, cfg.horizon)
         reward, t_a = learner.rewards(traj, torch.zeros(0))
         expected = heads(feature(traj["deter"], traj["stoch"]))[..., heads.tasks.index("walker_walk")]
     assert torch.equal(reward, expected) and t_a.eq(0).all()

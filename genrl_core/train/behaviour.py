@@ -107,7 +107,8 @@ class StartStates:
 
 
 # ------------------------------------------------------------------ learner
-def imagine(wm: RSSM, actor: Actor, deter: torch.Tensor, stoch: torch.Tensor, horizon: int) -> dict[str, torch.Tensor]:
+def actor_rollout(wm: RSSM, actor: Actor, deter: torch.Tensor, stoch: torch.Tensor,
+                  horizon: int) -> dict[str, torch.Tensor]:
     """The world model's one imagination loop with the actor's sampled actions, plus the actor's
     entropy at states 0..horizon-1 (one batched pass after the rollout)."""
     # the actor's input is a stop-gradient, as GenRL and Dreamer: its gradients reach earlier
@@ -156,7 +157,7 @@ class BehaviourLearner:
     def update(self, deter: torch.Tensor, stoch: torch.Tensor, target: torch.Tensor) -> dict[str, Any]:
         cfg = self.cfg
         with torch.autocast(deter.device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
-            traj = imagine(self.wm, self.actor, deter, stoch, cfg.horizon)
+            traj = actor_rollout(self.wm, self.actor, deter, stoch, cfg.horizon)
             reward, t_a = self.rewards(traj, target)
             reward = reward.float()
             feat = feature(traj["deter"], traj["stoch"])
