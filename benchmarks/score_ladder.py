@@ -59,8 +59,13 @@ PARAPHRASES = {
 }
 
 
-def expert_episode(bundle: Path, data: Path, task: str) -> tuple[Path, bool]:
-    """A held-out expert episode of the task (from the world model's split), else the last one."""
+def expert_episode(bundle: Path, data: Path, task: str, unseen: Path | None = None) -> tuple[Path, bool]:
+    """A held-out expert episode of the task: from `unseen` (a dataset no part of the bundle was
+    trained on), else from the world model's own held-out split, else (not held out) the last one."""
+    if unseen is not None:
+        fresh = [p for p in EpisodeStore(unseen).paths() if p.name.startswith(f"expert_{task}-")]
+        if fresh:
+            return fresh[0], True
     held = [n for n in read_config(bundle).get("world_model_heldout", []) if n.startswith(f"expert_{task}-")]
     if held and (data / held[0]).exists():
         return data / held[0], True
@@ -143,6 +148,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--bundle", default="checkpoints/walker", help="bundle (needs reward_heads.pt for oracle)")
     parser.add_argument("--data", default="data/walker", help="dataset with expert episodes and task rewards")
+    parser.add_argument("--unseen-data", default=None, metavar="DIR",
+                        help="expert episodes collected apart (e.g. another seed) that nothing was trained on: "
+                             "the expert and video rungs use these first")
     parser.add_argument("--tasks", default="walker_stand,walker_walk,walker_run", help="comma-separated tasks")
     parser.add_argument("--rungs", default=",".join(RUNGS), help=f"comma-separated subset of {','.join(RUNGS)}")
     parser.add_argument("--paraphrases", type=int, default=3, help="paraphrases per task (1 for a reduced ladder)")
@@ -175,7 +183,8 @@ def main() -> None:
     horizon = agent.behaviour_config(settings).horizon
     jobs = []
     for task in args.tasks.split(","):
-        path, held_out = expert_episode(Path(args.bundle), Path(args.data), task)
+        path, held_out = expert_episode(Path(args.bundle), Path(args.data), task,
+                                          Path(args.unseen_data) if args.unseen_data else None)
         target, frames, start = expert_window(agent, path, task, horizon + 1)
         clip = write_mp4(out / "videos" / f"expert_{task}_{start}.mp4", frames[start: start + horizon + 1],
                          fps=int(AGENT_FPS))

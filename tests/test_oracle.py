@@ -100,3 +100,17 @@ def test_ladder_paraphrases_are_in_no_caption_template():
         assert task in TEXT_PROMPTS and len(phrases) == 3
         for p in phrases:
             assert p.lower() not in templates and not any(t in p.lower() for t in templates if len(t) > 12), p
+
+
+def test_ladder_takes_its_expert_episode_from_unseen_data_first(tmp_path, tiny_bundle):
+    from benchmarks.score_ladder import expert_episode
+    from helpers_data import make_episode
+
+    data, unseen = EpisodeStore(tmp_path / "data"), EpisodeStore(tmp_path / "unseen")
+    data.save("expert_walker_run-00000", make_episode(10))
+    # the tiny bundle holds out no expert episode: the trained-on one is used, and said to be
+    assert expert_episode(tiny_bundle, data.root, "walker_run") == (data.root / "expert_walker_run-00000.npz", False)
+    assert expert_episode(tiny_bundle, data.root, "walker_run", unseen.root)[1] is False  # nothing there yet
+    unseen.save("expert_walker_run-00003", make_episode(10, seed=3))
+    assert expert_episode(tiny_bundle, data.root, "walker_run", unseen.root) == (
+        unseen.root / "expert_walker_run-00003.npz", True)
