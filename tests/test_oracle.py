@@ -103,8 +103,9 @@ def test_ladder_paraphrases_are_in_no_caption_template():
 
 
 def test_ladder_takes_its_expert_episode_from_unseen_data_first(tmp_path, tiny_bundle):
-    from benchmarks.score_ladder import expert_episode
     from helpers_data import make_episode
+
+    from benchmarks.score_ladder import expert_episode
 
     data, unseen = EpisodeStore(tmp_path / "data"), EpisodeStore(tmp_path / "unseen")
     data.save("expert_walker_run-00000", make_episode(10))
