@@ -24,10 +24,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from app.bodies import Bodies
+from app.agents import Bodies
 from app.config import AppConfig
+from app.job_store import QUEUED, RUNNING, STOP, JobStore
 from app.jobs import JobManager
-from app.store import QUEUED, RUNNING, STOP, JobStore
 from genrl_core.errors import ConfigError
 
 log = logging.getLogger("genrl.app")

@@ -18,10 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from app import plots
-from app.bodies import Bodies
+from app.agents import Bodies
 from app.errors import AppError
-from app.media import copy_file, write_video
-from app.store import (
+from app.job_store import (
     CANCEL,
     CANCELLED,
     CLAIM_TIMEOUT,
@@ -36,6 +35,7 @@ from app.store import (
     hold_owner,
     new_owner,
 )
+from app.media import copy_file, write_video
 from genrl_core.errors import ConfigError, GenRLError
 from genrl_core.prompt import Prompt
 

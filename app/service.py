@@ -10,13 +10,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from app.bodies import Bodies
+from app.agents import Bodies
 from app.config import AppConfig
 from app.errors import AppError
 from app.executors import make_jobs
+from app.job_store import JobStore
 from app.jobs import JobManager
 from app.media import TargetCache, prune_uploads, write_video
-from app.store import JobStore
 from genrl_core import prompt as prompt_limits
 from genrl_core.errors import GenRLError
 from genrl_core.models.reward import REWARD_KINDS

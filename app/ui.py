@@ -11,9 +11,9 @@ import gradio as gr
 
 from app import plots
 from app.errors import AppError
+from app.job_store import FINISHED, SUCCEEDED
 from app.media import save_upload_path, write_video
 from app.service import EXAMPLE_PROMPTS, REWARDS, Services
-from app.store import FINISHED, SUCCEEDED
 from genrl_core.prompt import MAX_STEPS, MIN_STEPS
 
 VIDEO = {"height": 256, "width": 256, "autoplay": True, "loop": True, "elem_classes": ["genrl-video"]}

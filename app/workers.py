@@ -4,7 +4,7 @@
     genrl serve --workers 2            # the web process keeps the queue; 2 worker processes run jobs
 
 Every worker claims jobs atomically under its own owner name and keeps a heartbeat on them
-(app/store.py), so any number can share one database: a job runs once, a worker that is killed
+(app/job_store.py), so any number can share one database: a job runs once, a worker that is killed
 has its job re-queued by the others, and a cancel made in the web process reaches the worker
 through the store at its next heartbeat.
 """
@@ -20,10 +20,10 @@ import threading
 import time
 from typing import Any
 
-from app.bodies import Bodies
+from app.agents import Bodies
 from app.config import AppConfig
+from app.job_store import QUEUED, RUNNING, JobStore
 from app.jobs import JobManager
-from app.store import QUEUED, RUNNING, JobStore
 from genrl_core.bundle import BundleError
 from genrl_core.errors import ConfigError
 

@@ -11,10 +11,10 @@ import time
 
 import pytest
 
-from app.bodies import Bodies
+from app.agents import Bodies
 from app.errors import AppError
+from app.job_store import FINISHED, JobStore
 from app.jobs import ARTEFACTS, JobManager
-from app.store import FINISHED, JobStore
 from genrl_core.evaluate import REFERENCE_RETURNS
 
 OPTS = {"steps": 8, "task": None, "eval_episodes": 0}  # no real-env episode where evaluation is not tested

@@ -8,8 +8,8 @@ import pytest
 import ray
 from fastapi.testclient import TestClient
 
+from app.job_store import FINISHED
 from app.main import create_app
-from app.store import FINISHED
 
 
 @pytest.fixture(scope="module")

@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from app.job_store import FINISHED, JobStore
 from app.main import create_app
 from app.service import Services
-from app.store import FINISHED, JobStore
 from app.ui import _progress_md, build_ui
 
 # gradio's own use of pandas, not ours

@@ -13,12 +13,12 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from app.bodies import Bodies
+from app.agents import Bodies
 from app.config import AppConfig
 from app.executors import import_ray, make_jobs
+from app.job_store import CANCEL, FINISHED, JobStore, new_owner, owner_dead
 from app.jobs import JobManager
 from app.main import create_app
-from app.store import CANCEL, FINISHED, JobStore, new_owner, owner_dead
 from genrl_core.cli import main as genrl
 from genrl_core.errors import ConfigError
 
@@ -57,7 +57,7 @@ def lines(job, text):
 # -- the store alone ---------------------------------------------------------------------------
 CLAIMER = """
 import json, sys
-from app.store import JobStore, new_owner
+from app.job_store import JobStore, new_owner
 store, owner, got = JobStore(sys.argv[1]), new_owner(), []
 while (job := store.claim_next(owner)) is not None:
     got.append(job["id"])

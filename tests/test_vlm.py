@@ -11,6 +11,7 @@ import torch
 from genrl_core.cli import main
 from genrl_core.config import preset
 from genrl_core.data import EpisodeStore
+from genrl_core.prompt import PromptError, PromptTooLong
 from genrl_core.train.vlm import train_vlm
 from genrl_core.vlm import embed_dataset, load_vlm, load_window_embeddings, window_indices
 from genrl_core.vlm.base import VLMError
@@ -70,9 +71,13 @@ def test_embed_windows_matches_window_embeddings(tiny_embedded):
 
 
 def test_bad_inputs_are_rejected(tiny_embedded):
-    for bad in ([], [""], "a string", ["x" * 5000]):
-        with pytest.raises(VLMError):
+    for bad in ([], "a string"):
+        with pytest.raises(VLMError, match="non-empty list of strings"):
             tiny_embedded.embed_text(bad)
+    with pytest.raises(PromptError, match="empty"):  # the one prompt check (genrl_core/prompt.py)
+        tiny_embedded.embed_text(["stand", " "])
+    with pytest.raises(PromptTooLong):
+        tiny_embedded.embed_text(["x" * 5000])
     with pytest.raises(VLMError, match="uint8"):
         tiny_embedded.embed_video(torch.zeros(1, 8, 64, 64, 3))
     with pytest.raises(VLMError, match="8 frames"):

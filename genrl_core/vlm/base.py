@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from genrl_core.config import WINDOW
 from genrl_core.errors import GenRLError
-from genrl_core.prompt import MAX_PROMPT_CHARS
+from genrl_core.prompt import check_text
 
 
 class VLMError(GenRLError, ValueError):
@@ -47,10 +47,7 @@ class VLM(ABC):
         if isinstance(texts, str) or not isinstance(texts, list | tuple) or not texts:
             raise VLMError("embed_text expects a non-empty list of strings")
         for text in texts:
-            if not isinstance(text, str) or not text.strip():
-                raise VLMError("prompts must be non-empty strings")
-            if len(text) > MAX_PROMPT_CHARS:
-                raise VLMError(f"prompt of {len(text)} characters is too long (at most {MAX_PROMPT_CHARS})")
+            check_text(text)  # the one prompt check: not empty, not too long, real text
         out = [self._text(list(texts[i: i + batch])) for i in range(0, len(texts), batch)]
         return F.normalize(torch.cat(out).float(), dim=-1).cpu()
 

@@ -1,4 +1,4 @@
-"""The bodies the app serves: one GenRL bundle each, loaded in the background at start-up,
+"""The GenRL agents the app serves, one per body (a bundle each), loaded in the background at start-up,
 and a gate that bounds how many inference requests run and wait at once."""
 
 from __future__ import annotations
