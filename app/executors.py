@@ -35,7 +35,7 @@ EXECUTORS = ("local", "ray")
 
 
 def make_jobs(cfg: AppConfig, store: JobStore, bodies: Bodies) -> JobManager:
-    """The job manager for `cfg.executor` and `cfg.workers`; a ValueError names a bad setting."""
+    """The job manager for `cfg.executor` and `cfg.workers`; a ConfigError names a bad setting."""
     if cfg.executor not in EXECUTORS:
         raise ConfigError(f"unknown executor {cfg.executor!r}; valid: {', '.join(EXECUTORS)}")
     if cfg.max_jobs < 1:

@@ -14,7 +14,7 @@ from typing import Any, BinaryIO
 import numpy as np
 
 from app.errors import AppError
-from genrl_core.prompt import VIDEO_SUFFIXES
+from genrl_core.prompt import bad_video_name, is_video_name
 
 UPSCALE = 4  # 64 px frames shown at 256 px: nearest-neighbour keeps them sharp
 
@@ -58,10 +58,9 @@ class TargetCache:
 
 
 def check_suffix(filename: str | None) -> str:
-    suffix = Path(filename or "").suffix.lower()
-    if suffix not in VIDEO_SUFFIXES:
-        raise AppError(415, f"a video prompt must be one of {', '.join(VIDEO_SUFFIXES)}; got {filename or 'no name'!r}")
-    return suffix
+    if not is_video_name(filename or ""):
+        raise AppError(415, bad_video_name(filename))
+    return Path(filename).suffix.lower()
 
 
 def save_upload(src: BinaryIO, filename: str | None, uploads: Path, max_bytes: int) -> Path:

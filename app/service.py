@@ -20,10 +20,8 @@ from app.media import TargetCache, prune_uploads, write_video
 from genrl_core import prompt as prompt_limits
 from genrl_core.errors import GenRLError
 from genrl_core.models.reward import REWARD_KINDS
-from genrl_core.prompt import Prompt, PromptError, PromptTooLong
+from genrl_core.prompt import Prompt, PromptEmpty, PromptError, PromptTooLong
 
-# a request may pick any trajectory-matching reward; `oracle:TASK` is the score ladder's, not a user's
-REWARDS = REWARD_KINDS
 EXAMPLE_PROMPTS = ["stand up straight", "run fast", "walk forward", "lie down on your back",
                    "kneel on the ground", "balance on one foot", "kick one leg high", "do a backflip"]
 
@@ -34,8 +32,10 @@ def text_prompt(prompt: str | None) -> Prompt:
         return Prompt.text(prompt)
     except PromptTooLong as exc:
         raise AppError(413, str(exc)) from None
-    except PromptError as exc:
-        raise AppError(400 if not (prompt or "").strip() else 422, str(exc)) from None
+    except PromptEmpty as exc:
+        raise AppError(400, str(exc)) from None
+    except PromptError as exc:  # not text anyone typed (a lone surrogate, not a string)
+        raise AppError(422, str(exc)) from None
 
 
 def check_steps(steps: int) -> int:
@@ -122,8 +122,8 @@ class Services:
         updates = updates if updates is not None else self.cfg.default_updates
         if updates is not None and not 1 <= updates <= self.cfg.max_updates:
             raise AppError(422, f"updates must be between 1 and {self.cfg.max_updates}, got {updates}")
-        if reward is not None and reward not in REWARDS:
-            raise AppError(422, f"unknown reward {reward!r}; valid: {', '.join(REWARDS)}")
+        if reward is not None and reward not in REWARD_KINDS:  # oracle:TASK is the score ladder's, not a user's
+            raise AppError(422, f"unknown reward {reward!r}; valid: {', '.join(REWARD_KINDS)}")
         episodes = self.cfg.eval_episodes if eval_episodes is None else eval_episodes
         if not 0 <= episodes <= self.cfg.max_eval_episodes:
             raise AppError(422, f"eval_episodes must be between 0 and {self.cfg.max_eval_episodes}, got {episodes}")

@@ -13,7 +13,8 @@ from app import plots
 from app.errors import AppError
 from app.job_store import FINISHED, SUCCEEDED
 from app.media import save_upload_path, write_video
-from app.service import EXAMPLE_PROMPTS, REWARDS, Services
+from app.service import EXAMPLE_PROMPTS, Services
+from genrl_core.models.reward import REWARD_KINDS
 from genrl_core.prompt import MAX_STEPS, MIN_STEPS
 
 VIDEO = {"height": 256, "width": 256, "autoplay": True, "loop": True, "elem_classes": ["genrl-video"]}
@@ -180,7 +181,7 @@ def build_ui(svc: Services) -> gr.Blocks:
                     with gr.Accordion("Learning settings", open=False):
                         updates = gr.Number(value=svc.cfg.default_updates, precision=0, minimum=1,
                                             maximum=svc.cfg.max_updates, label="Updates (empty: default)")
-                        reward = gr.Radio(list(REWARDS), value=None, label="Reward (empty: default)")
+                        reward = gr.Radio(list(REWARD_KINDS), value=None, label="Reward (empty: default)")
                         seed = gr.Number(value=0, precision=0, minimum=0, label="Seed")
                         task = gr.Dropdown([AUTO_TASK], value=AUTO_TASK, label="Evaluation task",
                                            allow_custom_value=False)

@@ -35,7 +35,7 @@ import torch
 
 from genrl_core.agent import GenRL, Prompt
 from genrl_core.bundle import BundleError, read_config
-from genrl_core.config import BehaviourConfig, typed_settings
+from genrl_core.config import BehaviourConfig, apply_settings, parse_settings
 from genrl_core.data.store import EpisodeStore, read_arrays
 from genrl_core.models.actor_critic import feature
 from genrl_core.train.reward_head import load_reward_heads
@@ -174,7 +174,8 @@ def main() -> None:
         parser.error(f"unknown rungs {sorted(unknown)}; valid: {', '.join(RUNGS)}")
     try:
         settings = {"updates": args.updates, "max_minutes": args.minutes,
-                    **typed_settings(BehaviourConfig(), args.set, "behaviour")}
+                    **parse_settings(args.set)}
+        apply_settings(BehaviourConfig(), settings, "behaviour")  # bad settings fail before the bundle loads
     except ValueError as exc:
         parser.error(str(exc))
     out = Path(args.out)

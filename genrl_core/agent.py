@@ -43,6 +43,7 @@ __all__ = ["GenRL", "LearnedPolicy", "LearningCancelled", "Prompt", "PromptError
 
 PromptLike = str | Path | Prompt
 TARGET_CACHE = 16  # prompts whose target rollout is kept (a few KB each)
+RESET_FRAME_CACHE = 256  # seeds whose first real frame is kept (12 KB each)
 
 
 class GenRL:
@@ -56,7 +57,8 @@ class GenRL:
         # prompt identity, aligner -> the longest target rollout made so far: the connector's mode
         # rollout is deterministic, so a shorter target is a prefix of a longer one
         self._targets: OrderedDict[tuple[str, bool], torch.Tensor] = OrderedDict()
-        self._reset_frames: dict[int, np.ndarray] = {}  # seed -> first frame of a real episode (12 KB)
+        self._reset_frames: OrderedDict[int, np.ndarray] = OrderedDict()  # seed -> a real first frame (12 KB)
+        self._cache_lock = threading.Lock()  # the app calls one agent from several threads
 
     @classmethod
     def load(cls, bundle: str | Path, device: str = "cpu", policies_dir: str | Path | None = None,
@@ -104,14 +106,17 @@ class GenRL:
     @torch.no_grad()
     def _target(self, prompt: Prompt, steps: int, use_aligner: bool) -> torch.Tensor:
         key = (prompt.identity, use_aligner)
-        cached = self._targets.get(key)
-        if cached is None or len(cached) < steps:
+        with self._cache_lock:
+            cached = self._targets.get(key)
+        if cached is None or len(cached) < steps:  # two threads may both compute it: the same tensor
             cached = self.connector.rollout(self.embed_prompt(prompt, use_aligner)[None], steps)[0]
-            self._targets[key] = cached
-        self._targets.move_to_end(key)
-        while len(self._targets) > TARGET_CACHE:
-            self._targets.popitem(last=False)
-        return cached[:steps]
+        with self._cache_lock:
+            if len(self._targets.get(key, ())) < len(cached):
+                self._targets[key] = cached
+            self._targets.move_to_end(key)
+            while len(self._targets) > TARGET_CACHE:
+                self._targets.popitem(last=False)
+        return cached[:steps].clone()  # a copy: saved alone (not the longer tensor), and safe to change
 
     @torch.no_grad()
     def decode(self, latents: torch.Tensor) -> np.ndarray:
@@ -124,7 +129,8 @@ class GenRL:
         return [t.name for t in body_tasks(self.body)]
 
     def guess_task(self, prompt: PromptLike) -> str:
-        """The body's task whose plain description is nearest to the prompt in the VLM's text space."""
+        """The body's task whose plain description is nearest to the prompt in the VLM's text space
+        (the first task for a video prompt)."""
         names = self.tasks()
         prompt = Prompt.parse(prompt)
         if prompt.is_video:
@@ -173,7 +179,8 @@ class GenRL:
     def policy_meta(self, slug: str, prompt: PromptLike, cfg: BehaviourConfig,
                     created: float | None = None) -> PolicyMeta:
         """The meta a policy starts with (learn_policy adds its progress); one schema for all writers."""
-        return PolicyMeta(slug=slug, prompt=Prompt.parse(prompt).name, settings=dataclasses.asdict(cfg),
+        prompt = Prompt.parse(prompt)
+        return PolicyMeta(slug=slug, prompt=prompt.name, prompt_kind=prompt.kind, settings=dataclasses.asdict(cfg),
                           body=self.body, world_model=self.wm_digest, vlm=self.vlm.name,
                           created=created or time.time())
 
@@ -188,10 +195,19 @@ class GenRL:
     def real_start(self, batch: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Latent state (deter, one-hot stoch) of `batch` real reset frames of the body, seeds
         seed, seed + 1, ...: where an episode starts."""
+        frames = []
         for i in range(seed, seed + batch):
-            if i not in self._reset_frames:  # a reset is deterministic in its seed: render it once
-                self._reset_frames[i] = PixelEnv(self.body, seed=i).reset().image
-        images = torch.from_numpy(np.stack([self._reset_frames[i] for i in range(seed, seed + batch)])).to(self.device)
+            with self._cache_lock:
+                frame = self._reset_frames.get(i)
+            if frame is None:  # a reset is deterministic in its seed: render it once
+                frame = PixelEnv(self.body, seed=i).reset().image
+            with self._cache_lock:
+                self._reset_frames[i] = frame
+                self._reset_frames.move_to_end(i)
+                while len(self._reset_frames) > RESET_FRAME_CACHE:
+                    self._reset_frames.popitem(last=False)
+            frames.append(frame)
+        images = torch.from_numpy(np.stack(frames)).to(self.device)
         cfg = self.wm.cfg
         return self.wm.obs_step(self.wm.initial_deter(batch, self.device),
                                 torch.zeros(batch, cfg.stoch, cfg.classes, device=self.device),
@@ -206,11 +222,11 @@ class GenRL:
         return self.wm.imagine(deter, stoch, lambda d, s: actor.act(feature(d, s)), steps, sample=False)
 
     def imagine(self, policy: str | LearnedPolicy, steps: int = 64, seed: int = 0) -> np.ndarray:
-        """Decoded frames (steps, 64, 64, 3) of the policy acting in the world model from a real start."""
-        if not 1 <= int(steps) <= 1000:
-            raise PromptError(f"steps must be between 1 and 1000, got {steps}")
+        """Decoded frames (steps, 64, 64, 3) of the policy acting in the world model from a real start;
+        `steps` as everywhere (prompt.STEPS_HELP). For longer rollouts use `rollout`."""
+        steps = check_steps(steps)
         torch.manual_seed(seed)
-        states = self.rollout(policy, *self.real_start(1, seed), int(steps) - 1)["stoch"]
+        states = self.rollout(policy, *self.real_start(1, seed), steps - 1)["stoch"]
         return self.decode(states[0])
 
     def alignment(self, prompt: PromptLike | None, policy: str | LearnedPolicy, batch: int = 16,
@@ -235,7 +251,9 @@ class GenRL:
                  keep_actions: bool = False) -> dict[str, Any]:
         """True return of the policy in the real simulator (from pixels), normalised where references exist."""
         actor, found = self.load_policy(policy)
-        task = task or self.guess_task(found.meta.prompt)
+        if task is None:  # a video prompt names no task in words: the body's first one
+            meta = found.meta
+            task = self.guess_task(Prompt.text(meta.prompt)) if meta.prompt_kind == "text" else self.tasks()[0]
         if task not in self.tasks():
             raise PromptError(f"unknown task {task!r} for {self.body}; valid: {', '.join(self.tasks())}")
         if not 1 <= int(episodes) <= 100:

@@ -10,6 +10,7 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 
+from genrl_core.config import parse_settings
 from genrl_core.errors import ConfigError, GenRLError, MissingFileError
 from genrl_core.prompt import STEPS_HELP
 
@@ -136,11 +137,6 @@ def _cmd_target(args: argparse.Namespace) -> None:
     print(f"[target] {prompt!s}: {len(frames)} steps decoded in {secs:.2f}s -> {path}")
 
 
-def _behaviour_settings(items: list[str]) -> dict:
-    """`key=value` strings -> typed behaviour settings (only the keys given)."""
-    from genrl_core.config import BehaviourConfig, typed_settings
-
-    return typed_settings(BehaviourConfig(), items, "behaviour")
 
 
 def _load_agent(args: argparse.Namespace):
@@ -153,7 +149,7 @@ def _cmd_learn(args: argparse.Namespace) -> None:
     import json
 
     agent = _load_agent(args)
-    policy = agent.learn(args.prompt, _behaviour_settings(args.set), progress=not args.no_progress)
+    policy = agent.learn(args.prompt, parse_settings(args.set), progress=not args.no_progress)
     meta = policy.meta
     verb = "reused" if policy.reused else "learned"
     print(f"[learn] {verb} {policy.slug} ({meta.updates_done} updates, {meta.train_seconds:.0f}s) "
@@ -191,7 +187,7 @@ def _cmd_train_reward_heads(args: argparse.Namespace) -> None:
     from genrl_core.train.reward_head import train_reward_heads
     from genrl_core.train.world_model import load_world_model
 
-    train_reward_heads(load_world_model(args.bundle, args.device), args.data, args.bundle, steps=args.steps,
+    train_reward_heads(load_world_model(args.bundle, args.device), args.data, args.bundle, steps=args.updates,
                        progress=not args.no_progress)
 
 
@@ -224,7 +220,11 @@ def _cmd_logs(args: argparse.Namespace) -> None:
 
 def _last_logged_step(run: Path) -> int | None:
     """The last step any scalar of one run was logged at, read from its event files."""
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    try:
+        from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    except ImportError:
+        raise ConfigError("`genrl logs` needs TensorBoard: pip install -r requirements.txt "
+                          "(the JSONL logs beside the event files hold the same numbers)") from None
 
     acc = EventAccumulator(str(run), size_guidance={"scalars": 0})
     acc.Reload()
@@ -431,7 +431,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_flags(p, "data", "bundle", "device", "no-progress",
               data={"help": "dataset folder with task rewards (from `genrl collect`)"},
               bundle={"required": True, "default": None, "help": "bundle with a trained world model"})
-    p.add_argument("--steps", type=int, default=2000, help="updates of batch 16 x 32 steps")
+    p.add_argument("--updates", type=int, default=2000, help="updates of batch 16 x 32 steps")
     p.set_defaults(func=_cmd_train_reward_heads)
 
     p = sub.add_parser("serve", help="start the web app (REST API + UI) on a bundle")

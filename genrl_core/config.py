@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import math
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -197,7 +198,6 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
                                                critic_lr=3e-5, hidden=1024, layers=4)},
     },
 }
-PRESET_NAMES = ("tiny", "small", "paper")
 
 
 def preset(stage: str, name: str) -> dict[str, Any]:
@@ -219,11 +219,14 @@ def _coerce(current: Any, value: Any) -> Any:
                 raise ValueError(f"expected true/false, got {value!r}")
             return text.lower() in ("true", "1")
         try:
-            return type(current)(text)
+            parsed = type(current)(text)
         except ValueError:
             raise ValueError(f"expected {type(current).__name__}, got {value!r}") from None
+        value = parsed
     if isinstance(current, float) and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
+        value = float(value)
+    if isinstance(value, float) and not math.isfinite(value):  # nan passes every >= check
+        raise ValueError(f"expected a finite number, got {value!r}")
     if not isinstance(value, type(current)) or (isinstance(value, bool) and not isinstance(current, bool)):
         raise ValueError(f"expected {type(current).__name__}, got {value!r}")
     return value
@@ -244,16 +247,28 @@ def apply_settings(cfg: Any, values: Mapping[str, Any], section: str = "") -> An
     return dataclasses.replace(cfg, **changes)
 
 
+def parse_settings(items: list[str]) -> dict[str, str]:
+    """`key=value` strings -> {key: text}, in order (a later one wins); the values are typed and
+    checked where they land (`apply_settings`)."""
+    out: dict[str, str] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"setting {item!r} must look like key=value")
+        out[key.strip()] = text
+    return out
+
+
 def parse_overrides(overrides: list[str], sections: list[str]) -> dict[str, dict[str, str]]:
     """`section.key=value` strings -> {section: {key: text}}, in order (a later one wins)."""
     out: dict[str, dict[str, str]] = {}
-    for item in overrides:
-        path, sep, text = item.partition("=")
+    for path, text in parse_settings(overrides).items():
         section, dot, key = path.partition(".")
-        if not sep or not dot or not key:
-            raise ConfigError(f"override {item!r} must look like section.key=value (sections: {', '.join(sections)})")
+        if not dot or not key:
+            raise ConfigError(f"override {path}={text} must look like section.key=value "
+                              f"(sections: {', '.join(sections)})")
         if section not in sections:
-            raise ConfigError(f"unknown section {section!r} in {item!r}; valid: {', '.join(sections)}")
+            raise ConfigError(f"unknown section {section!r} in {path}={text}; valid: {', '.join(sections)}")
         out.setdefault(section, {})[key] = text
     return out
 
@@ -264,15 +279,6 @@ def apply_overrides(sections: dict[str, Any], overrides: list[str]) -> dict[str,
     for section, values in parse_overrides(overrides, list(sections)).items():
         out[section] = apply_settings(out[section], values, section)
     return out
-
-
-def typed_settings(cfg: Any, items: list[str], section: str) -> dict[str, Any]:
-    """`key=value` (or `section.key=value`) strings -> {key: typed value}, only the keys given,
-    each validated against `cfg`'s field types and checks."""
-    items = [item if item.startswith(f"{section}.") else f"{section}.{item}" for item in items]
-    values = parse_overrides(items, [section]).get(section, {})
-    applied = apply_settings(cfg, values, section)
-    return {key: getattr(applied, key) for key in values}
 
 
 def describe(cls: type) -> dict[str, str]:

@@ -30,7 +30,7 @@ META_FILE, POLICY_FILE, STATE_FILE, TARGET_FILE = "meta.json", "policy.pt", "sta
 SLUG_PATTERN = re.compile(r"[a-z0-9-]{1,60}")
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class PolicyMeta:
     """What a policy is (prompt, settings, world model) and how far its learning got."""
 
@@ -46,10 +46,15 @@ class PolicyMeta:
     train_seconds: float = 0.0
     start_mode: str | None = None
     device: str | None = None
+    prompt_kind: str = "text"  # text | video (metas written before this field: read from the name)
 
     @property
     def config(self) -> BehaviourConfig:
-        return BehaviourConfig(**self.settings)
+        try:
+            return BehaviourConfig(**self.settings)
+        except TypeError as exc:  # settings this code does not know: learned by another version
+            raise BundleError(f"policy {self.slug} has settings this version does not know ({exc}); "
+                              "learn it again") from None
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -60,7 +65,10 @@ class PolicyMeta:
         missing = {f.name for f in dataclasses.fields(cls) if f.default is dataclasses.MISSING} - set(raw)
         if missing:
             raise BundleError(f"policy meta lacks {', '.join(sorted(missing))}")
-        return cls(**{k: v for k, v in raw.items() if k in names})
+        known = {k: v for k, v in raw.items() if k in names}
+        if "prompt_kind" not in raw and str(raw["prompt"]).startswith("video "):
+            known["prompt_kind"] = "video"
+        return cls(**known)
 
 
 def read_meta(folder: Path) -> PolicyMeta | None:
@@ -106,7 +114,8 @@ class PolicyStore:
     policies learned on the world model with digest `world_model` load."""
 
     def __init__(self, root: Path, shipped: Path, world_model: str):
-        self.root, self.shipped, self.world_model = Path(root), Path(shipped), world_model
+        # absolute: a handle's path must mean the same in another process or working directory
+        self.root, self.shipped, self.world_model = Path(root).resolve(), Path(shipped).resolve(), world_model
         self._actors: dict[str, Actor] = {}
 
     def slug(self, prompt: Prompt, cfg: BehaviourConfig, target: torch.Tensor | None = None) -> str:
@@ -135,7 +144,7 @@ class PolicyStore:
     def get(self, policy: str | LearnedPolicy) -> LearnedPolicy:
         """A finished policy by slug (or the handle itself), learned on this world model."""
         found = policy if isinstance(policy, LearnedPolicy) else self.find(policy)
-        if found is None:
+        if found is None or not found.meta.finished or not found.policy_file.is_file():
             raise PromptError(f"no finished policy {policy!r}; learned ones: "
                               f"{', '.join(p.slug for p in self.list()) or 'none yet'}")
         if found.meta.world_model != self.world_model:

@@ -33,6 +33,10 @@ class PromptError(GenRLError, ValueError):
     """A prompt (text or video) or a request about it that cannot be served: a user error."""
 
 
+class PromptEmpty(PromptError):
+    """A text prompt with nothing in it (the REST API answers 400)."""
+
+
 class PromptTooLong(PromptError):
     """A text prompt over MAX_PROMPT_CHARS (the REST API answers 413)."""
 
@@ -50,7 +54,7 @@ def check_text(text: str | None) -> str:
         raise PromptError(f"a text prompt is a string, not {type(text).__name__}")
     text = (text or "").strip()
     if not text:
-        raise PromptError(EMPTY_PROMPT)
+        raise PromptEmpty(EMPTY_PROMPT)
     if len(text) > MAX_PROMPT_CHARS:
         raise PromptTooLong(f"the prompt has {len(text)} characters; at most {MAX_PROMPT_CHARS} are allowed")
     try:
@@ -62,6 +66,10 @@ def check_text(text: str | None) -> str:
 
 def is_video_name(name: str) -> bool:
     return name.lower().endswith(VIDEO_SUFFIXES)
+
+
+def bad_video_name(name: str | None) -> str:
+    return f"a video prompt must be one of {', '.join(VIDEO_SUFFIXES)}; got {name or 'no name'!r}"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,7 +95,7 @@ class Prompt:
         if not path.is_file():
             raise PromptError(f"video prompt {path} " + ("is not a file" if path.exists() else "does not exist"))
         if not is_video_name(path.name):
-            raise PromptError(f"a video prompt must be one of {', '.join(VIDEO_SUFFIXES)}; got {path.name!r}")
+            raise PromptError(bad_video_name(path.name))
         digest = hashlib.sha256(path.read_bytes()).hexdigest()
         return cls("video", f"video {path.name}", "video:" + digest, path)
 

@@ -19,6 +19,7 @@ from genrl_core.errors import ConfigError
 from genrl_core.evaluate import REFERENCE_RETURNS, normalised_score
 from genrl_core.models.reward import aligned_reward, alignment_scores, similarity_matrix
 from genrl_core.train.behaviour import lambda_returns
+from genrl_core.video import write_mp4
 
 FAST = {"updates": 6, "batch": 8, "hidden": 32, "layers": 1, "log_every": 1}
 
@@ -148,6 +149,18 @@ def test_reference_returns_name_real_tasks_and_a_random_policy_scores_near_zero(
         mean = float(np.mean([ep["task_rewards"][:, names.index(task)].sum() for ep in episodes]))
         assert abs(normalised_score(task, mean)) < 0.25, (task, mean)
     assert normalised_score("walker_nonexistent", 100.0) is None
+
+
+def test_a_video_prompted_policy_is_evaluated_and_its_target_saved_alone(agent, tmp_path):
+    clip = write_mp4(tmp_path / "clip.mp4", np.random.default_rng(0).integers(0, 255, (40, 64, 64, 3), np.uint8),
+                     fps=20)
+    agent.target(clip, steps=64)  # a longer target of the same prompt is cached first
+    policy = agent.learn(clip, FAST)
+    assert policy.meta.prompt_kind == "video" and policy.meta.prompt == "video clip.mp4"
+    saved = torch.load(policy.target_file)
+    assert saved.shape[0] == 17 and saved.untyped_storage().nbytes() == saved.nbytes  # not the 64-state tensor
+    result = agent.evaluate(policy, episodes=1, max_steps=3)  # no task given: a video names none in words
+    assert result["task"] == agent.tasks()[0]
 
 
 def test_a_truncated_run_reports_no_normalised_score(agent):

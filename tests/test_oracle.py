@@ -24,7 +24,7 @@ FAST = {"updates": 4, "batch": 8, "hidden": 32, "layers": 1, "log_every": 1}
 def oracle_bundle(tiny_bundle, walker_random_data, tmp_path_factory):
     bundle = tmp_path_factory.mktemp("oracle") / "bundle"
     shutil.copytree(tiny_bundle, bundle)
-    assert main(["train-reward-heads", "--data", str(walker_random_data), "--bundle", str(bundle), "--steps", "300",
+    assert main(["train-reward-heads", "--data", str(walker_random_data), "--bundle", str(bundle), "--updates", "300",
                  "--no-progress"]) == 0
     return bundle
 

@@ -11,7 +11,15 @@ import pytest
 
 from genrl_core.bundle import read_config
 from genrl_core.cli import build_parser, main
-from genrl_core.config import PRESETS, BehaviourConfig, apply_overrides, describe, preset, typed_settings
+from genrl_core.config import (
+    PRESETS,
+    BehaviourConfig,
+    apply_overrides,
+    apply_settings,
+    describe,
+    parse_settings,
+    preset,
+)
 from genrl_core.errors import ConfigError, GenRLError
 from genrl_core.prompt import MAX_PROMPT_CHARS, Prompt, PromptError, PromptTooLong, check_steps
 
@@ -60,15 +68,21 @@ def test_steps_means_one_thing_everywhere():
 
 def test_one_settings_syntax_for_text_and_typed_values():
     cfg = BehaviourConfig()
-    assert typed_settings(cfg, ["updates=7", "behaviour.bf16=false", "actor_lr=1e-3"], "behaviour") == {
-        "updates": 7, "bf16": False, "actor_lr": 1e-3}
+    text = parse_settings(["updates=7", "bf16=false", "actor_lr=1e-3"])
+    assert text == {"updates": "7", "bf16": "false", "actor_lr": "1e-3"}
+    typed = apply_settings(cfg, text, "behaviour")  # the command line's text and JSON's typed values alike
+    assert (typed.updates, typed.bf16, typed.actor_lr) == (7, False, 1e-3)
+    assert apply_settings(cfg, {"updates": 7, "bf16": False, "actor_lr": 1e-3}, "behaviour") == typed
     sections = apply_overrides(preset("world_model", "tiny"), ["model.deter=48", "train.amp=none"])
     assert sections["model"].deter == 48 and sections["train"].amp == "none"
     for bad, message in ((["updates=many"], "bad value for behaviour.updates: expected int, got 'many'"),
                          (["speed=3"], "unknown behaviour setting 'speed'"),
-                         (["reward=euclid"], "unknown reward 'euclid'")):
+                         (["reward=euclid"], "unknown reward 'euclid'"),
+                         (["max_minutes=nan"], "expected a finite number"), (["updates"], "must look like key=value")):
         with pytest.raises(ConfigError, match=message):
-            typed_settings(cfg, bad, "behaviour")
+            apply_settings(cfg, parse_settings(bad), "behaviour")
+    with pytest.raises(ConfigError, match="expected int, got True"):
+        apply_settings(cfg, {"updates": True}, "behaviour")
     with pytest.raises(ConfigError, match="unknown preset 'huge'; valid: tiny, small, paper"):
         preset("connector", "huge")
 

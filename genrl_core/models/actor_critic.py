@@ -46,15 +46,8 @@ class Actor(nn.Module):
         gradient there pushed the actor toward bang-bang control (LEARNER_REVIEW.md lead 5)."""
         mean, std = self(feat)
         action = (mean + std * torch.randn_like(mean)).clamp(-1, 1)
-        return action, self._entropy(std)
-
-    def entropy(self, feat: torch.Tensor) -> torch.Tensor:
-        """Entropy of the (unclamped) Gaussian at each feature."""
-        return self._entropy(self(feat)[1])
-
-    @staticmethod
-    def _entropy(std: torch.Tensor) -> torch.Tensor:
-        return (0.5 + 0.5 * torch.log(2 * torch.pi * std**2)).sum(-1)
+        entropy = (0.5 + 0.5 * torch.log(2 * torch.pi * std**2)).sum(-1)  # of the unclamped Gaussian
+        return action, entropy
 
     @torch.no_grad()
     def act(self, feat: torch.Tensor, explore: bool = False) -> torch.Tensor:

@@ -56,6 +56,8 @@ class RSSMConfig:
         for name in ("deter", "stoch", "classes", "hidden", "depth", "action_dim"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"RSSMConfig.{name} must be >= 1, got {getattr(self, name)}")
+        if self.image_size != 64:
+            raise ConfigError(f"RSSMConfig.image_size must be 64 (the conv encoder's size), got {self.image_size}")
         if not 0.0 <= self.unimix < 1.0 or not 0.0 <= self.kl_balance <= 1.0:
             raise ConfigError("RSSMConfig: unimix must be in [0, 1) and kl_balance in [0, 1]")
 
@@ -151,6 +153,8 @@ class RSSM(nn.Module):
         and `action` (B, steps, A). Sampled states are straight-through, so gradients reach the
         policy through the dynamics."""
         if isinstance(policy, torch.Tensor):
+            if steps is not None and steps != policy.shape[1]:
+                raise ValueError(f"imagine: {policy.shape[1]} actions given for {steps} steps")
             actions, steps = policy, policy.shape[1]
         elif steps is None:
             raise ValueError("imagine with a policy needs a number of steps")

@@ -110,11 +110,18 @@ class StartStates:
 def actor_rollout(wm: RSSM, actor: Actor, deter: torch.Tensor, stoch: torch.Tensor,
                   horizon: int) -> dict[str, torch.Tensor]:
     """The world model's one imagination loop with the actor's sampled actions, plus the actor's
-    entropy at states 0..horizon-1 (one batched pass after the rollout)."""
+    entropy at states 0..horizon-1."""
     # the actor's input is a stop-gradient, as GenRL and Dreamer: its gradients reach earlier
     # actions only through the dynamics of the states it led to, not through its own input
-    traj = wm.imagine(deter, stoch, lambda d, s: actor.sample(feature(d, s).detach())[0], horizon)
-    traj["entropy"] = actor.entropy(feature(traj["deter"][:, :-1], traj["stoch"][:, :-1]).detach())
+    entropies = []
+
+    def act(deter: torch.Tensor, stoch: torch.Tensor) -> torch.Tensor:
+        action, entropy = actor.sample(feature(deter, stoch).detach())
+        entropies.append(entropy)
+        return action
+
+    traj = wm.imagine(deter, stoch, act, horizon)
+    traj["entropy"] = torch.stack(entropies, 1)
     return traj
 
 

@@ -32,7 +32,7 @@ from genrl_core.bundle import (
 from genrl_core.config import WMTrainConfig, apply_overrides
 from genrl_core.config import preset as get_preset
 from genrl_core.data.replay import EpisodeReplay
-from genrl_core.errors import ConfigError
+from genrl_core.errors import ConfigError, GenRLError
 from genrl_core.models.rssm import RSSM, RSSMConfig, config_from_dict
 from genrl_core.train.loop import ProgressLog
 
@@ -42,7 +42,7 @@ WEIGHTS_FILE = "world_model.pt"
 LOG_FILE = Path("logs") / "world_model.jsonl"
 
 
-class TrainingDiverged(RuntimeError):
+class TrainingDiverged(GenRLError, RuntimeError):
     """The loss became NaN/inf; the last good checkpoint is kept."""
 
 
