@@ -78,7 +78,7 @@ def _cmd_unpack_data(args: argparse.Namespace) -> None:
 def _cmd_train_wm(args: argparse.Namespace) -> None:
     from genrl_core.train.world_model import train_world_model
 
-    train_world_model(args.data, args.out, preset=args.preset, overrides=args.set, device=args.device,
+    train_world_model(args.data, args.out, preset=args.preset, overrides=settings_given(args), device=args.device,
                       body=args.body, progress=not args.no_progress)
 
 
@@ -92,7 +92,7 @@ def _cmd_eval_wm(args: argparse.Namespace) -> None:
 def _cmd_train_vlm(args: argparse.Namespace) -> None:
     from genrl_core.train.vlm import train_vlm
 
-    train_vlm(args.data, args.out, preset=args.preset, overrides=args.set, device=args.device,
+    train_vlm(args.data, args.out, preset=args.preset, overrides=settings_given(args), device=args.device,
               progress=not args.no_progress)
 
 
@@ -107,7 +107,7 @@ def _cmd_embed_dataset(args: argparse.Namespace) -> None:
 def _cmd_train_connector(args: argparse.Namespace) -> None:
     from genrl_core.train.connector import train_connector
 
-    train_connector(args.data, args.bundle, preset=args.preset, overrides=args.set, device=args.device,
+    train_connector(args.data, args.bundle, preset=args.preset, overrides=settings_given(args), device=args.device,
                     progress=not args.no_progress)
 
 
@@ -116,7 +116,7 @@ def _cmd_pipeline(args: argparse.Namespace) -> None:
 
     times = run_pipeline(args.body, args.out, args.data or f"data/{args.body}", preset=args.preset,
                          recipe=args.recipe, device=args.device, workers=args.workers,
-                         budget_minutes=args.budget_minutes, overrides=args.set)
+                         budget_minutes=args.budget_minutes, overrides=settings_given(args))
     print("[pipeline] minutes per stage this run: " + ", ".join(f"{k} {v / 60:.1f}" for k, v in times.items()))
 
 
@@ -149,7 +149,7 @@ def _cmd_learn(args: argparse.Namespace) -> None:
     import json
 
     agent = _load_agent(args)
-    policy = agent.learn(args.prompt, parse_settings(args.set), progress=not args.no_progress)
+    policy = agent.learn(args.prompt, parse_settings(settings_given(args)), progress=not args.no_progress)
     meta = policy.meta
     verb = "reused" if policy.reused else "learned"
     print(f"[learn] {verb} {policy.slug} ({meta.updates_done} updates, {meta.train_seconds:.0f}s) "
@@ -275,31 +275,36 @@ def add_flags(p: argparse.ArgumentParser, *names: str, **changes: dict) -> None:
         p.add_argument(flag, **{**keywords, **changes.get(name.replace("-", "_"), {})})
 
 
-def settings_help(stage: str) -> str:
-    """Every setting of a stage, `section.key (default): its documentation`, generated from the
-    config dataclasses of its `small` preset and their field comments (genrl_core/config.py)."""
-    from genrl_core.config import PRESETS, describe
-
-    lines = [f"settings for --set (defaults of the small preset; presets: {', '.join(PRESETS[stage])}):"]
-    for section, cfg in PRESETS[stage]["small"].items():
-        docs = describe(type(cfg))
-        for field in dataclasses.fields(cfg):
-            key = field.name if stage == "behaviour" else f"{section}.{field.name}"
-            lines.append(f"  {key} ({getattr(cfg, field.name)!r}): {docs.get(field.name, '')}".rstrip(": "))
-    return "\n".join(lines)
+SETTING = "setting:"  # argparse dest prefix of the flags generated from the configs
 
 
 def add_settings(p: argparse.ArgumentParser, stage: str, example: str) -> None:
-    """--preset and --set of a stage, their help generated from the configs."""
-    from genrl_core.config import PRESETS
+    """--preset, one flag per setting of the stage (`--KEY` for behaviour, `--SECTION.KEY` else), and
+    --set for the same as KEY=VALUE strings. Every setting flag and its help are generated from the
+    config dataclasses and their field comments (genrl_core/config.py); defaults shown are the small
+    preset's."""
+    from genrl_core.config import PRESETS, describe
 
     if stage != "behaviour":
         p.add_argument("--preset", default="small", help=f"named sizes: {' | '.join(PRESETS[stage])} "
                                                          "(tiny: tests, small: the CPU default, paper: GenRL's, GPU)")
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE" if stage == "behaviour" else "SECTION.KEY=VALUE",
-                   help=f"override settings, e.g. {example} (all of them below)")
-    p.epilog = settings_help(stage)
-    p.formatter_class = argparse.RawDescriptionHelpFormatter
+                   help=f"the settings below as strings, e.g. {example}")
+    group = p.add_argument_group("settings (genrl_core/config.py; default: the preset's)")
+    for section, cfg in PRESETS[stage]["small"].items():
+        docs = describe(type(cfg))
+        for field in dataclasses.fields(cfg):
+            key = field.name if stage == "behaviour" else f"{section}.{field.name}"
+            group.add_argument(f"--{key}", dest=SETTING + key, default=None, metavar=type(field.default).__name__,
+                               help=f"{docs.get(field.name, '')} (small: {getattr(cfg, field.name)!r})"
+                               .replace("%", "%%"))  # argparse formats help with %
+
+
+def settings_given(args: argparse.Namespace) -> list[str]:
+    """The settings a command line gave, as KEY=VALUE strings: --set first, then the flags."""
+    flags = [f"{dest[len(SETTING):]}={value}" for dest, value in vars(args).items()
+             if dest.startswith(SETTING) and value is not None]
+    return [*args.set, *flags]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -10,10 +10,11 @@ import shutil
 import time
 
 import pytest
+from helpers_jobs import learning, wait
 
 from app.agents import Bodies
 from app.errors import AppError
-from app.job_store import FINISHED, JobStore
+from app.job_store import JobStore
 from app.jobs import ARTEFACTS, JobManager
 from genrl_core.evaluate import REFERENCE_RETURNS
 
@@ -32,26 +33,6 @@ def make(root, bundle, workers=1, max_queue=32, resume=True):
     store = JobStore(root / "jobs.sqlite")
     manager = JobManager(store, bodies, root / "runs", max_workers=workers, max_queue=max_queue, resume=resume)
     return manager, store, agent
-
-
-def wait(store, job_id, states=FINISHED, timeout=20.0, check=None):
-    """Poll the store until the job is in one of `states` (and `check(job)` holds)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        job = store.get(job_id)
-        if job["state"] in states and (check is None or check(job)):
-            return job
-        assert job["state"] in states or job["state"] not in FINISHED, \
-            f"job {job_id} ended {job['state']} while waiting for {states}: {job['error']}; log {job['log'][-5:]}"
-        time.sleep(0.05)
-    job = store.get(job_id)
-    raise AssertionError(f"job {job_id} did not reach {states} in {timeout:.0f} s: state {job['state']}, "
-                         f"stage {job['stage']!r}, error {job['error']}, log {job['log'][-5:]}")
-
-
-def learning(job):
-    """Running and reporting learning progress in this attempt (a requeued job keeps its old history)."""
-    return job["state"] == "running" and job["stage"].startswith("learning: update") and bool(job["history"])
 
 
 def learned_slugs(agent):

@@ -1,15 +1,18 @@
 """`--executor ray`: every learning job runs as a Ray task on a local Ray instance started here
 (two CPUs, no dashboard), over the same job store, with cancel and restart keeping their meaning."""
 
+import functools
 import json
-import time
 
+import helpers_jobs
 import pytest
 import ray
 from fastapi.testclient import TestClient
+from helpers_jobs import learning
 
-from app.job_store import FINISHED
 from app.main import create_app
+
+wait = functools.partial(helpers_jobs.wait, timeout=180.0)  # learning in other processes: slower
 
 
 @pytest.fixture(scope="module")
@@ -17,22 +20,6 @@ def local_ray():
     ray.init(num_cpus=2, include_dashboard=False, object_store_memory=128 * 2**20, log_to_driver=True)
     yield
     ray.shutdown()
-
-
-def wait(store, job_id, states=FINISHED, timeout=180.0, check=None):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        job = store.get(job_id)
-        if job["state"] in states and (check is None or check(job)):
-            return job
-        time.sleep(0.05)
-    job = store.get(job_id)
-    raise AssertionError(f"job {job_id} did not reach {states} in {timeout:.0f} s: state {job['state']}, "
-                         f"stage {job['stage']!r}, error {job['error']}, log {job['log'][-5:]}")
-
-
-def learning(job):
-    return job["state"] == "running" and job["stage"].startswith("learning: update") and bool(job["history"])
 
 
 def test_ray_executor_runs_cancels_and_requeues_on_stop(tiny_bundle, tmp_path, local_ray):

@@ -2,6 +2,7 @@
 a killed worker's job (and never a live one's), cancel across processes, `genrl worker` and
 `genrl serve --workers N`, all with real processes on the tiny bundle."""
 
+import functools
 import json
 import os
 import signal
@@ -10,13 +11,15 @@ import sys
 import time
 from pathlib import Path
 
+import helpers_jobs
 import pytest
 from fastapi.testclient import TestClient
+from helpers_jobs import learning
 
 from app.agents import Bodies
 from app.config import AppConfig
 from app.executors import import_ray, make_jobs
-from app.job_store import CANCEL, FINISHED, JobStore, new_owner, owner_dead
+from app.job_store import CANCEL, JobStore, new_owner, owner_dead
 from app.jobs import JobManager
 from app.main import create_app
 from genrl_core.cli import main as genrl
@@ -26,23 +29,7 @@ OPTS = {"steps": 8, "task": None, "eval_episodes": 0}
 FEW = {"updates": 2}
 FOREVER = {"updates": 100_000}  # never finishes within a test: cancelled or stopped
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def wait(store, job_id, states=FINISHED, timeout=120.0, check=None):
-    """Poll the store until the job is in one of `states` (and `check(job)` holds)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        job = store.get(job_id)
-        if job["state"] in states and (check is None or check(job)):
-            return job
-        time.sleep(0.05)
-    job = store.get(job_id)
-    raise AssertionError(f"job {job_id} did not reach {states} in {timeout:.0f} s: state {job['state']}, "
-                         f"stage {job['stage']!r}, error {job['error']}, log {job['log'][-5:]}")
-
-
-def learning(job):
-    return job["state"] == "running" and job["stage"].startswith("learning: update") and bool(job["history"])
+wait = functools.partial(helpers_jobs.wait, timeout=120.0)  # learning in other processes: slower
 
 
 def owner_pid(job) -> int:
@@ -58,6 +45,7 @@ def lines(job, text):
 CLAIMER = """
 import json, sys
 from app.job_store import JobStore, new_owner
+
 store, owner, got = JobStore(sys.argv[1]), new_owner(), []
 while (job := store.claim_next(owner)) is not None:
     got.append(job["id"])

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from genrl_core.bundle import read_config
-from genrl_core.cli import build_parser, main
+from genrl_core.cli import build_parser, main, settings_given
 from genrl_core.config import (
     PRESETS,
     BehaviourConfig,
@@ -95,11 +95,20 @@ def test_every_setting_is_documented_and_its_help_generated():
             assert not undocumented, (stage, section, undocumented)
     commands = build_parser()._subparsers._group_actions[0].choices
     for command, stage in (("train-wm", "world_model"), ("train-vlm", "vlm"), ("train-connector", "connector"),
-                           ("learn", "behaviour")):
-        text = commands[command].format_help()
-        cfg = next(iter(PRESETS[stage]["small"].values()))
-        field = dataclasses.fields(cfg)[0]
-        assert describe(type(cfg))[field.name] in text, (command, field.name)
+                           ("learn", "behaviour"), ("pipeline", "world_model")):
+        flags = {a.option_strings[0]: a.help for a in commands[command]._actions if a.option_strings}
+        for section, cfg in PRESETS[stage]["small"].items():
+            docs = describe(type(cfg))
+            for field in dataclasses.fields(cfg):
+                flag = f"--{field.name}" if stage == "behaviour" else f"--{section}.{field.name}"
+                assert docs[field.name].replace("%", "%%") in flags[flag], (command, flag)
+
+
+def test_a_setting_is_a_flag_or_a_set_string_alike():
+    args = build_parser().parse_args(["learn", "run", "--updates", "3", "--set", "batch=8", "--use_aligner", "false"])
+    assert sorted(settings_given(args)) == ["batch=8", "updates=3", "use_aligner=false"]
+    args = build_parser().parse_args(["train-wm", "--data", "d", "--out", "o", "--train.steps", "20"])
+    assert settings_given(args) == ["train.steps=20"]
 
 
 def test_only_our_own_errors_become_cli_messages(capsys, monkeypatch):
