@@ -7,7 +7,8 @@
 #
 # Settings (environment): PACKED (.pack/walker), BUNDLE (checkpoints/walker: warm start from its
 # world model when it has one), PRESET (small), DEVICE (cuda), MINUTES of training (6), WM_SET
-# (extra train-wm overrides), OUT (where results go).
+# (extra train-wm overrides), START_STATES (1: also rebuild the bundle's start_states.pt for the new
+# world model, seconds on a GPU; 0: skip), OUT (where results go).
 set -uo pipefail
 PACKED=${PACKED:-.pack/walker}
 BUNDLE=${BUNDLE:-checkpoints/walker}
@@ -15,6 +16,7 @@ MINUTES=${MINUTES:-6}
 PRESET=${PRESET:-small}
 DEVICE=${DEVICE:-cuda}
 WM_SET=${WM_SET:-}
+START_STATES=${START_STATES:-1}
 OUT=${OUT:?set OUT to a folder for the results}
 WORK=${WORK:-/tmp/genrl_gpu}
 export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
@@ -22,7 +24,7 @@ PY=${PY:-python3}
 mkdir -p "$OUT" "$WORK/bundle"
 log() { echo "[gpu_train_wm $(date +%T)] $*"; }
 finish() {  # whatever happened, hand back what exists
-    cp "$WORK/bundle/world_model.pt" "$WORK/bundle/config.json" "$OUT/" 2>/dev/null
+    cp "$WORK/bundle/world_model.pt" "$WORK/bundle/config.json" "$WORK/bundle/start_states.pt" "$OUT/" 2>/dev/null
     cp "$WORK/bundle/logs/world_model.jsonl" "$OUT/" 2>/dev/null
     cp "$WORK/bundle/train_state/snapshots/"*.pt "$OUT/" 2>/dev/null
     log "results: $(ls "$OUT" | tr '\n' ' ')"
@@ -50,3 +52,7 @@ if [ "$rc" -ne 0 ] && [ $(( SECONDS - start )) -lt 200 ]; then  # e.g. the compi
     train "$left" train.compile=false
 fi
 tail -n 3 "$WORK/bundle/logs/world_model.jsonl"
+if [ "$START_STATES" = 1 ]; then  # they name the world model they were built for: stale ones refuse to load
+    log "rebuilding start states"
+    timeout 300 $PY -m genrl_core.cli start-states --data "$WORK/data" --bundle "$WORK/bundle" --device "$DEVICE"
+fi
