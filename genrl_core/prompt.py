@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import numbers
 import re
 from pathlib import Path
 from typing import Literal
@@ -43,9 +44,9 @@ class PromptTooLong(PromptError):
 
 def check_steps(steps: int) -> int:
     """`steps` as defined above, validated."""
-    if isinstance(steps, bool) or not isinstance(steps, int) or not MIN_STEPS <= steps <= MAX_STEPS:
+    if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or not MIN_STEPS <= steps <= MAX_STEPS:
         raise PromptError(f"steps must be between {MIN_STEPS} and {MAX_STEPS}, got {steps!r}")
-    return steps
+    return int(steps)  # numpy integers too
 
 
 def check_text(text: str | None) -> str:

@@ -7,6 +7,7 @@ import ast
 import dataclasses
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from genrl_core.bundle import read_config
@@ -60,7 +61,7 @@ def test_a_video_prompt_is_a_file_hashed_by_its_bytes(tmp_path):
 
 
 def test_steps_means_one_thing_everywhere():
-    assert check_steps(8) == 8 and check_steps(64) == 64
+    assert check_steps(8) == 8 and check_steps(64) == 64 and check_steps(np.int64(17)) == 17
     for bad in (7, 65, True, "32"):
         with pytest.raises(PromptError, match="steps must be between 8 and 64"):
             check_steps(bad)
