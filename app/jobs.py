@@ -97,15 +97,12 @@ class JobManager:
     def start(self, recover: bool = True) -> None:
         """Start the workers. `recover`: this is the server's start (jobs its last run left are
         re-queued or interrupted); a worker process beside a server passes False."""
-        hold_owner(self.owner, True)
         if recover:
             touched = self.store.recover(self.resume, self.max_attempts, self.claim_timeout)
             if touched:
                 log.info("recovered %d job(s) left over from the last run", len(touched))
         self._stop.clear()
-        self._quiet.clear()
-        self._beater = threading.Thread(target=self._heartbeat, name="genrl-heartbeat", daemon=True)
-        self._beater.start()
+        self._start_heartbeat()
         for i in range(self.max_workers):
             thread = threading.Thread(target=self._worker, name=f"genrl-job-{i}", daemon=True)
             thread.start()
@@ -123,10 +120,19 @@ class JobManager:
             thread.join(max(0.0, deadline - time.monotonic()))
         self._threads = [t for t in self._threads if t.is_alive()]
         if not self._threads:  # a worker still checkpointing keeps its jobs' heartbeat going
-            self._quiet.set()
-            if self._beater is not None:
-                self._beater.join(5)
-            hold_owner(self.owner, False)
+            self._end_heartbeat()
+
+    def _start_heartbeat(self) -> None:
+        hold_owner(self.owner, True)
+        self._quiet.clear()
+        self._beater = threading.Thread(target=self._heartbeat, name="genrl-heartbeat", daemon=True)
+        self._beater.start()
+
+    def _end_heartbeat(self) -> None:
+        self._quiet.set()
+        if self._beater is not None:
+            self._beater.join(5)
+        hold_owner(self.owner, False)
 
     def _heartbeat(self) -> None:
         """Keep this manager's claims alive, pass on cancel/stop requests made by other processes,
@@ -194,16 +200,11 @@ class JobManager:
     def run_one(self, job: dict[str, Any]) -> None:
         """Run one job claimed elsewhere under this manager's owner (a Ray task), with the
         heartbeat and the polling for cancel/stop requests going on meanwhile."""
-        hold_owner(self.owner, True)
-        self._quiet.clear()
-        beater = threading.Thread(target=self._heartbeat, name="genrl-heartbeat", daemon=True)
-        beater.start()
+        self._start_heartbeat()
         try:
             self.run_claimed(job)
         finally:
-            self._quiet.set()
-            beater.join(5)
-            hold_owner(self.owner, False)
+            self._end_heartbeat()
 
     def run_claimed(self, job: dict[str, Any]) -> None:
         """Run one job this manager's owner has claimed, to its end (or its stop)."""

@@ -46,6 +46,27 @@ TARGET_CACHE = 16  # prompts whose target rollout is kept (a few KB each)
 RESET_FRAME_CACHE = 256  # seeds whose first real frame is kept (12 KB each)
 
 
+class _Recent:
+    """A thread-safe map that keeps its `size` most recently used entries (the app calls one agent
+    from several threads)."""
+
+    def __init__(self, size: int):
+        self.size, self._items, self._lock = size, OrderedDict(), threading.Lock()
+
+    def get(self, key: Any) -> Any:
+        with self._lock:
+            if key in self._items:
+                self._items.move_to_end(key)
+            return self._items.get(key)
+
+    def put(self, key: Any, value: Any) -> None:
+        with self._lock:
+            self._items[key] = value
+            self._items.move_to_end(key)
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
+
+
 class GenRL:
     def __init__(self, bundle: Path, wm, vlm, connector: Connector, aligner: Aligner, device: torch.device,
                  body: str, policies_dir: Path | None = None, behaviour_preset: str = "small"):
@@ -56,9 +77,8 @@ class GenRL:
         self.policies = PolicyStore(policies_dir or bundle / "policies", bundle / "policies", self.wm_digest)
         # prompt identity, aligner -> the longest target rollout made so far: the connector's mode
         # rollout is deterministic, so a shorter target is a prefix of a longer one
-        self._targets: OrderedDict[tuple[str, bool], torch.Tensor] = OrderedDict()
-        self._reset_frames: OrderedDict[int, np.ndarray] = OrderedDict()  # seed -> a real first frame (12 KB)
-        self._cache_lock = threading.Lock()  # the app calls one agent from several threads
+        self._targets = _Recent(TARGET_CACHE)
+        self._reset_frames = _Recent(RESET_FRAME_CACHE)  # seed -> a real first frame (12 KB)
 
     @classmethod
     def load(cls, bundle: str | Path, device: str = "cpu", policies_dir: str | Path | None = None,
@@ -106,16 +126,10 @@ class GenRL:
     @torch.no_grad()
     def _target(self, prompt: Prompt, steps: int, use_aligner: bool) -> torch.Tensor:
         key = (prompt.identity, use_aligner)
-        with self._cache_lock:
-            cached = self._targets.get(key)
+        cached = self._targets.get(key)
         if cached is None or len(cached) < steps:  # two threads may both compute it: the same tensor
             cached = self.connector.rollout(self.embed_prompt(prompt, use_aligner)[None], steps)[0]
-        with self._cache_lock:
-            if len(self._targets.get(key, ())) < len(cached):
-                self._targets[key] = cached
-            self._targets.move_to_end(key)
-            while len(self._targets) > TARGET_CACHE:
-                self._targets.popitem(last=False)
+            self._targets.put(key, cached)
         return cached[:steps].clone()  # a copy: saved alone (not the longer tensor), and safe to change
 
     @torch.no_grad()
@@ -197,15 +211,10 @@ class GenRL:
         seed, seed + 1, ...: where an episode starts."""
         frames = []
         for i in range(seed, seed + batch):
-            with self._cache_lock:
-                frame = self._reset_frames.get(i)
+            frame = self._reset_frames.get(i)
             if frame is None:  # a reset is deterministic in its seed: render it once
                 frame = PixelEnv(self.body, seed=i).reset().image
-            with self._cache_lock:
-                self._reset_frames[i] = frame
-                self._reset_frames.move_to_end(i)
-                while len(self._reset_frames) > RESET_FRAME_CACHE:
-                    self._reset_frames.popitem(last=False)
+                self._reset_frames.put(i, frame)
             frames.append(frame)
         images = torch.from_numpy(np.stack(frames)).to(self.device)
         cfg = self.wm.cfg

@@ -219,10 +219,9 @@ def _coerce(current: Any, value: Any) -> Any:
                 raise ValueError(f"expected true/false, got {value!r}")
             return text.lower() in ("true", "1")
         try:
-            parsed = type(current)(text)
+            value = type(current)(text)
         except ValueError:
             raise ValueError(f"expected {type(current).__name__}, got {value!r}") from None
-        value = parsed
     if isinstance(current, float) and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
     if isinstance(value, float) and not math.isfinite(value):  # nan passes every >= check
