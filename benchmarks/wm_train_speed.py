@@ -28,7 +28,7 @@ import torch
 from genrl_core.config import preset as get_preset
 from genrl_core.models.nets import categorical_kl, sample_onehot
 from genrl_core.models.rssm import RSSM
-from genrl_core.train.world_model import resolve_amp
+from genrl_core.train.loop import PAPER_DETER, resolve_amp
 
 VARIANTS = ("reference", "batched", "+cl", "optimised")
 
@@ -61,7 +61,7 @@ def measure(preset: str, variant: str, device: str, updates: int, compile_: bool
     optimised = variant == "optimised"
     if variant in ("+cl", "optimised"):
         model = model.to(memory_format=torch.channels_last)
-    amp = resolve_amp("auto", dev) if optimised else None
+    amp = resolve_amp("auto", dev, large=model_cfg.deter >= PAPER_DETER) if optimised else None
     if variant == "reference":
         step_fn = lambda *batch: per_step_loss(model, *batch)  # noqa: E731
     elif optimised and compile_:

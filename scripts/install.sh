@@ -6,7 +6,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(libegl1 libgl1 libegl-mesa0 libgl1-mesa-dri libosmesa6 ${EXTRA_APT_PACKAGES:-})
+# g++ and python3-dev: torch.compile on a CPU builds its kernels with them (`compile=true`, its test)
+APT_PACKAGES=(libegl1 libgl1 libegl-mesa0 libgl1-mesa-dri libosmesa6 g++ python3-dev ${EXTRA_APT_PACKAGES:-})
 
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from genrl_core.config import WMTrainConfig
-from genrl_core.train.world_model import SNAPSHOT_DIR, resolve_amp, should_compile, train_world_model
+from genrl_core.train.loop import resolve_amp, should_compile
+from genrl_core.train.world_model import SNAPSHOT_DIR, train_world_model
 
 QUIET = {"progress": False, "log": lambda *_: None}
 
@@ -22,8 +23,8 @@ def test_compile_is_automatic_only_for_long_cuda_runs():
 
 def test_precision_follows_what_measured_fastest():
     cuda = torch.device("cuda")
-    assert resolve_amp("auto", cuda, deter=256) is None  # small models on a GPU: fp32 (casts cost more)
-    assert resolve_amp("none", cuda, deter=1024) is None and resolve_amp("bf16", cuda, 256) == torch.bfloat16
+    assert resolve_amp("auto", cuda, large=False) is None  # small models on a GPU: fp32 (casts cost more)
+    assert resolve_amp("none", cuda, large=True) is None and resolve_amp("bf16", cuda, large=False) == torch.bfloat16
 
 
 def test_snapshots_and_a_time_budget_stop_with_a_checkpoint(walker_random_data, tmp_path):

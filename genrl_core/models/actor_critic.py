@@ -88,6 +88,19 @@ class Critic(nn.Module):
         return -(self.two_hot(target.detach()) * F.log_softmax(logits, -1)).sum(-1)
 
 
+def percentiles(x: torch.Tensor, qs: tuple[float, ...]) -> torch.Tensor:
+    """torch.quantile's linear interpolation from one sort, with indices known from the shape:
+    no host sync, so it can live inside a CUDA graph (torch.quantile checks q on the host)."""
+    flat = x.flatten().float().sort().values
+    out = []
+    for q in qs:
+        pos = q * (len(flat) - 1)
+        lo = int(pos)
+        hi = min(lo + 1, len(flat) - 1)
+        out.append(torch.lerp(flat[lo], flat[hi], pos - lo))
+    return torch.stack(out)
+
+
 class ReturnNorm(nn.Module):
     """EMA of the 5th and 95th return percentiles; scale = max(1, P95 - P5)."""
 
@@ -98,16 +111,27 @@ class ReturnNorm(nn.Module):
         self.register_buffer("high", torch.zeros(()))
         self.register_buffer("initialised", torch.zeros((), dtype=torch.bool))
 
+    def updated(self, returns: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The (low, high) after seeing `returns`, without storing them: a pure function of tensors,
+        so a compiled update can compute it and `store` writes it back outside the graph."""
+        q = percentiles(returns.detach(), (0.05, 0.95))
+        low = torch.where(self.initialised, torch.lerp(self.low, q[0], 1 - self.decay), q[0])
+        high = torch.where(self.initialised, torch.lerp(self.high, q[1], 1 - self.decay), q[1])
+        return low, high
+
+    @torch.no_grad()
+    def store(self, low: torch.Tensor, high: torch.Tensor) -> None:
+        self.low.copy_(low)
+        self.high.copy_(high)
+        self.initialised.fill_(True)
+
     @torch.no_grad()
     def update(self, returns: torch.Tensor) -> None:
-        q = torch.quantile(returns.detach().flatten().float(), torch.tensor([0.05, 0.95], device=returns.device))
-        if not self.initialised:
-            self.low.copy_(q[0])
-            self.high.copy_(q[1])
-            self.initialised.fill_(True)
-        else:
-            self.low.lerp_(q[0], 1 - self.decay)
-            self.high.lerp_(q[1], 1 - self.decay)
+        self.store(*self.updated(returns))
+
+    @staticmethod
+    def scale_of(low: torch.Tensor, high: torch.Tensor) -> torch.Tensor:
+        return torch.clamp(high - low, min=1.0)
 
     def scale(self) -> torch.Tensor:
-        return torch.clamp(self.high - self.low, min=1.0)
+        return self.scale_of(self.low, self.high)

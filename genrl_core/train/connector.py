@@ -12,6 +12,7 @@ to undo the noise corruption of GENRL.md section 5. Neither sees captions or rew
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,7 @@ from genrl_core.data.replay import EpisodeReplay
 from genrl_core.errors import MissingFileError
 from genrl_core.models.aligner import Aligner
 from genrl_core.models.connector import Connector
-from genrl_core.train.loop import ProgressLog
+from genrl_core.train.loop import PAPER_DETER, ProgressLog, resolve_amp, should_compile
 from genrl_core.train.world_model import load_world_model
 from genrl_core.vlm import WINDOW, embeddings_dir, load_vlm, load_window_embeddings
 
@@ -66,7 +67,7 @@ def train_connector(data: str | Path, bundle: str | Path, preset: str = "small",
     connector = Connector(wm.cfg, vlm.embed_dim).to(dev)
     aligner = Aligner(vlm.embed_dim).to(dev)
     params = list(connector.parameters()) + list(aligner.parameters())
-    opt = torch.optim.Adam(params, lr=cfg.lr)
+    opt = torch.optim.Adam(params, lr=cfg.lr, fused=dev.type == "cuda")
     config = read_config(bundle)
     step, elapsed_before = 0, 0.0
     if (bundle / STATE_FILE).exists():
@@ -92,17 +93,31 @@ def train_connector(data: str | Path, bundle: str | Path, preset: str = "small",
         write_config(bundle, {**read_config(bundle), "connector": {
             "embed_dim": vlm.embed_dim, "vlm": vlm.name, "data": relative_to_bundle(data, bundle),
             "heldout": [p.name for p in held],
-            "train": {**dataclasses.asdict(cfg), "step": step, "train_seconds": round(elapsed, 1)}}})
+            "train": {**dataclasses.asdict(cfg), "step": step, "train_seconds": round(elapsed, 1),
+                      "device": str(dev), "amp": str(amp), "compiled": compiled}}})
 
+    amp = resolve_amp(cfg.amp, dev, large=wm.cfg.deter >= PAPER_DETER)
+    if dev.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+
+    def losses(batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        with torch.autocast(dev.type, dtype=amp) if amp else contextlib.nullcontext():
+            conn_loss = connector_batch_loss(wm, connector, batch)
+            align_loss = aligner.loss(batch["embedding"].flatten(0, 1).float())
+        return conn_loss.float(), align_loss.float()
+
+    compiled = should_compile(cfg.compile, dev, cfg.steps - step)
+    if compiled:
+        losses = torch.compile(losses, mode="reduce-overhead" if dev.type == "cuda" else "default")
     log(f"[train-connector] {replay.num_episodes} episodes, VLM {vlm.name}, "
-        f"world model {config.get('world_model_preset')} at step {config.get('world_model_train', {}).get('step')}")
+        f"world model {config.get('world_model_preset')} at step {config.get('world_model_train', {}).get('step')}; "
+        f"device {dev}, amp {amp}, compile {compiled}")
     plog = ProgressLog(bundle / LOG_FILE, cfg.steps, step, cfg.log_every, cfg.checkpoint_minutes,
                        "train-connector", progress, elapsed_before)
     with plog.saving_on_interrupt(lambda: checkpoint(plog.elapsed), log):
         while step < cfg.steps:
             batch = replay.sample(cfg.batch)
-            conn_loss = connector_batch_loss(wm, connector, batch)
-            align_loss = aligner.loss(batch["embedding"].flatten(0, 1).float())
+            conn_loss, align_loss = losses(batch)
             loss = cfg.connector_weight * conn_loss + align_loss
             opt.zero_grad(set_to_none=True)
             loss.backward()

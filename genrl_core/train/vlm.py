@@ -12,6 +12,7 @@ config.json['vlm'].
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 from collections import defaultdict
@@ -29,7 +30,7 @@ from genrl_core.config import preset as get_preset
 from genrl_core.data.replay import split_episodes
 from genrl_core.data.store import EpisodeStore, load_episode
 from genrl_core.errors import DataError, MissingFileError
-from genrl_core.train.loop import ProgressLog
+from genrl_core.train.loop import ProgressLog, resolve_amp, should_compile
 from genrl_core.vlm.base import WINDOW, window_indices
 from genrl_core.vlm.captions import caption, window_concepts
 from genrl_core.vlm.embedded import EmbeddedVLM, VideoCLIP, make_tokenizer
@@ -37,6 +38,7 @@ from genrl_core.vlm.embedded import EmbeddedVLM, VideoCLIP, make_tokenizer
 STATE_FILE = Path("train_state") / "vlm.pt"
 WEIGHTS_FILE = "vlm.pt"
 LOG_FILE = Path("logs") / "vlm.jsonl"
+LARGE_VIT_WIDTH = 768
 
 
 def episode_features(body: str, states: np.ndarray) -> dict[str, np.ndarray]:
@@ -125,7 +127,7 @@ def train_vlm(data: str | Path, out: str | Path, preset: str = "small", override
     rng = np.random.default_rng(cfg.seed)
     model = VideoCLIP(model_cfg).to(dev)
     params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=dev.type == "cuda")
     step, elapsed_before = 0, 0.0
     if (out / STATE_FILE).exists():
         state = load_torch(out / STATE_FILE)
@@ -145,18 +147,33 @@ def train_vlm(data: str | Path, out: str | Path, preset: str = "small", override
                                       "elapsed": elapsed, "rng": json.dumps(rng.bit_generator.state)})
         save_torch(out / WEIGHTS_FILE, model.trainable_state())
         write_config(out, {**read_config(out), **meta, "vlm_train": {
-            **dataclasses.asdict(cfg), "step": step, "train_seconds": round(elapsed, 1), "device": str(dev)}})
+            **dataclasses.asdict(cfg), "step": step, "train_seconds": round(elapsed, 1), "device": str(dev),
+            "amp": str(amp), "compiled": compiled}})
 
     plog = ProgressLog(out / LOG_FILE, cfg.steps, step, cfg.log_every, cfg.checkpoint_minutes, "train-vlm",
                        progress, elapsed_before)
+    # ViT-B width and up counts as large (bf16 on CUDA), by analogy with the world model, where small
+    # models are launch-bound on a GPU and the casts cost more than they save
+    amp = resolve_amp(cfg.amp, dev, large=model_cfg.width >= LARGE_VIT_WIDTH)
+    if dev.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+
+    def batch_loss(frames: torch.Tensor, text: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        with torch.autocast(dev.type, dtype=amp) if amp else contextlib.nullcontext():
+            video = F.normalize(model.encode_video(frames).float(), dim=-1)
+        return loss_fn(video, text, model.logit_scale.exp()), video
+
+    compiled = should_compile(cfg.compile, dev, cfg.steps - step)
+    if compiled:
+        batch_loss = torch.compile(batch_loss, mode="reduce-overhead" if dev.type == "cuda" else "default")
+    log(f"[train-vlm] device {dev}, amp {amp}, compile {compiled}")
     model.train()
     with plog.saving_on_interrupt(lambda: checkpoint(plog.elapsed), log):
         while step < cfg.steps:
             frames, keys = windows.batch(cfg.batch, rng)
             texts = [caption(list(k), windows.body, rng) for k in keys]
-            video = F.normalize(model.encode_video(frames.to(dev)).float(), dim=-1)
             text = captions(texts)
-            loss = loss_fn(video, text, model.logit_scale.exp())
+            loss, video = batch_loss(frames.to(dev), text)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)

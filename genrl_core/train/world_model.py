@@ -34,7 +34,7 @@ from genrl_core.config import preset as get_preset
 from genrl_core.data.replay import EpisodeReplay
 from genrl_core.errors import ConfigError, GenRLError
 from genrl_core.models.rssm import RSSM, RSSMConfig, config_from_dict
-from genrl_core.train.loop import ProgressLog
+from genrl_core.train.loop import PAPER_DETER, ProgressLog, resolve_amp, should_compile
 
 STATE_FILE = Path("train_state") / "world_model.pt"
 SNAPSHOT_DIR = Path("train_state") / "snapshots"
@@ -44,26 +44,6 @@ LOG_FILE = Path("logs") / "world_model.jsonl"
 
 class TrainingDiverged(GenRLError, RuntimeError):
     """The loss became NaN/inf; the last good checkpoint is kept."""
-
-
-PAPER_DETER = 1024  # from this size up, bf16 beats fp32 on a GPU; below it the casts cost more
-
-
-def resolve_amp(amp: str, device: torch.device, deter: int = PAPER_DETER) -> torch.dtype | None:
-    """The autocast dtype that measured fastest (PLATFORM.md): on CUDA fp32 (with TF32 matmuls) for
-    small models, bf16 for the paper's; on a CPU bf16 where it has AVX512-BF16/AMX."""
-    if amp == "none":
-        return None
-    if amp == "fp16":
-        return torch.float16
-    if amp == "bf16":
-        return torch.bfloat16
-    if device.type == "cuda":
-        if deter < PAPER_DETER:
-            return None
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
-    return torch.bfloat16 if ("avx512_bf16" in flags or "amx_bf16" in flags) else None
 
 
 def resolve_configs(out: Path, preset: str, overrides: list[str],
@@ -90,16 +70,6 @@ def resolve_configs(out: Path, preset: str, overrides: list[str],
         if diff:
             raise BundleError(f"{out} holds a world model of other sizes (saved vs requested: {diff})")
     return model_cfg, train_cfg, bundle
-
-
-COMPILE_MIN_UPDATES = 2000  # ~75 s of compiling pays off after about this many updates on a GPU
-
-
-def should_compile(setting: str, device: torch.device, remaining: int) -> bool:
-    """train.compile: true/false as given; auto compiles on CUDA when the run is long enough."""
-    if setting == "auto":
-        return device.type == "cuda" and remaining >= COMPILE_MIN_UPDATES
-    return setting == "true"
 
 
 def _dist_info() -> tuple[int, int, int]:
@@ -154,7 +124,7 @@ def train_world_model(data: str | Path, out: str | Path, preset: str = "small", 
         step = int(bundle.get("world_model_train", {}).get("step", 0))
         log(f"[train-wm] warm start from {weights_path} at step {step} (no optimizer state found)")
 
-    amp_dtype = resolve_amp(cfg.amp, dev, model_cfg.deter)
+    amp_dtype = resolve_amp(cfg.amp, dev, large=model_cfg.deter >= PAPER_DETER)
     if dev.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
     # RSSM.forward is the loss, so DDP's gradient hooks see the whole update
