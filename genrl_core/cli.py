@@ -38,7 +38,8 @@ def _cmd_collect(args: argparse.Namespace) -> None:
     else:
         plan = [(args.policy, args.episodes)]
     for policy, episodes in plan:
-        collect(args.body, policy, episodes, args.out, seed=args.seed, workers=args.workers, size=args.size)
+        collect(args.body, policy, episodes, args.out, seed=args.seed, workers=args.workers, size=args.size,
+                bundle=args.bundle)
     summary = EpisodeStore(args.out).summary()
     print(f"[collect] done: {summary['episodes']} episodes, {summary['steps']} frames in {args.out}: "
           f"{summary['policies']}")
@@ -56,7 +57,7 @@ def _cmd_video(args: argparse.Namespace) -> None:
     from genrl_core.data.collect import Policy, run_episode
     from genrl_core.video import write_mp4
 
-    ep = run_episode(args.body, Policy.parse(args.policy, args.body), args.seed, size=args.size)
+    ep = run_episode(args.body, Policy.parse(args.policy, args.body, args.bundle), args.seed, size=args.size)
     path = write_mp4(args.out, ep["image"], fps=20, upscale=args.upscale)
     returns = dict(zip(ep["task_names"], np.round(ep["task_rewards"].sum(0), 1).tolist(), strict=True))
     print(f"[video] {args.body} {args.policy}: true returns {returns}")
@@ -268,6 +269,9 @@ FLAGS: dict[str, tuple[str, dict]] = {
 VLM_FLAGS = ("vlm-backend", "vlm-arch", "vlm-pretrained", "vlm-checkpoint", "vlm-download")
 
 
+LEARNED_BUNDLE_HELP = {"help": "bundle a learned:POLICY_DIR policy was learned on"}
+
+
 def add_flags(p: argparse.ArgumentParser, *names: str, **changes: dict) -> None:
     """Add shared flags by name; `changes` maps a name (with _ for -) to keywords that differ here."""
     for name in names:
@@ -317,7 +321,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_envs)
 
     p = sub.add_parser("collect", help="collect pixel episodes into a dataset folder (resumable)")
-    add_flags(p, "body", "seed", "size", "workers", workers={"help": "parallel worker processes (one episode each)"})
+    add_flags(p, "body", "seed", "size", "workers", "bundle",
+              workers={"help": "parallel worker processes (one episode each)"}, bundle=LEARNED_BUNDLE_HELP)
     p.add_argument("--out", required=True, help="dataset folder (created; rerunning resumes)")
     p.add_argument("--policy", default="random", help=f"behaviour: {POLICY_HELP}")
     p.add_argument("--episodes", type=int, default=10, help="number of episodes of --policy (500 steps each)")
@@ -326,7 +331,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_collect)
 
     p = sub.add_parser("video", help="roll one episode of a policy and write it as an mp4")
-    add_flags(p, "body", "seed", "size", body={"required": False, "default": "walker"})
+    add_flags(p, "body", "seed", "size", "bundle", body={"required": False, "default": "walker"},
+              bundle=LEARNED_BUNDLE_HELP)
     p.add_argument("--policy", default="expert:walker_walk", help=f"behaviour: {POLICY_HELP}")
     p.add_argument("--out", default="out/episode.mp4", help="mp4 path")
     p.add_argument("--upscale", type=int, default=4, help="pixel repeat factor for viewing")

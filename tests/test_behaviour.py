@@ -13,6 +13,7 @@ from helpers_state import assert_same_state
 from genrl_core.agent import GenRL, LearningCancelled, PromptError
 from genrl_core.cli import main
 from genrl_core.data import EpisodeStore
+from genrl_core.data.collect import Policy, run_episode
 from genrl_core.envs.pixel_env import PixelEnv
 from genrl_core.envs.tasks import TASKS
 from genrl_core.errors import ConfigError
@@ -245,3 +246,27 @@ def test_cli_learn_and_evaluate(tiny_bundle, tmp_path, capsys):
     assert out["task"] == "walker_sit_knees" and video.stat().st_size > 1000
     assert main(["learn", "kneel", *args, "--set", "updates=zero"]) == 2
     assert "updates" in capsys.readouterr().err
+
+
+def test_a_learned_policy_collects_episodes_from_pixels(agent, tiny_bundle, tmp_path, capsys):
+    policy = agent.learn("stand up straight", FAST, progress=False)
+    spec = f"learned:{policy.path}"
+    out = tmp_path / "data"
+    argv = ["collect", "--body", "walker", "--policy", spec, "--bundle", str(tiny_bundle), "--episodes", "2",
+            "--out", str(out)]
+    assert main(argv) == 0
+    store = EpisodeStore(out)
+    episodes = [store.load(p) for p in store.paths()]
+    assert [p.name for p in store.paths()] == [f"learned_{policy.slug}-0000{i}.npz" for i in range(2)]
+    assert all(len(ep["image"]) == 501 and str(ep["policy"]) == spec for ep in episodes)
+    assert np.abs(episodes[0]["action"][1:]).max() > 0.0  # the actor acted, from its sampled actions
+    assert not np.allclose(episodes[0]["action"], episodes[1]["action"])
+    again = run_episode("walker", Policy.parse(spec, "walker", tiny_bundle), seed=int(episodes[0]["seed"]))
+    np.testing.assert_array_equal(again["action"], episodes[0]["action"])  # reproducible from its seed
+    capsys.readouterr()
+
+    assert main([*argv, "--bundle", "checkpoints/walker"]) == 2  # the last --bundle counts
+    assert "was not learned on the world model of checkpoints/walker" in capsys.readouterr().err
+    assert main(["collect", "--body", "walker", "--policy", f"learned:{tmp_path}", "--bundle", str(tiny_bundle),
+                 "--out", str(out)]) == 2
+    assert "is not a finished policy folder" in capsys.readouterr().err

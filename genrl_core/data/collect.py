@@ -1,4 +1,8 @@
-"""Data collection: random, random-pose ('reset') and MPC-expert episodes into an EpisodeStore.
+"""Data collection: random, random-pose ('reset'), MPC-expert and learned-policy episodes into an
+EpisodeStore. A learned policy (`learned:POLICY_DIR`, with the bundle it was learned on) acts
+from pixels through its world model and samples its actions, as Dreamer collects: its episodes
+show the world model the states its own policies reach, where imagination was least right
+(`benchmarks/imagination_gap.py`).
 
 Each episode is one file named `<policy>-<index>`, seeded from (seed, body, policy, index),
 so a collection can stop anywhere and a rerun skips finished files and produces the same
@@ -15,6 +19,7 @@ import zlib
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from genrl_core.data.recipes import POLICY_HELP
 from genrl_core.data.store import EpisodeStore
@@ -25,11 +30,13 @@ from genrl_core.fileio import atomic_write
 
 @dataclasses.dataclass(frozen=True)
 class Policy:
-    kind: str  # random, reset or expert
+    kind: str  # random, reset, expert or learned
     task: str | None = None  # the expert's task
+    path: str | None = None  # the learned policy's folder
+    bundle: str | None = None  # the bundle a learned policy was learned on
 
     @classmethod
-    def parse(cls, spec: str, body: str) -> Policy:
+    def parse(cls, spec: str, body: str, bundle: str | Path | None = None) -> Policy:
         if spec in ("random", "reset"):
             return cls(spec)
         if spec.startswith("expert:"):
@@ -37,15 +44,66 @@ class Policy:
             if get_task(task).body != body:
                 raise ConfigError(f"expert task {task!r} is not a task of body {body!r}")
             return cls("expert", task)
+        if spec.startswith("learned:"):
+            return cls._learned(Path(spec.split(":", 1)[1]), body, bundle)
         raise ConfigError(f"unknown policy {spec!r}; valid: {POLICY_HELP}")
+
+    @classmethod
+    def _learned(cls, folder: Path, body: str, bundle: str | Path | None) -> Policy:
+        from genrl_core.bundle import file_digest, read_config
+        from genrl_core.policies import POLICY_FILE, read_meta
+
+        meta = read_meta(folder)
+        if meta is None or not meta.finished or not (folder / POLICY_FILE).exists():
+            raise ConfigError(f"{folder} is not a finished policy folder (meta.json and {POLICY_FILE})")
+        if bundle is None:
+            raise ConfigError(f"learned:{folder} needs the bundle it was learned on (--bundle)")
+        weights = Path(bundle) / "world_model.pt"
+        if not weights.exists() or file_digest(weights) != meta.world_model:
+            raise ConfigError(f"policy {meta.slug} was not learned on the world model of {bundle}")
+        if read_config(bundle).get("body") != body:
+            raise ConfigError(f"{bundle} is a bundle for {read_config(bundle).get('body')!r}, not {body!r}")
+        return cls("learned", path=str(folder), bundle=str(bundle))
 
     @property
     def slug(self) -> str:
+        if self.kind == "learned":
+            return f"learned_{Path(self.path).name}"
         return f"expert_{self.task}" if self.task else self.kind
 
     @property
     def spec(self) -> str:
+        if self.kind == "learned":
+            return f"learned:{self.path}"
         return f"expert:{self.task}" if self.task else self.kind
+
+
+class _LearnedActor:
+    """A learned policy acting from pixels: filter each frame with its world model, sample an action."""
+
+    def __init__(self, policy: Policy, seed: int):
+        from genrl_core.bundle import load_weights
+        from genrl_core.models.actor_critic import Actor
+        from genrl_core.policies import POLICY_FILE, read_meta
+        from genrl_core.train.world_model import load_world_model
+
+        torch.manual_seed(seed)
+        self.wm = load_world_model(policy.bundle)
+        cfg, wm_cfg = read_meta(Path(policy.path)).config, self.wm.cfg
+        self.actor = Actor(wm_cfg.deter + wm_cfg.stoch_dim, wm_cfg.action_dim, cfg.hidden, cfg.layers)
+        load_weights(self.actor, Path(policy.path) / POLICY_FILE)
+        self.deter = self.wm.initial_deter(1)
+        self.stoch = torch.zeros(1, wm_cfg.stoch, wm_cfg.classes)
+        self.action = torch.zeros(1, wm_cfg.action_dim)
+
+    @torch.no_grad()
+    def __call__(self, image: np.ndarray) -> np.ndarray:
+        from genrl_core.models.actor_critic import feature
+
+        frame = torch.from_numpy(np.ascontiguousarray(image[None]))
+        self.deter, self.stoch = self.wm.obs_step(self.deter, self.stoch, self.action, frame)
+        self.action = self.actor.act(feature(self.deter, self.stoch), explore=True)
+        return self.action[0].numpy()
 
 
 def episode_seed(seed: int, body: str, policy: Policy, index: int) -> int:
@@ -79,6 +137,9 @@ def run_episode(body: str, policy: Policy, seed: int, size: int = 64) -> dict:
         cfg = dataclasses.replace(cfg, exec_noise=skill_noise(policy.task, seed))
         expert = MPCExpert(env, policy.task, cfg, seed=seed)
         act = expert.act
+    elif policy.kind == "learned":
+        learned = _LearnedActor(policy, seed)
+        expert, act = None, lambda: learned(steps[-1].image)
     else:
         expert, act = None, _RandomActions(env.action_dim, rng)
     steps = [env.reset()]
@@ -120,13 +181,14 @@ def _collect_one(args: tuple) -> tuple[str, float, float]:
 
 
 def collect(body: str, policy: str, episodes: int, out: str | Path, seed: int = 0, workers: int = 1,
-            size: int = 64, log=print) -> list[tuple[str, float, float]]:
-    """Collect episodes 0..episodes-1 of `policy`, skipping those already on disk.
+            size: int = 64, log=print, bundle: str | Path | None = None) -> list[tuple[str, float, float]]:
+    """Collect episodes 0..episodes-1 of `policy`, skipping those already on disk; `bundle` is
+    the one a `learned:` policy was learned on.
 
     Returns (name, return, seconds) for each episode written in this call.
     """
     get_body(body)
-    pol = Policy.parse(policy, body)
+    pol = Policy.parse(policy, body, bundle)
     if episodes < 0:
         raise ConfigError(f"episodes must be >= 0, got {episodes}")
     check_dataset_meta(out, body, seed, size)

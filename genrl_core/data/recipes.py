@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from genrl_core.errors import ConfigError
 
-POLICY_HELP = "random | reset | expert:TASK (e.g. expert:walker_run)"
+POLICY_HELP = ("random | reset | expert:TASK (e.g. expert:walker_run) | learned:POLICY_DIR (a policy learned "
+               "on --bundle, e.g. checkpoints/walker/policies/walk-forward-981e0d40)")
 
 RECIPES: dict[str, dict[str, list[tuple[str, int]]]] = {
     "walker": {
