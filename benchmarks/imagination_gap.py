@@ -43,7 +43,8 @@ def real_episode(agent: GenRL, actor, task: str, seed: int) -> dict[str, torch.T
     action = torch.zeros(1, env.action_dim, device=device)
     deters, stochs, actions, rewards = [], [], [], []
     while not result.is_last:
-        deter, stoch = wm.obs_step(deter, stoch, action, torch.from_numpy(np.ascontiguousarray(result.image[None])).to(device))
+        frame = torch.from_numpy(np.ascontiguousarray(result.image[None])).to(device)
+        deter, stoch = wm.obs_step(deter, stoch, action, frame)
         action = actor.act(feature(deter, stoch))
         result = env.step(action[0].cpu().numpy())
         deters.append(deter[0])

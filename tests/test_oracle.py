@@ -115,3 +115,15 @@ def test_ladder_takes_its_expert_episode_from_unseen_data_first(tmp_path, tiny_b
     unseen.save("expert_walker_run-00003", make_episode(10, seed=3))
     assert expert_episode(tiny_bundle, data.root, "walker_run", unseen.root) == (
         unseen.root / "expert_walker_run-00003.npz", True)
+
+
+def test_imagination_gap_scores_the_same_real_episode_as_evaluate(oracle_bundle, tmp_path):
+    from benchmarks.imagination_gap import gaps
+
+    agent = GenRL.load(oracle_bundle, policies_dir=tmp_path)
+    policy = agent.learn("oracle walker_walk", {**FAST, "reward": "oracle:walker_walk"})
+    row = gaps(agent, policy.slug, "walker_walk", seed=7, window=4)
+    assert row["true return"] == pytest.approx(agent.evaluate(policy, "walker_walk", episodes=1, seed=7)["mean_return"],
+                                               abs=0.1)
+    assert row["true reward on posterior steps"] <= row["true return"] + 1e-6
+    assert all(np.isfinite(v) for v in row.values()) and len(row) == 6
