@@ -4,6 +4,10 @@ eager and compiled (CUDA graphs on a GPU), measured in the same run.
     python benchmarks/behaviour_speed.py --bundle checkpoints/walker --device cpu
     python benchmarks/behaviour_speed.py --bundle checkpoints/walker --device cuda   # on a GPU box
 
+It needs only torch and the bundle's world_model.pt, config.json and start_states.pt (no VLM,
+no MuJoCo: it runs on a bare GPU box): the target is 17 of the bundle's start states, which
+costs the reward what a prompt's target costs.
+
 Rows: our `small` preset (the CPU default) and the paper's sizes (actor/critic 4 x 1024,
 1024 imagined trajectories), both on the bundle's world model, each eager and compiled
 (`compile=true`: torch.compile, with mode reduce-overhead on CUDA). The ratio columns are
@@ -17,12 +21,13 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import time
+from pathlib import Path
 
 import torch
 
-from genrl_core.agent import GenRL
 from genrl_core.config import preset
 from genrl_core.train.behaviour import BehaviourLearner, StartStates
+from genrl_core.train.world_model import load_world_model
 
 ORIGINAL_V100_UPDATES_PER_S = 50_000 / (5 * 3600)
 
@@ -32,24 +37,24 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def measure(agent: GenRL, cfg, updates: int) -> tuple[float, float, float]:
+def measure(wm, bundle: Path, cfg, updates: int) -> tuple[float, float, float]:
     """(updates/s, seconds of the first three updates (compiling included), peak GPU GB)."""
-    target = agent.target("stand up straight", steps=cfg.horizon + 1)
-    starts = StartStates(agent.wm, agent.bundle, cfg.start, agent.connector, agent.aligner, agent.vlm.embed_dim,
-                         torch.Generator().manual_seed(0))
-    learner = BehaviourLearner(agent.wm, cfg, agent.wm.cfg.action_dim)
+    device = next(wm.parameters()).device
+    starts = StartStates(wm, bundle, "dataset", generator=torch.Generator().manual_seed(0))
+    target = starts.sample(cfg.horizon + 1)[1]
+    learner = BehaviourLearner(wm, cfg, wm.cfg.action_dim)
     t0 = time.perf_counter()
     for _ in range(3):  # warm-up: allocations, lazy init, compiling and recording the CUDA graphs
         learner.update(*starts.sample(cfg.batch), target)
-    _sync(agent.device)
+    _sync(device)
     warmup = time.perf_counter() - t0
-    if agent.device.type == "cuda":
+    if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
     t0 = time.perf_counter()
     for _ in range(updates):
         learner.update(*starts.sample(cfg.batch), target)
-    _sync(agent.device)
-    peak = torch.cuda.max_memory_allocated() / 2**30 if agent.device.type == "cuda" else float("nan")
+    _sync(device)
+    peak = torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else float("nan")
     return updates / (time.perf_counter() - t0), warmup, peak
 
 
@@ -64,7 +69,7 @@ def main() -> None:
     ap.add_argument("--bf16", choices=("preset", "true", "false"), default="preset",
                     help="bf16 autocast as the preset has it, or forced on/off for all rows")
     args = ap.parse_args()
-    agent = GenRL.load(args.bundle, device=args.device)
+    wm = load_world_model(args.bundle, args.device).requires_grad_(False)
     rows = []
     for name in args.presets.split(","):
         for mode in args.modes.split(","):
@@ -73,10 +78,10 @@ def main() -> None:
             if args.bf16 != "preset":
                 cfg = dataclasses.replace(cfg, bf16=args.bf16 == "true")
             timed = args.updates if name == "small" else max(2, args.updates // 5)
-            rows.append((name, mode, cfg, *measure(agent, cfg, timed)))
+            rows.append((name, mode, cfg, *measure(wm, Path(args.bundle), cfg, timed)))
     eager = {name: ups for name, mode, _, ups, _, _ in rows if mode == "eager"}
     print(f"device {args.device}, threads {torch.get_num_threads()}, torch {torch.__version__}, "
-          f"world model {agent.bundle}")
+          f"world model {args.bundle}")
     print("| preset | mode | trajectories | actor/critic width | bf16 | updates/s | first 3 updates s | "
           "peak GPU GB | vs eager here | vs original V100 (2.8/s) |")
     print("|---|---|---|---|---|---|---|---|---|---|")

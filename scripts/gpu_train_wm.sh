@@ -8,7 +8,9 @@
 # Settings (environment): PACKED (.pack/walker), BUNDLE (checkpoints/walker: warm start from its
 # world model when it has one), PRESET (small), DEVICE (cuda), MINUTES of training (6), WM_SET
 # (extra train-wm overrides), START_STATES (1: also rebuild the bundle's start_states.pt for the new
-# world model, seconds on a GPU; 0: skip), OUT (where results go).
+# world model, seconds on a GPU; 0: skip), BENCH (1: first measure behaviour updates/s, eager vs
+# CUDA graphs, small and paper presets, into $OUT/behaviour_speed.md, ~4 min; 0: skip, the default),
+# OUT (where results go).
 set -uo pipefail
 PACKED=${PACKED:-.pack/walker}
 BUNDLE=${BUNDLE:-checkpoints/walker}
@@ -17,6 +19,7 @@ PRESET=${PRESET:-small}
 DEVICE=${DEVICE:-cuda}
 WM_SET=${WM_SET:-}
 START_STATES=${START_STATES:-1}
+BENCH=${BENCH:-0}
 OUT=${OUT:?set OUT to a folder for the results}
 WORK=${WORK:-/tmp/genrl_gpu}
 export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
@@ -31,6 +34,11 @@ finish() {  # whatever happened, hand back what exists
 }
 trap finish EXIT
 nvidia-smi -L 2>/dev/null; $PY -c "import torch; print('torch', torch.__version__, torch.cuda.is_available())"
+if [ "$BENCH" = 1 ]; then  # on the shipped world model, before anything changes it
+    log "behaviour speed: eager vs compiled"
+    timeout 300 $PY benchmarks/behaviour_speed.py --bundle "$BUNDLE" --device "$DEVICE" --updates 50 \
+        | tee "$OUT/behaviour_speed.md"
+fi
 log "unpacking $PACKED"
 timeout 180 $PY -m genrl_core.cli unpack-data --packed "$PACKED" --out "$WORK/data" --workers "$(nproc)" || exit 1
 cp "$BUNDLE/config.json" "$BUNDLE/world_model.pt" "$WORK/bundle/" 2>/dev/null || log "no warm start: training from scratch"
