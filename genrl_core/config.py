@@ -103,9 +103,8 @@ class VLMTrainConfig:
     seed: int = 0  # random seed
     # auto: bf16 on CPUs with AVX512-BF16/AMX (1.3x faster than fp32 on this 2-core CPU); fp32 (TF32)
     # on CUDA below ViT-B width
-    amp: str = "auto"  # auto | none | bf16 | fp16
-    # auto: compile the video tower's update on CUDA when >= 2000 updates remain
-    compile: str = "auto"  # auto | true | false
+    amp: str = "auto"  # auto | none | bf16 | fp16; auto: bf16 on AVX512-BF16 CPUs, fp32/TF32 on a GPU at this size
+    compile: str = "auto"  # auto | true | false; auto: CUDA graphs on a GPU when 2000+ updates remain
 
     def __post_init__(self) -> None:
         if min(self.steps, self.batch, self.stride, self.log_every) < 1 or self.lr <= 0:
@@ -128,9 +127,8 @@ class ConnectorTrainConfig:
     seed: int = 0  # random seed
     # auto: bf16 on CPUs with AVX512-BF16/AMX (1.6x faster than fp32 on this 2-core CPU); on CUDA fp32
     # (TF32) below the paper's world-model size
-    amp: str = "auto"  # auto | none | bf16 | fp16
-    # auto: compile the update (CUDA graphs) on CUDA when >= 2000 updates remain
-    compile: str = "auto"  # auto | true | false
+    amp: str = "auto"  # auto | none | bf16 | fp16; auto: bf16 on AVX512-BF16 CPUs, fp32/TF32 on a small GPU model
+    compile: str = "auto"  # auto | true | false; auto: CUDA graphs on a GPU when 2000+ updates remain
 
     def __post_init__(self) -> None:
         check_device_settings(self)
@@ -165,8 +163,7 @@ class BehaviourConfig:
     start: str = "auto"  # dataset | data_free | auto (dataset when the bundle has start states)
     grad_clip: float = 100.0  # gradient norm clip
     bf16: bool = True  # bf16 autocast: ~2-3x faster on CPUs with AVX512-BF16 and on GPUs
-    # auto: compile the update (CUDA graphs) on CUDA when the run is long enough to pay for it
-    compile: str = "auto"  # auto | true | false
+    compile: str = "auto"  # auto | true | false; auto: CUDA graphs on a GPU for runs of 1000+ updates and 2+ min
     seed: int = 0  # random seed
     log_every: int = 10  # updates between progress reports
     checkpoint_minutes: float = 0.5  # a killed job loses at most ~30 s of learning (a save is a few MB)
