@@ -36,7 +36,7 @@ from genrl_core.models.actor_critic import Actor, Critic, ReturnNorm, feature
 from genrl_core.models.reward import aligned_reward, oracle_task, similarity_matrix
 from genrl_core.models.rssm import RSSM
 from genrl_core.policies import POLICY_FILE, STATE_FILE, TARGET_FILE, PolicyMeta, write_meta
-from genrl_core.train.loop import ProgressLog, should_compile
+from genrl_core.train.loop import ProgressLog, compile_for, should_compile
 from genrl_core.train.reward_head import RewardHeads
 
 START_STATES_FILE = "start_states.pt"
@@ -175,9 +175,8 @@ class BehaviourLearner:
         self.cuda_graphs = self.compiled and dev.type == "cuda"
         self._actor_objective, self._critic_objective = self.actor_objective, self.critic_objective
         if self.compiled:
-            mode = "reduce-overhead" if self.cuda_graphs else "default"
-            self._actor_objective = torch.compile(self.actor_objective, mode=mode)
-            self._critic_objective = torch.compile(self.critic_objective, mode=mode)
+            self._actor_objective = compile_for(self.actor_objective, dev)
+            self._critic_objective = compile_for(self.critic_objective, dev)
 
     def rewards(self, traj: dict[str, torch.Tensor], target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if self.oracle is not None:  # the true task reward as the head predicts it; no alignment

@@ -12,7 +12,6 @@ to undo the noise corruption of GENRL.md section 5. Neither sees captions or rew
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 from pathlib import Path
 from typing import Any
@@ -26,7 +25,15 @@ from genrl_core.data.replay import EpisodeReplay
 from genrl_core.errors import MissingFileError
 from genrl_core.models.aligner import Aligner
 from genrl_core.models.connector import Connector
-from genrl_core.train.loop import PAPER_DETER, ProgressLog, resolve_amp, should_compile
+from genrl_core.train.loop import (
+    PAPER_DETER,
+    ProgressLog,
+    allow_tf32,
+    autocast,
+    compile_for,
+    resolve_amp,
+    should_compile,
+)
 from genrl_core.train.world_model import load_world_model
 from genrl_core.vlm import WINDOW, embeddings_dir, load_vlm, load_window_embeddings
 
@@ -97,18 +104,17 @@ def train_connector(data: str | Path, bundle: str | Path, preset: str = "small",
                       "device": str(dev), "amp": str(amp), "compiled": compiled}}})
 
     amp = resolve_amp(cfg.amp, dev, large=wm.cfg.deter >= PAPER_DETER)
-    if dev.type == "cuda":
-        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+    allow_tf32(dev)
 
     def losses(batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        with torch.autocast(dev.type, dtype=amp) if amp else contextlib.nullcontext():
+        with autocast(dev, amp):
             conn_loss = connector_batch_loss(wm, connector, batch)
             align_loss = aligner.loss(batch["embedding"].flatten(0, 1).float())
         return conn_loss.float(), align_loss.float()
 
     compiled = should_compile(cfg.compile, dev, cfg.steps - step)
     if compiled:
-        losses = torch.compile(losses, mode="reduce-overhead" if dev.type == "cuda" else "default")
+        losses = compile_for(losses, dev)
     log(f"[train-connector] {replay.num_episodes} episodes, VLM {vlm.name}, "
         f"world model {config.get('world_model_preset')} at step {config.get('world_model_train', {}).get('step')}; "
         f"device {dev}, amp {amp}, compile {compiled}")

@@ -47,6 +47,22 @@ def should_compile(setting: str, device: torch.device, remaining: int, min_updat
     return setting == "true"
 
 
+def compile_for(fn: Callable, device: torch.device) -> Callable:
+    """torch.compile for the device: CUDA graphs (reduce-overhead) on a GPU, plain inductor on a CPU."""
+    return torch.compile(fn, mode="reduce-overhead" if device.type == "cuda" else "default")
+
+
+def autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
+    """Autocast to `dtype` (from `resolve_amp`), or nothing for fp32."""
+    return torch.autocast(device.type, dtype=dtype) if dtype else contextlib.nullcontext()
+
+
+def allow_tf32(device: torch.device) -> None:
+    """fp32 matmuls and convolutions on TF32 tensor cores, where fp32 is what `resolve_amp` chose."""
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+
+
 def _event_writer(folder: Path):
     """A TensorBoard writer, or None where the tensorboard package is missing (a bare GPU box):
     the JSONL log has the same numbers."""

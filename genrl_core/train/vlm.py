@@ -12,7 +12,6 @@ config.json['vlm'].
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 from collections import defaultdict
@@ -30,7 +29,7 @@ from genrl_core.config import preset as get_preset
 from genrl_core.data.replay import split_episodes
 from genrl_core.data.store import EpisodeStore, load_episode
 from genrl_core.errors import DataError, MissingFileError
-from genrl_core.train.loop import ProgressLog, resolve_amp, should_compile
+from genrl_core.train.loop import ProgressLog, allow_tf32, autocast, compile_for, resolve_amp, should_compile
 from genrl_core.vlm.base import WINDOW, window_indices
 from genrl_core.vlm.captions import caption, window_concepts
 from genrl_core.vlm.embedded import EmbeddedVLM, VideoCLIP, make_tokenizer
@@ -155,17 +154,16 @@ def train_vlm(data: str | Path, out: str | Path, preset: str = "small", override
     # ViT-B width and up counts as large (bf16 on CUDA), by analogy with the world model, where small
     # models are launch-bound on a GPU and the casts cost more than they save
     amp = resolve_amp(cfg.amp, dev, large=model_cfg.width >= LARGE_VIT_WIDTH)
-    if dev.type == "cuda":
-        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+    allow_tf32(dev)
 
     def batch_loss(frames: torch.Tensor, text: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        with torch.autocast(dev.type, dtype=amp) if amp else contextlib.nullcontext():
+        with autocast(dev, amp):
             video = F.normalize(model.encode_video(frames).float(), dim=-1)
         return loss_fn(video, text, model.logit_scale.exp()), video
 
     compiled = should_compile(cfg.compile, dev, cfg.steps - step)
     if compiled:
-        batch_loss = torch.compile(batch_loss, mode="reduce-overhead" if dev.type == "cuda" else "default")
+        batch_loss = compile_for(batch_loss, dev)
     log(f"[train-vlm] device {dev}, amp {amp}, compile {compiled}")
     model.train()
     with plog.saving_on_interrupt(lambda: checkpoint(plog.elapsed), log):

@@ -11,7 +11,6 @@ warm-starts from `world_model.pt` with a fresh optimizer. Logs go to
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import os
 from pathlib import Path
@@ -34,7 +33,15 @@ from genrl_core.config import preset as get_preset
 from genrl_core.data.replay import EpisodeReplay
 from genrl_core.errors import ConfigError, GenRLError
 from genrl_core.models.rssm import RSSM, RSSMConfig, config_from_dict
-from genrl_core.train.loop import PAPER_DETER, ProgressLog, resolve_amp, should_compile
+from genrl_core.train.loop import (
+    PAPER_DETER,
+    ProgressLog,
+    allow_tf32,
+    autocast,
+    compile_for,
+    resolve_amp,
+    should_compile,
+)
 
 STATE_FILE = Path("train_state") / "world_model.pt"
 SNAPSHOT_DIR = Path("train_state") / "snapshots"
@@ -125,13 +132,12 @@ def train_world_model(data: str | Path, out: str | Path, preset: str = "small", 
         log(f"[train-wm] warm start from {weights_path} at step {step} (no optimizer state found)")
 
     amp_dtype = resolve_amp(cfg.amp, dev, large=model_cfg.deter >= PAPER_DETER)
-    if dev.type == "cuda":
-        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+    allow_tf32(dev)
     # RSSM.forward is the loss, so DDP's gradient hooks see the whole update
     loss_fn = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
     compiled = should_compile(cfg.compile, dev, cfg.steps - step)
     if compiled:
-        loss_fn = torch.compile(loss_fn, mode="reduce-overhead" if dev.type == "cuda" else "default")
+        loss_fn = compile_for(loss_fn, dev)
     scaler = torch.amp.GradScaler(dev.type, enabled=amp_dtype == torch.float16)
 
     meta = {
@@ -182,7 +188,7 @@ def train_world_model(data: str | Path, out: str | Path, preset: str = "small", 
     with plog.saving_on_interrupt(lambda: checkpoint(step, plog.elapsed), log):
         while step < cfg.steps:
             batch = replay.sample(cfg.batch)
-            with torch.autocast(dev.type, dtype=amp_dtype) if amp_dtype else contextlib.nullcontext():
+            with autocast(dev, amp_dtype):
                 loss, metrics = loss_fn(batch["image"], batch["action"], batch["is_first"])
             due, stop = decide(loss) if (step + 1) % cfg.log_every == 0 else (False, False)
             opt.zero_grad(set_to_none=True)
