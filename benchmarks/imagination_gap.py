@@ -27,32 +27,9 @@ import numpy as np
 import torch
 
 from genrl_core.agent import GenRL
-from genrl_core.envs import PixelEnv
+from genrl_core.evaluate import run_policy
 from genrl_core.models.actor_critic import feature
 from genrl_core.train.reward_head import load_reward_heads
-
-
-@torch.no_grad()
-def real_episode(agent: GenRL, actor, task: str, seed: int) -> dict[str, torch.Tensor]:
-    """Filtered states, actions taken and true rewards (per agent step) of one real episode."""
-    wm, device = agent.wm, agent.device
-    env = PixelEnv(task, seed=seed)
-    result = env.reset()
-    deter = wm.initial_deter(1, device)
-    stoch = torch.zeros(1, wm.cfg.stoch, wm.cfg.classes, device=device)
-    action = torch.zeros(1, env.action_dim, device=device)
-    deters, stochs, actions, rewards = [], [], [], []
-    while not result.is_last:
-        frame = torch.from_numpy(np.ascontiguousarray(result.image[None])).to(device)
-        deter, stoch = wm.obs_step(deter, stoch, action, frame)
-        action = actor.act(feature(deter, stoch))
-        result = env.step(action[0].cpu().numpy())
-        deters.append(deter[0])
-        stochs.append(stoch[0])
-        actions.append(action[0])
-        rewards.append(result.reward)
-    return {"deter": torch.stack(deters), "stoch": torch.stack(stochs), "action": torch.stack(actions),
-            "reward": torch.tensor(rewards, device=device)}
 
 
 @torch.no_grad()
@@ -60,7 +37,7 @@ def gaps(agent: GenRL, slug: str, task: str, seed: int, window: int) -> dict[str
     heads = load_reward_heads(agent.bundle, agent.wm)
     column = heads.column(task)
     actor, _ = agent.load_policy(slug)
-    ep = real_episode(agent, actor, task, seed)
+    ep = {k: v[0] for k, v in run_policy(agent.wm, actor, task, 1, seed, keep_latents=True)["latents"].items()}
     n = len(ep["reward"])
     # reward of reaching state t+1 is what the env paid for the action at t
     posterior = heads(feature(ep["deter"][1:], ep["stoch"][1:]))[:, column]

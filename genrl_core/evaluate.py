@@ -60,8 +60,11 @@ def normalised_score(task: str, ret: float) -> float | None:
 
 @torch.no_grad()
 def run_policy(wm: RSSM, actor: Actor, task: str, episodes: int = 1, seed: int = 0,
-               video: str | Path | None = None, max_steps: int | None = None, keep_actions: bool = False) -> dict:
-    """Roll `episodes` real episodes in lockstep (one batched model call per step)."""
+               video: str | Path | None = None, max_steps: int | None = None, keep_actions: bool = False,
+               keep_latents: bool = False) -> dict:
+    """Roll `episodes` real episodes in lockstep (one batched model call per step). `keep_actions`:
+    also return episode 0's actions; `keep_latents`: every episode's filtered states, actions and
+    rewards per step, as tensors (episodes, steps, ...) under "latents"."""
     device = next(wm.parameters()).device
     envs = [PixelEnv(task, seed=seed + i) for i in range(episodes)]
     results = [env.reset() for env in envs]
@@ -70,7 +73,7 @@ def run_policy(wm: RSSM, actor: Actor, task: str, episodes: int = 1, seed: int =
     deter = wm.initial_deter(episodes, device)
     stoch = torch.zeros(episodes, wm.cfg.stoch, wm.cfg.classes, device=device)
     action = torch.zeros(episodes, envs[0].action_dim, device=device)
-    steps, actions = 0, []
+    steps, actions, latents = 0, [], []
     while not results[0].is_last and (max_steps is None or steps < max_steps):
         images = torch.from_numpy(np.stack([r.image for r in results])).to(device)
         deter, stoch = wm.obs_step(deter, stoch, action, images)
@@ -78,6 +81,9 @@ def run_policy(wm: RSSM, actor: Actor, task: str, episodes: int = 1, seed: int =
         results = [env.step(a) for env, a in zip(envs, action.cpu().numpy(), strict=True)]
         if keep_actions:
             actions.append(action[0].cpu().numpy())
+        if keep_latents:
+            latents.append({"deter": deter, "stoch": stoch, "action": action,
+                            "reward": torch.tensor([r.reward for r in results], device=device)})
         returns += [r.reward for r in results]
         frames.append(results[0].image)
         steps += 1
@@ -91,4 +97,6 @@ def run_policy(wm: RSSM, actor: Actor, task: str, episodes: int = 1, seed: int =
             "truncated": truncated,
             "random_return": low, "expert_return": high, "reference_source": source,
             "video": str(video) if video is not None else None, "env_steps": steps * envs[0].action_repeat,
-            **({"actions": np.stack(actions)} if keep_actions else {})}
+            **({"actions": np.stack(actions)} if keep_actions else {}),
+            **({"latents": {key: torch.stack([row[key] for row in latents], 1) for key in latents[0]}}
+               if keep_latents else {})}

@@ -163,11 +163,16 @@ class PolicyStore:
     def actor(self, policy: LearnedPolicy, wm: RSSMConfig, device: torch.device) -> Actor:
         """The policy's actor, loaded once."""
         if policy.slug not in self._actors:
-            cfg = policy.config
-            actor = Actor(wm.deter + wm.stoch_dim, wm.action_dim, cfg.hidden, cfg.layers)
-            load_weights(actor, policy.policy_file)
-            self._actors[policy.slug] = actor.to(device).eval()
+            self._actors[policy.slug] = load_actor(policy, wm, device)
         return self._actors[policy.slug]
+
+
+def load_actor(policy: LearnedPolicy, wm: RSSMConfig, device: torch.device | str = "cpu") -> Actor:
+    """A finished policy's actor, sized by its settings, for a world model of config `wm`."""
+    cfg = policy.config
+    actor = Actor(wm.deter + wm.stoch_dim, wm.action_dim, cfg.hidden, cfg.layers)
+    load_weights(actor, policy.policy_file)
+    return actor.to(device).eval()
 
 
 def _checked(slug: str) -> str:

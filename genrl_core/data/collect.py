@@ -82,16 +82,14 @@ class _LearnedActor:
     """A learned policy acting from pixels: filter each frame with its world model, sample an action."""
 
     def __init__(self, policy: Policy, seed: int):
-        from genrl_core.bundle import load_weights
-        from genrl_core.models.actor_critic import Actor
-        from genrl_core.policies import POLICY_FILE, read_meta
+        from genrl_core.policies import LearnedPolicy, load_actor, read_meta
         from genrl_core.train.world_model import load_world_model
 
         torch.manual_seed(seed)
         self.wm = load_world_model(policy.bundle)
-        cfg, wm_cfg = read_meta(Path(policy.path)).config, self.wm.cfg
-        self.actor = Actor(wm_cfg.deter + wm_cfg.stoch_dim, wm_cfg.action_dim, cfg.hidden, cfg.layers)
-        load_weights(self.actor, Path(policy.path) / POLICY_FILE)
+        folder = Path(policy.path)
+        wm_cfg = self.wm.cfg
+        self.actor = load_actor(LearnedPolicy(read_meta(folder), folder), wm_cfg)
         self.deter = self.wm.initial_deter(1)
         self.stoch = torch.zeros(1, wm_cfg.stoch, wm_cfg.classes)
         self.action = torch.zeros(1, wm_cfg.action_dim)
