@@ -171,6 +171,15 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
     print(json.dumps(out))
 
 
+def _cmd_dyna(args: argparse.Namespace) -> None:
+    from genrl_core.dyna import Driver, DynaPlan, run_dyna
+
+    plan = DynaPlan(drivers=tuple(Driver.parse(p) for p in args.prompt), rounds=args.rounds, episodes=args.episodes,
+                    wm_updates=args.wm_updates, wm_minutes=args.wm_minutes, connector_updates=args.connector_updates,
+                    eval_episodes=args.eval_episodes, settings=tuple(parse_settings(args.set).items()))
+    run_dyna(args.bundle, args.data, args.out, plan, device=args.device, workers=args.workers)
+
+
 def _cmd_policies(args: argparse.Namespace) -> None:
     for policy in _load_agent(args).policies.list():
         meta = policy.meta
@@ -313,6 +322,7 @@ def settings_given(args: argparse.Namespace) -> list[str]:
 
 def build_parser() -> argparse.ArgumentParser:
     from genrl_core.data.recipes import POLICY_HELP
+    from genrl_core.dyna import DynaPlan
 
     parser = argparse.ArgumentParser(prog="genrl", description="GenRL: prompt -> policy, learned in a world model.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -419,6 +429,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--video", default=None, help="write episode 0 to this mp4")
     add_flags(p, "seed", "bundle", "policies-dir", "device")
     p.set_defaults(func=_cmd_evaluate)
+
+    p = sub.add_parser("dyna", help="rounds of: learn policies, collect with them, fine-tune the world model (resumes)")
+    dyna = DynaPlan.__dataclass_fields__
+    p.add_argument("--prompt", action="append", required=True,
+                   help='repeatable: "TEXT", "TEXT@TASK" (scored on TASK) or "oracle:TASK" (the task\'s reward head)')
+    add_flags(p, "bundle", "data", "device", "workers", bundle={"help": "bundle to start from (copied, not changed)"},
+              workers={"help": "collection worker processes"})
+    p.add_argument("--out", required=True, help="run folder: the updated bundle, data and dyna.json (rerun to resume)")
+    p.add_argument("--rounds", type=int, default=dyna["rounds"].default,
+                   help="collect + fine-tune rounds; a larger number continues a finished run (default %(default)s)")
+    p.add_argument("--episodes", type=int, default=dyna["episodes"].default,
+                   help="episodes each policy collects a round (default %(default)s)")
+    p.add_argument("--wm-updates", type=int, default=dyna["wm_updates"].default,
+                   help="world-model steps a round (default %(default)s)")
+    p.add_argument("--wm-minutes", type=float, default=dyna["wm_minutes"].default,
+                   help="and at most this many minutes of them (default %(default)s: no limit)")
+    p.add_argument("--connector-updates", type=int, default=dyna["connector_updates"].default,
+                   help="connector steps a round (default %(default)s: keep the connector)")
+    p.add_argument("--eval-episodes", type=int, default=dyna["eval_episodes"].default,
+                   help="real episodes scoring each policy that names a task, seeds 1000, 1001, ... "
+                        "(default %(default)s)")
+    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                   help="behaviour settings for every policy, as `genrl learn` takes them, e.g. max_minutes=5")
+    p.set_defaults(func=_cmd_dyna)
 
     p = sub.add_parser("policies", help="list the finished policies of a bundle")
     add_flags(p, "bundle", "policies-dir", "device")

@@ -1,0 +1,270 @@
+"""Dyna rounds: the bundle's own policies act in the simulator, the world model learns from
+what they saw, and the policies are learned again on it.
+
+    genrl dyna --bundle checkpoints/walker --data data/walker --out runs/dyna \\
+        --prompt "walk forward@walker_walk" --prompt oracle:walker_run --rounds 3
+
+Why: a policy learned in imagination finds states where the world model is wrong (half-fallen,
+lunging) and exploits them; the dataset rarely shows such states, so more world-model updates on
+it do not help (README, "Score ladder"). Data from the policies' own episodes does: one round on
+the walker bundle removed the overestimate of the policies that collected.
+
+Round r (0 .. rounds-1): learn a policy per prompt on the current bundle -> score each in the
+simulator -> each collects `episodes` episodes (sampled actions) -> the world model trains
+`wm_updates` more steps on dataset + all collected episodes -> start states, oracle reward heads
+(and, if asked, the connector) are rebuilt for the new world model. A last learn + score on the
+final bundle closes the run, so the table has one row per world model: before Dyna, after round 1, ...
+
+--out holds `bundle/` (a copy of --bundle that the rounds update; serve or learn on it),
+`data/` (links to --data's files plus the new episodes), `round_NN/policies/` and `dyna.json`
+(the plan and, per round, what finished and the scores). Every stage is recorded when it finishes
+and every training step checkpoints, so rerunning the same command resumes; a larger --rounds
+continues a finished run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+from genrl_core.errors import ConfigError
+from genrl_core.fileio import atomic_write
+
+STATE_FILE = "dyna.json"
+STAGES = ("learn", "collect", "world_model", "refresh")
+EVAL_SEED = 1000  # the score ladder's real-episode seeds, so the numbers compare
+
+
+@dataclasses.dataclass(frozen=True)
+class Driver:
+    """One prompt the rounds learn, score and collect with: `TEXT`, `TEXT@TASK` (scored on TASK)
+    or `oracle:TASK` (the reward head of TASK, scored on TASK)."""
+
+    prompt: str
+    task: str | None
+    settings: tuple[tuple[str, str], ...] = ()
+
+    @classmethod
+    def parse(cls, spec: str) -> Driver:
+        from genrl_core.envs import get_task
+
+        spec = spec.strip()
+        if spec.startswith("oracle:"):
+            task = spec.split(":", 1)[1]
+            prompt, settings = f"oracle {task}", (("reward", spec),)
+        else:
+            prompt, _, task = spec.rpartition("@") if "@" in spec else (spec, "", "")
+            prompt, settings = prompt.strip(), ()
+        task = task.strip() or None
+        if not prompt:
+            raise ConfigError(f"--prompt {spec!r} has no prompt before the @")
+        if task is not None:
+            try:
+                get_task(task)
+            except ConfigError as exc:
+                raise ConfigError(f"--prompt {spec!r}: {exc}") from None
+        return cls(prompt, task, settings)
+
+    @property
+    def name(self) -> str:
+        return f"{self.prompt}@{self.task}" if self.task else self.prompt
+
+
+@dataclasses.dataclass(frozen=True)
+class DynaPlan:
+    drivers: tuple[Driver, ...]
+    rounds: int = 3  # collect -> fine-tune cycles; each run ends with one more learn + score
+    episodes: int = 8  # episodes each policy collects per round
+    wm_updates: int = 4000  # world-model steps per round (CPU: ~45 min; an H100 compiled: ~20 s)
+    wm_minutes: float = 0.0  # and at most this many minutes of them; 0 = no limit
+    connector_updates: int = 0  # connector steps per round; 0 keeps it (one CPU round measured no gain)
+    eval_episodes: int = 3  # real episodes that score each policy (mean action, seeds 1000, 1001, ...)
+    settings: tuple[tuple[str, str], ...] = ()  # behaviour settings for every policy (KEY, VALUE)
+
+    def __post_init__(self):
+        if not self.drivers:
+            raise ConfigError("give at least one --prompt to learn, score and collect with")
+        for name in ("rounds", "episodes", "wm_updates", "connector_updates", "eval_episodes"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(self, name)}")
+        if self.wm_minutes < 0:
+            raise ConfigError(f"--wm-minutes must be >= 0, got {self.wm_minutes}")
+
+    def recorded(self) -> dict[str, Any]:
+        """What must stay the same for a rerun to resume (--rounds may grow)."""
+        return {"drivers": [d.name for d in self.drivers], "episodes": self.episodes,
+                "wm_updates": self.wm_updates, "connector_updates": self.connector_updates,
+                "settings": dict(self.settings)}
+
+
+def mirror_dataset(src: Path, dst: Path) -> None:
+    """Link every file of `src` into `dst` (sub-folders mirrored as real folders, so new episodes and
+    their cached embeddings land in `dst` only, never in the shared dataset)."""
+    for root, _, files in os.walk(src, followlinks=True):
+        target = dst / Path(root).relative_to(src)
+        target.mkdir(parents=True, exist_ok=True)
+        for name in files:
+            link = target / name
+            if not link.exists() and not link.is_symlink() and not name.startswith("."):
+                link.symlink_to(Path(root, name).resolve())
+
+
+def prepare(out: Path, bundle: Path, data: Path) -> None:
+    from genrl_core.data.store import EpisodeStore
+
+    if not (bundle / "world_model.pt").exists():
+        raise ConfigError(f"--bundle {bundle} has no world_model.pt")
+    if not EpisodeStore(data).paths():
+        raise ConfigError(f"--data {data} holds no episodes")
+    if not (out / "bundle").exists():
+        tmp = out / "bundle.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.copytree(bundle, tmp, ignore=shutil.ignore_patterns("logs"))
+        tmp.rename(out / "bundle")
+    mirror_dataset(data, out / "data")
+
+
+def read_state(out: Path, plan: DynaPlan) -> dict[str, Any]:
+    path = out / STATE_FILE
+    if not path.exists():
+        return {"plan": plan.recorded(), "rounds": []}
+    state = json.loads(path.read_text())
+    if state["plan"] != plan.recorded():
+        diff = {k: (v, plan.recorded()[k]) for k, v in state["plan"].items() if plan.recorded()[k] != v}
+        raise ConfigError(f"{out} is a Dyna run with other settings: " +
+                          "; ".join(f"{k} was {a!r}, now {b!r}" for k, (a, b) in diff.items()) +
+                          ": rerun with the recorded ones to resume, or use another --out")
+    return state
+
+
+def write_state(out: Path, state: dict[str, Any]) -> None:
+    text = json.dumps(state, indent=1).encode()
+    atomic_write(out / STATE_FILE, lambda f: f.write(text))
+
+
+def wm_step(bundle: Path) -> int:
+    from genrl_core.bundle import read_config
+
+    return int(read_config(bundle).get("world_model_train", {}).get("step", 0))
+
+
+def learn_and_score(out: Path, plan: DynaPlan, state: dict, record: dict, device: str, log) -> None:
+    """Learn (or reuse) each prompt's policy on the current bundle and score it in the simulator."""
+    from genrl_core.agent import GenRL
+
+    r = record["round"]
+    agent = GenRL.load(out / "bundle", device=device, policies_dir=out / f"round_{r:02d}" / "policies")
+    for d in plan.drivers:
+        if d.name in record["policies"]:
+            continue
+        policy = agent.learn(d.prompt, {**dict(plan.settings), **dict(d.settings)}, progress=False)
+        row = {"slug": policy.slug, "path": str(policy.path), "updates": policy.meta.updates_done,
+               "learn_minutes": round(policy.meta.train_seconds / 60, 1)}
+        if d.task and plan.eval_episodes:
+            ev = agent.evaluate(policy, d.task, episodes=plan.eval_episodes, seed=EVAL_SEED)
+            row.update(normalised=ev["normalised"], mean_return=ev["mean_return"], returns=ev["returns"])
+        record["policies"][d.name] = row
+        write_state(out, state)
+        score = "" if "mean_return" not in row else f": return {row['mean_return']} (normalised {row['normalised']})"
+        log(f"[dyna] round {r} {d.name}: {row['updates']} updates, {row['learn_minutes']} min{score}")
+
+
+def run_round(out: Path, r: int, plan: DynaPlan, state: dict, device: str, workers: int, log,
+              last: bool) -> None:
+    """The unfinished stages of round r; `last` rounds only learn and score."""
+    from genrl_core.bundle import read_config
+    from genrl_core.data.collect import collect
+    from genrl_core.train.behaviour import build_start_states
+    from genrl_core.train.connector import train_connector
+    from genrl_core.train.reward_head import HEADS_FILE, train_reward_heads
+    from genrl_core.train.world_model import load_world_model, train_world_model
+    from genrl_core.vlm import embed_dataset, load_vlm
+
+    while len(state["rounds"]) <= r:
+        state["rounds"].append({"round": len(state["rounds"]), "done": [], "policies": {}})
+    record = state["rounds"][r]
+    bundle, data = out / "bundle", out / "data"
+    body = read_config(bundle).get("body")
+    dataset = json.loads((data / "dataset.json").read_text())
+    preset = read_config(bundle).get("world_model_preset", "small")  # the stages resume with the bundle's sizes
+    record.setdefault("wm_step", wm_step(bundle))
+
+    def collect_all() -> None:
+        for d in plan.drivers:
+            collect(body, f"learned:{record['policies'][d.name]['path']}", plan.episodes, data,
+                    seed=dataset.get("seed", 0), size=dataset.get("size", 64), workers=workers, bundle=bundle, log=log)
+
+    def fine_tune() -> None:
+        target = record["wm_step"] + plan.wm_updates
+        overrides = [f"train.steps={target}", f"train.max_minutes={plan.wm_minutes}"]
+        train_world_model(data, bundle, preset=preset, overrides=overrides, device=device, progress=False, log=log)
+
+    def refresh() -> None:
+        wm = load_world_model(bundle, device)
+        build_start_states(wm, data, bundle, log=log)
+        if (bundle / HEADS_FILE).exists():
+            train_reward_heads(wm, data, bundle, progress=False, log=log)
+        if plan.connector_updates:
+            embed_dataset(data, load_vlm(bundle, device=device), log=log)
+            step = int(read_config(bundle).get("connector", {}).get("train", {}).get("step", 0))
+            train_connector(data, bundle, preset=preset, overrides=[f"train.steps={step + plan.connector_updates}"],
+                            device=device, progress=False, log=log)
+
+    stages = {"learn": lambda: learn_and_score(out, plan, state, record, device, log), "collect": collect_all,
+              "world_model": fine_tune, "refresh": refresh}
+    for name in STAGES[:1] if last else STAGES:
+        if name in record["done"]:
+            continue
+        log(f"[dyna] round {r}: {name}")
+        stages[name]()
+        record["done"].append(name)
+        if name == "world_model":
+            record["wm_step_after"] = wm_step(bundle)
+        write_state(out, state)
+
+
+def run_dyna(bundle: str | Path, data: str | Path, out: str | Path, plan: DynaPlan, device: str = "cpu",
+             workers: int = 1, log=print) -> dict[str, Any]:
+    """Run (or resume) the plan's rounds plus the closing learn + score; returns the state."""
+    from genrl_core.config import BehaviourConfig, apply_settings
+    from genrl_core.train.reward_head import HEADS_FILE
+
+    out, bundle, data = Path(out), Path(bundle), Path(data)
+    apply_settings(BehaviourConfig(), dict(plan.settings), "behaviour")  # bad settings fail before any work
+    if any(d.settings for d in plan.drivers) and not (bundle / HEADS_FILE).exists():
+        raise ConfigError(f"oracle prompts need the bundle's reward heads: `genrl train-reward-heads --data {data} "
+                          f"--bundle {bundle}`")
+    out.mkdir(parents=True, exist_ok=True)
+    state = read_state(out, plan)
+    prepare(out, bundle, data)
+    write_state(out, state)
+    for r in range(plan.rounds + 1):
+        last = r == plan.rounds
+        if r < len(state["rounds"]) and not last and set(STAGES) <= set(state["rounds"][r]["done"]):
+            continue
+        run_round(out, r, plan, state, device, workers, log, last)
+    log(report(state))
+    log(f"[dyna] the updated bundle is {out / 'bundle'}: `genrl serve --bundle {out / 'bundle'}`")
+    return state
+
+
+def report(state: dict[str, Any]) -> str:
+    """A markdown table: one row per world model, the real score of each prompt's policy."""
+    names = state["plan"]["drivers"]
+    lines = ["| round | world-model steps | " + " | ".join(names) + " |", "|---|---|" + "---|" * len(names)]
+    for rec in state["rounds"]:
+        cells = []
+        for name in names:
+            row = rec["policies"].get(name)
+            if row is None:
+                cells.append("")
+            elif row.get("normalised") is not None:
+                cells.append(f"{row['normalised']:.2f} ({row['mean_return']:.0f})")
+            else:
+                cells.append(f"{row.get('mean_return', '-')}")
+        lines.append(f"| {rec['round']} | {rec['wm_step']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
