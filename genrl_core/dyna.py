@@ -28,6 +28,8 @@ import dataclasses
 import json
 import os
 import shutil
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -152,6 +154,19 @@ def wm_step(bundle: Path) -> int:
     return int(read_config(bundle).get("world_model_train", {}).get("step", 0))
 
 
+def every_minute(log, label: str) -> Callable[[dict], None]:
+    """A learning callback that logs progress at most once a minute (a policy learns for many)."""
+    last = time.time()
+
+    def on_progress(m: dict) -> None:
+        nonlocal last
+        if time.time() - last >= 60:
+            last = time.time()
+            log(f"[dyna] {label}: update {m['update']}/{m['updates']}, {m['elapsed'] / 60:.1f} min, "
+                f"{m['updates_per_s']:.1f} updates/s")
+    return on_progress
+
+
 def learn_and_score(out: Path, plan: DynaPlan, state: dict, record: dict, device: str, log) -> None:
     """Learn (or reuse) each prompt's policy on the current bundle and score it in the simulator."""
     from genrl_core.agent import GenRL
@@ -161,7 +176,8 @@ def learn_and_score(out: Path, plan: DynaPlan, state: dict, record: dict, device
     for d in plan.drivers:
         if d.name in record["policies"]:
             continue
-        policy = agent.learn(d.prompt, {**dict(plan.settings), **dict(d.settings)}, progress=False)
+        policy = agent.learn(d.prompt, {**dict(plan.settings), **dict(d.settings)}, progress=False,
+                             callback=every_minute(log, f"round {r} {d.name}"))
         row = {"slug": policy.slug, "path": str(policy.path), "updates": policy.meta.updates_done,
                "learn_minutes": round(policy.meta.train_seconds / 60, 1)}
         if d.task and plan.eval_episodes:
