@@ -130,13 +130,15 @@ def prepare(out: Path, bundle: Path, data: Path) -> None:
     mirror_dataset(data, out / "data")
 
 
-def read_state(out: Path, plan: DynaPlan) -> dict[str, Any]:
+def read_state(out: Path, plan: DynaPlan, bundle: Path, data: Path) -> dict[str, Any]:
+    """The run's state; a rerun must ask for the same plan, from the same bundle and dataset."""
+    want = {**plan.recorded(), "bundle": str(bundle.resolve()), "data": str(data.resolve())}
     path = out / STATE_FILE
     if not path.exists():
-        return {"plan": plan.recorded(), "rounds": []}
+        return {"plan": want, "rounds": []}
     state = json.loads(path.read_text())
-    if state["plan"] != plan.recorded():
-        diff = {k: (v, plan.recorded()[k]) for k, v in state["plan"].items() if plan.recorded()[k] != v}
+    diff = {k: (v, want[k]) for k, v in state["plan"].items() if want.get(k, v) != v}
+    if diff:
         raise ConfigError(f"{out} is a Dyna run with other settings: " +
                           "; ".join(f"{k} was {a!r}, now {b!r}" for k, (a, b) in diff.items()) +
                           ": rerun with the recorded ones to resume, or use another --out")
@@ -255,7 +257,7 @@ def run_dyna(bundle: str | Path, data: str | Path, out: str | Path, plan: DynaPl
         raise ConfigError(f"oracle prompts need the bundle's reward heads: `genrl train-reward-heads --data {data} "
                           f"--bundle {bundle}`")
     out.mkdir(parents=True, exist_ok=True)
-    state = read_state(out, plan)
+    state = read_state(out, plan, bundle, data)
     prepare(out, bundle, data)
     write_state(out, state)
     for r in range(plan.rounds + 1):

@@ -2,6 +2,7 @@
 policy, fine-tunes the world model and rebuilds the start states; a rerun resumes (does nothing);
 the source bundle and dataset stay untouched."""
 
+import dataclasses
 import json
 
 import pytest
@@ -52,7 +53,7 @@ def test_one_round_collects_with_the_policy_fine_tunes_and_a_rerun_resumes(tiny_
     assert "| 1 |" in report(state) and name in report(state)
 
     # a larger --rounds continues: the closing round's policy is kept and collects, a new closing round follows
-    more = run_dyna(tiny_bundle, walker_random_data, out, DynaPlan(**{**plan.__dict__, "rounds": 2}),
+    more = run_dyna(tiny_bundle, walker_random_data, out, dataclasses.replace(plan, rounds=2),
                     log=lambda *_: None)
     assert [r["done"] for r in more["rounds"]] == [list(STAGES), list(STAGES), ["learn"]]
     assert more["rounds"][1]["policies"] == closing["policies"]
@@ -60,7 +61,9 @@ def test_one_round_collects_with_the_policy_fine_tunes_and_a_rerun_resumes(tiny_
     assert len([p for p in EpisodeStore(out / "data").paths() if p.name.startswith("learned_")]) == 2
 
     with pytest.raises(ConfigError, match="episodes was 1, now 2"):  # resuming with other settings is refused
-        run_dyna(tiny_bundle, walker_random_data, out, DynaPlan(**{**plan.__dict__, "episodes": 2}))
+        run_dyna(tiny_bundle, walker_random_data, out, dataclasses.replace(plan, episodes=2))
+    with pytest.raises(ConfigError, match="data was"):  # another dataset would be mixed into the run's
+        run_dyna(tiny_bundle, tmp_path, out, plan)
 
 
 def test_bad_dyna_requests_are_named(tiny_bundle, walker_random_data, tmp_path, capsys):
