@@ -73,6 +73,8 @@ class Driver:
 
     @property
     def name(self) -> str:
+        if self.settings:
+            return dict(self.settings)["reward"]  # oracle:TASK
         return f"{self.prompt}@{self.task}" if self.task else self.prompt
 
 

@@ -71,7 +71,9 @@ def test_bad_dyna_requests_are_named(tiny_bundle, walker_random_data, tmp_path, 
         Driver.parse("fly@walker_fly")
     with pytest.raises(ConfigError, match="at least one --prompt"):
         DynaPlan(drivers=())
-    assert Driver.parse("oracle:walker_run").settings == (("reward", "oracle:walker_run"),)
+    oracle = Driver.parse(" oracle:walker_run")
+    assert oracle.settings == (("reward", "oracle:walker_run"),) and oracle.name == "oracle:walker_run"
+    assert Driver.parse("walk forward @ walker_walk").name == "walk forward@walker_walk"
     assert Driver.parse("run fast").task is None
     # the tiny bundle has no reward heads: an oracle prompt is refused before anything is copied
     code = main(["dyna", "--bundle", str(tiny_bundle), "--data", str(walker_random_data), "--out", str(tmp_path / "x"),
