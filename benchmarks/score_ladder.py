@@ -34,11 +34,9 @@ import numpy as np
 import torch
 
 from genrl_core.agent import GenRL, Prompt
-from genrl_core.bundle import BundleError, read_config
+from genrl_core.bundle import read_config
 from genrl_core.config import BehaviourConfig, apply_settings, parse_settings
 from genrl_core.data.store import EpisodeStore, read_arrays
-from genrl_core.models.actor_critic import feature
-from genrl_core.train.reward_head import load_reward_heads
 from genrl_core.video import AGENT_FPS, write_mp4
 
 RUNGS = ("oracle", "expert", "video", "text", "paraphrase")
@@ -100,21 +98,6 @@ def export_job(agent: GenRL, prompt: str | Path, settings: dict, target: torch.T
     return {"slug": slug, "target": target.cpu(), "meta": agent.policy_meta(slug, prompt, cfg).to_dict()}
 
 
-@torch.no_grad()
-def imagined_return(agent: GenRL, slug: str, task: str, episodes: int, seed: int, steps: int = 500) -> float | None:
-    """The task return the world model believes the policy gets: a whole episode imagined from the
-    same real reset frames, each state scored by the oracle reward head. Next to the real return it
-    measures how far imagination and the simulator part (None without reward heads)."""
-    try:
-        heads = load_reward_heads(agent.bundle, agent.wm)
-    except BundleError:
-        return None
-    traj = agent.rollout(slug, *agent.real_start(episodes, seed), steps - 1)
-    # every state after the start
-    rewards = heads(feature(traj["deter"][:, 1:], traj["stoch"][:, 1:]))[..., heads.column(task)]
-    return round(float(rewards.sum(1).mean()), 1)
-
-
 def run_rung(agent: GenRL, task: str, rung: str, prompt: str, settings: dict, target: torch.Tensor | None,
              episodes: int, seed: int, out: Path) -> dict:
     t0 = time.time()
@@ -123,7 +106,7 @@ def run_rung(agent: GenRL, task: str, rung: str, prompt: str, settings: dict, ta
     ev = agent.evaluate(policy, task, episodes=episodes, seed=seed, video=out / "videos" / f"{policy.slug}.mp4")
     return {"task": task, "rung": rung, "prompt": str(prompt), "slug": policy.slug, "normalised": ev["normalised"],
             "mean_return": ev["mean_return"],
-            "imagined_return": imagined_return(agent, policy.slug, task, episodes, seed),
+            "imagined_return": agent.imagined_return(policy.slug, task, episodes, seed),
             "returns": ev["returns"], "updates": meta.updates_done,
             "learn_minutes": round(meta.train_seconds / 60, 1), "wall_minutes": round((time.time() - t0) / 60, 1),
             "device": meta.device or str(agent.device), "episodes": episodes, "seed": seed, "settings": settings}
@@ -206,7 +189,7 @@ def main() -> None:
                 if result_path.exists():
                     row = json.loads(result_path.read_text())
                     if "imagined_return" not in row:  # results from before that column
-                        row["imagined_return"] = imagined_return(agent, row["slug"], task, args.episodes, args.seed)
+                        row["imagined_return"] = agent.imagined_return(row["slug"], task, args.episodes, args.seed)
                         result_path.write_text(json.dumps(row, indent=1))
                     continue
                 row = run_rung(agent, task, rung, prompt, {**settings, **extra}, tgt, args.episodes, args.seed, out)

@@ -230,6 +230,22 @@ class GenRL:
         actor, _ = self.load_policy(policy)
         return self.wm.imagine(deter, stoch, lambda d, s: actor.act(feature(d, s)), steps, sample=False)
 
+    @torch.no_grad()
+    def imagined_return(self, policy: str | LearnedPolicy, task: str, episodes: int = 3, seed: int = 0,
+                        steps: int = 500) -> float | None:
+        """The task return the world model believes the policy gets: a whole episode imagined from
+        the real reset frames of `evaluate`'s seeds, each state scored by the oracle reward head.
+        Next to the real return it measures how far imagination and the simulator part (None when
+        the bundle has no reward heads)."""
+        try:
+            heads = load_reward_heads(self.bundle, self.wm)
+        except BundleError:
+            return None
+        traj = self.rollout(policy, *self.real_start(episodes, seed), steps - 1)
+        # every state after the start
+        rewards = heads(feature(traj["deter"][:, 1:], traj["stoch"][:, 1:]))[..., heads.column(task)]
+        return round(float(rewards.sum(1).mean()), 1)
+
     def imagine(self, policy: str | LearnedPolicy, steps: int = 64, seed: int = 0) -> np.ndarray:
         """Decoded frames (steps, 64, 64, 3) of the policy acting in the world model from a real start;
         `steps` as everywhere (prompt.STEPS_HELP). For longer rollouts use `rollout`."""

@@ -186,10 +186,12 @@ def learn_and_score(out: Path, plan: DynaPlan, state: dict, record: dict, device
                "learn_minutes": round(policy.meta.train_seconds / 60, 1)}
         if d.task and plan.eval_episodes:
             ev = agent.evaluate(policy, d.task, episodes=plan.eval_episodes, seed=EVAL_SEED)
-            row.update(normalised=ev["normalised"], mean_return=ev["mean_return"], returns=ev["returns"])
+            row.update(normalised=ev["normalised"], mean_return=ev["mean_return"], returns=ev["returns"],
+                       imagined_return=agent.imagined_return(policy, d.task, plan.eval_episodes, EVAL_SEED))
         record["policies"][d.name] = row
         write_state(out, state)
-        score = "" if "mean_return" not in row else f": return {row['mean_return']} (normalised {row['normalised']})"
+        score = "" if "mean_return" not in row else (f": return {row['mean_return']} (normalised {row['normalised']}, "
+                                                     f"imagined {row['imagined_return']})")
         log(f"[dyna] round {r} {d.name}: {row['updates']} updates, {row['learn_minutes']} min{score}")
 
 
@@ -273,7 +275,8 @@ def run_dyna(bundle: str | Path, data: str | Path, out: str | Path, plan: DynaPl
 
 
 def report(state: dict[str, Any]) -> str:
-    """A markdown table: one row per world model, the real score of each prompt's policy."""
+    """A markdown table: one row per world model; per prompt its policy's normalised real score, real
+    return and the return the world model imagines for it (the oracle heads' reading)."""
     names = state["plan"]["drivers"]
     lines = ["| round | world-model steps | " + " | ".join(names) + " |", "|---|---|" + "---|" * len(names)]
     for rec in state["rounds"]:
@@ -283,7 +286,8 @@ def report(state: dict[str, Any]) -> str:
             if row is None:
                 cells.append("")
             elif row.get("normalised") is not None:
-                cells.append(f"{row['normalised']:.2f} ({row['mean_return']:.0f})")
+                imagined = "" if row.get("imagined_return") is None else f", imagined {row['imagined_return']:.0f}"
+                cells.append(f"{row['normalised']:.2f} (return {row['mean_return']:.0f}{imagined})")
             else:
                 cells.append(f"{row.get('mean_return', '-')}")
         lines.append(f"| {rec['round']} | {rec['wm_step']} | " + " | ".join(cells) + " |")

@@ -33,6 +33,7 @@ def test_one_round_collects_with_the_policy_fine_tunes_and_a_rerun_resumes(tiny_
     for rec in (first, closing):
         row = rec["policies"][name]
         assert row["updates"] == 4 and len(row["returns"]) == 1 and isinstance(row["normalised"], float)
+        assert row["imagined_return"] is None  # the tiny bundle has no reward heads
     # the closing policy learned in the fine-tuned world model, on start states rebuilt for it
     wm = file_digest(out / "bundle" / "world_model.pt")
     assert wm != source_wm

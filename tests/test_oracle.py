@@ -13,6 +13,7 @@ from genrl_core.cli import main
 from genrl_core.data import EpisodeStore, load_episode
 from genrl_core.errors import ConfigError
 from genrl_core.models.actor_critic import feature
+from genrl_core.models.nets import mode_onehot
 from genrl_core.train.behaviour import BehaviourLearner, actor_rollout
 from genrl_core.train.reward_head import HEADS_FILE, load_reward_heads
 from genrl_core.vlm.captions import WORDINGS
@@ -61,6 +62,23 @@ def test_oracle_reward_is_the_heads_prediction_on_imagined_states(oracle_bundle)
     assert torch.equal(reward, expected) and t_a.eq(0).all()
     policy = agent.learn("oracle walker_walk", {**FAST, "reward": "oracle:walker_walk"})
     assert policy.meta.finished and policy.config.reward == "oracle:walker_walk"
+
+
+def test_imagined_return_sums_the_heads_over_the_policys_own_dream(oracle_bundle, tiny_bundle, tmp_path):
+    agent = GenRL.load(oracle_bundle, policies_dir=tmp_path)
+    policy = agent.learn("walk forward", FAST)
+    actor, _ = agent.load_policy(policy)
+    heads = load_reward_heads(oracle_bundle, agent.wm)
+    deter, stoch = agent.real_start(2, seed=5)
+    total = torch.zeros(2)
+    with torch.no_grad():  # three steps by hand, from the same real reset frames
+        for _ in range(3):
+            deter = agent.wm.step(deter, stoch, actor.act(feature(deter, stoch)))
+            stoch = mode_onehot(agent.wm.prior_probs(deter))
+            total += heads(feature(deter, stoch))[:, heads.column("walker_walk")]
+    assert agent.imagined_return(policy, "walker_walk", episodes=2, seed=5, steps=4) == round(float(total.mean()), 1)
+    no_heads = GenRL.load(tiny_bundle, policies_dir=tmp_path / "other")
+    assert no_heads.imagined_return(no_heads.learn("walk forward", FAST), "walker_walk") is None
 
 
 def test_oracle_errors_name_the_fix(oracle_bundle, tiny_bundle, tmp_path):
