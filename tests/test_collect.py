@@ -29,7 +29,10 @@ def test_cli_collect_random_writes_full_episodes(tmp_path, capsys):
     assert "walker_run" in list(ep["task_names"]) and ep["task_rewards"].shape == (501, 9)
     batch = EpisodeReplay(store.paths(), seq_len=32).sample(4)
     assert batch["image"].shape == (4, 32, 64, 64, 3)
-    assert "2 episodes" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "2 episodes" in out
+    progress = [line for line in out.splitlines() if line.startswith("[collect] 1/2 random-")]
+    assert progress and "return" not in progress[0]  # a random episode has no task to have a return on
     # resuming the folder with another seed or frame size would mix data: refused, nothing written
     assert main(["collect", "--body", "walker", "--episodes", "3", "--seed", "1", "--out", str(tmp_path)]) == 2
     assert "collected with seed=0" in capsys.readouterr().err and len(store) == 2

@@ -170,20 +170,23 @@ def run_episode(body: str, policy: Policy, seed: int, size: int = 64) -> dict:
     }
 
 
-def _collect_one(args: tuple) -> tuple[str, float, float]:
+def _collect_one(args: tuple) -> tuple[str, float | None, float]:
     root, body, policy, index, seed, size = args
     t0 = time.time()
     ep = run_episode(body, policy, episode_seed(seed, body, policy, index), size)
     EpisodeStore(root).save(f"{policy.slug}-{index:05d}", ep)
-    return f"{policy.slug}-{index:05d}", float(ep["reward"].sum()), time.time() - t0
+    # only an expert's episode has a task; the others' per-task returns are in the file (task_rewards)
+    ret = float(ep["reward"].sum()) if policy.task else None
+    return f"{policy.slug}-{index:05d}", ret, time.time() - t0
 
 
 def collect(body: str, policy: str, episodes: int, out: str | Path, seed: int = 0, workers: int = 1,
-            size: int = 64, log=print, bundle: str | Path | None = None) -> list[tuple[str, float, float]]:
+            size: int = 64, log=print, bundle: str | Path | None = None) -> list[tuple[str, float | None, float]]:
     """Collect episodes 0..episodes-1 of `policy`, skipping those already on disk; `bundle` is
     the one a `learned:` policy was learned on.
 
-    Returns (name, return, seconds) for each episode written in this call.
+    Returns (name, return, seconds) for each episode written in this call; the return is the
+    expert's task return (None for the task-less random, reset and learned episodes).
     """
     get_body(body)
     pol = Policy.parse(policy, body, bundle)
@@ -210,11 +213,12 @@ def collect(body: str, policy: str, episodes: int, out: str | Path, seed: int = 
     return done
 
 
-def _log_progress(log, res: tuple[str, float, float], n: int, total: int, t0: float) -> None:
+def _log_progress(log, res: tuple[str, float | None, float], n: int, total: int, t0: float) -> None:
     name, ret, secs = res
     elapsed = time.time() - t0
     eta = elapsed / n * (total - n)
-    log(f"[collect] {n}/{total} {name}: return {ret:.1f} in {secs:.1f}s (eta {eta / 60:.1f} min)")
+    score = "" if ret is None else f": return {ret:.1f}"
+    log(f"[collect] {n}/{total} {name}{score} in {secs:.1f}s (eta {eta / 60:.1f} min)")
 
 
 def check_dataset_meta(out: str | Path, body: str, seed: int, size: int, recipe: list | None = None) -> None:
