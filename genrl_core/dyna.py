@@ -72,8 +72,12 @@ class Driver:
         return cls(prompt, task, settings)
 
     @property
+    def oracle(self) -> bool:
+        return bool(self.settings)  # only an oracle:TASK prompt carries a setting (its reward)
+
+    @property
     def name(self) -> str:
-        if self.settings:
+        if self.oracle:
             return dict(self.settings)["reward"]  # oracle:TASK
         return f"{self.prompt}@{self.task}" if self.task else self.prompt
 
@@ -124,6 +128,7 @@ def prepare(out: Path, bundle: Path, data: Path) -> None:
         raise ConfigError(f"--bundle {bundle} has no world_model.pt")
     if not EpisodeStore(data).paths():
         raise ConfigError(f"--data {data} holds no episodes")
+    out.mkdir(parents=True, exist_ok=True)
     if not (out / "bundle").exists():
         tmp = out / "bundle.tmp"
         shutil.rmtree(tmp, ignore_errors=True)
@@ -210,9 +215,10 @@ def run_round(out: Path, r: int, plan: DynaPlan, state: dict, device: str, worke
         state["rounds"].append({"round": len(state["rounds"]), "done": [], "policies": {}})
     record = state["rounds"][r]
     bundle, data = out / "bundle", out / "data"
-    body = read_config(bundle).get("body")
+    config = read_config(bundle)
+    body = config.get("body")
+    preset = config.get("world_model_preset", "small")  # the stages resume with the bundle's sizes
     dataset = json.loads((data / "dataset.json").read_text())
-    preset = read_config(bundle).get("world_model_preset", "small")  # the stages resume with the bundle's sizes
     record.setdefault("wm_step", wm_step(bundle))
 
     def collect_all() -> None:
@@ -257,18 +263,14 @@ def run_dyna(bundle: str | Path, data: str | Path, out: str | Path, plan: DynaPl
 
     out, bundle, data = Path(out), Path(bundle), Path(data)
     apply_settings(BehaviourConfig(), dict(plan.settings), "behaviour")  # bad settings fail before any work
-    if any(d.settings for d in plan.drivers) and not (bundle / HEADS_FILE).exists():
+    if any(d.oracle for d in plan.drivers) and not (bundle / HEADS_FILE).exists():
         raise ConfigError(f"oracle prompts need the bundle's reward heads: `genrl train-reward-heads --data {data} "
                           f"--bundle {bundle}`")
-    out.mkdir(parents=True, exist_ok=True)
     state = read_state(out, plan, bundle, data)
     prepare(out, bundle, data)
     write_state(out, state)
-    for r in range(plan.rounds + 1):
-        last = r == plan.rounds
-        if r < len(state["rounds"]) and not last and set(STAGES) <= set(state["rounds"][r]["done"]):
-            continue
-        run_round(out, r, plan, state, device, workers, log, last)
+    for r in range(plan.rounds + 1):  # finished stages are skipped inside
+        run_round(out, r, plan, state, device, workers, log, last=r == plan.rounds)
     log(report(state))
     log(f"[dyna] the updated bundle is {out / 'bundle'}: `genrl serve --bundle {out / 'bundle'}`")
     return state
