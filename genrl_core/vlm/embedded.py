@@ -43,6 +43,7 @@ class VideoCLIP(nn.Module):
         self.cfg = cfg
         text_dir = str(minilm_dir())
         transformers.logging.set_verbosity_error()  # its load report flags MiniLM's unused pooler: harmless
+        transformers.logging.disable_progress_bar()  # a "Loading weights" bar in every log, for a 90 MB local load
         self.clip = open_clip.CustomTextCLIP(
             embed_dim=cfg.embed_dim,
             vision_cfg=open_clip.CLIPVisionCfg(image_size=cfg.image_size, patch_size=cfg.patch_size,
