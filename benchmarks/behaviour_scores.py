@@ -65,7 +65,7 @@ def main() -> None:
     ap.add_argument("--policies-dir", default="runs/behaviour_scores/policies", help="where policies are learned")
     ap.add_argument("--tasks", default=",".join(PROMPTS), help="comma-separated tasks (prompts are fixed per task)")
     ap.add_argument("--minutes", type=float, default=None,
-                    help="learning time limit per policy (default: the small preset's, 7; at most 20 is the aim)")
+                    help="learning time limit per policy (default: the small preset's, 20; at most 20 is the aim)")
     ap.add_argument("--updates", type=int, default=None, help="update limit per policy (default: the preset's)")
     ap.add_argument("--episodes", type=int, default=5, help="evaluation episodes per policy")
     ap.add_argument("--seed", type=int, default=1000, help="first evaluation seed")

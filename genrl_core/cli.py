@@ -422,7 +422,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=None,
                    help="run jobs in N worker processes (one per GPU) instead of the server's threads")
     p.add_argument("--executor", choices=("local", "ray"), default=None,
-                   help="local (default) | ray: each job a Ray task with one GPU (or CPU); needs `pip install ray`")
+                   help="local (default) | ray: each job a Ray task with one GPU (or CPU); Ray is in requirements")
     p.add_argument("--ray-address", default=None, help="Ray cluster to join (default: RAY_ADDRESS, else a local one)")
     p.set_defaults(func=_cmd_serve)
 

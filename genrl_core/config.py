@@ -197,7 +197,7 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
         # the shipped CPU default: ~0.5 s per update on 2 cores, learns walker in a few hours
         "small": {"model": RSSMConfig(deter=256, stoch=32, classes=16, hidden=256, depth=16),
                   "train": WMTrainConfig(batch=16, seq_len=32, steps=20_000, lr=3e-4)},
-        # GenRL's sizes (GENRL.md section 2): a GPU job
+        # GenRL's sizes (docs/GENRL.md section 2): a GPU job
         "paper": {"model": RSSMConfig(deter=1024, stoch=32, classes=32, hidden=1024, depth=48),
                   "train": WMTrainConfig(batch=48, seq_len=48, steps=500_000, lr=1e-4)},
     },

@@ -1,4 +1,4 @@
-"""Scoring a learned policy in the real simulator with the task's true reward (GENRL.md section 7).
+"""Scoring a learned policy in the real simulator with the task's true reward (docs/GENRL.md section 7).
 
 The policy acts from 64x64 pixels only: each frame goes through the world model's posterior,
 h is carried by the RSSM recurrence, the actor's mean action is applied with action repeat 2
@@ -18,7 +18,7 @@ from genrl_core.models.rssm import RSSM
 from genrl_core.video import write_mp4
 
 # (random, expert) returns per task, and where each number comes from.
-#  paper: GenRL (Mazzaglia et al. 2024), the reference returns in ../shared/GENRL.md section 7.
+#  paper: GenRL (Mazzaglia et al. 2024), the reference returns in docs/GENRL.md section 7.
 #  ours-random: mean of the 40 random-policy episodes of our walker dataset (seed 0).
 #  ours-expert: best episode of our MPC expert on the true state (checkpoints/experts, dataset).
 #  ceiling: no expert exists for a held-out task; 1000 is the most the reward can give.

@@ -41,7 +41,7 @@ def test_alignment_finds_each_rows_offset_and_clamps_to_the_last_target_state(of
         for jj in range(target):
             if offset + jj < imagined:
                 sim[row, offset + jj, jj] = 1.0 + 0.01 * row
-    # GENRL.md: the 8-state window slides over imagined length - b = 9 offsets
+    # docs/GENRL.md: the 8-state window slides over imagined length - b = 9 offsets
     assert alignment_scores(sim, b).shape == (2, imagined - b)
     reward, t_a = aligned_reward(sim, b)
     assert t_a.tolist() == list(offsets)

@@ -1,4 +1,4 @@
-"""Actor and critic for behaviour learning in imagination (DreamerV3 style, GENRL.md section 6).
+"""Actor and critic for behaviour learning in imagination (DreamerV3 style, docs/GENRL.md section 6).
 
 - Actor: Gaussian over actions in [-1, 1] (tanh mean, bounded std), reparameterised so its
   gradients flow back through the world model's dynamics.

@@ -1,4 +1,4 @@
-"""Aligner: moves a prompt embedding into the region of video embeddings (GENRL.md section 5).
+"""Aligner: moves a prompt embedding into the region of video embeddings (docs/GENRL.md section 5).
 
 A residual MLP with a bottleneck ("U-Net" of MLPs: D -> D/2 -> D/4 -> D/2 -> D with skip
 connections), output L2-normalised. Trained without language: the input is a video

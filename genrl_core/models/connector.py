@@ -1,6 +1,6 @@
 """Connector: p(s_t | s_{t-1}, e), a VLM embedding unrolled into world-model latent states.
 
-Same structure as the RSSM prior (GENRL.md section 4): a LayerNorm GRU whose input is the
+Same structure as the RSSM prior (docs/GENRL.md section 4): a LayerNorm GRU whose input is the
 previous stochastic state and the embedding (scaled by sqrt(D), fed at every step), a
 prior head on the deterministic state, and an initial deterministic state that is an MLP
 of e. Trained with teacher forcing on detached world-model posteriors.

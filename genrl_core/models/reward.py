@@ -1,4 +1,4 @@
-"""Trajectory-matching reward with temporal alignment (GENRL.md section 6).
+"""Trajectory-matching reward with temporal alignment (docs/GENRL.md section 6).
 
 The reward of imagined state i is its similarity to the target state max(0, i - t_a), where
 t_a is the offset at which the target's first `align_states` states best match the imagined

@@ -1,4 +1,4 @@
-"""RSSM world model as in GenRL (DreamerV3-style, ../shared/GENRL.md section 2).
+"""RSSM world model as in GenRL (DreamerV3-style, docs/GENRL.md section 2).
 
 - deterministic state h: LayerNorm GRU over [s_{t-1}, a_t]
 - stochastic state s: `stoch` categoricals of `classes` classes, straight-through samples,

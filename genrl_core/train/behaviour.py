@@ -1,4 +1,4 @@
-"""Behaviour learning in imagination: one policy per prompt (GENRL.md section 6).
+"""Behaviour learning in imagination: one policy per prompt (docs/GENRL.md section 6).
 
 From a batch of starting latent states the actor imagines `horizon` steps with the frozen
 world model; each imagined state is rewarded by its similarity to the prompt's target

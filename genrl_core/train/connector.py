@@ -7,7 +7,7 @@ Sequences of `seq_len` (48) steps are filtered by the frozen world model; their 
 states are cut into chunks of 8, each conditioned on the VLM embedding of its own window
 (stored at the chunk's last step), and the connector learns KL(connector || sg(posterior))
 with teacher forcing. The aligner learns, from the same video embeddings and no language,
-to undo the noise corruption of GENRL.md section 5. Neither sees captions or rewards.
+to undo the noise corruption of docs/GENRL.md section 5. Neither sees captions or rewards.
 """
 
 from __future__ import annotations
