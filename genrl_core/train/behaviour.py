@@ -223,7 +223,9 @@ class BehaviourLearner:
         out = self._actor_objective(deter, stoch, target)
         self.norm.store(out["low"], out["high"])
         self.actor_opt.zero_grad(set_to_none=True)
-        out["actor_loss"].backward()
+        # only the actor's gradients: the critic's from this loss would be thrown away, and with CUDA
+        # graphs accumulating into critic grads that the last update's graph owns is an error
+        torch.autograd.backward(out["actor_loss"], inputs=list(self.actor.parameters()))
         torch.nn.utils.clip_grad_norm_(self.actor.parameters(), cfg.grad_clip)
         self.actor_opt.step()
 
@@ -235,9 +237,10 @@ class BehaviourLearner:
         self.updates += 1
         if self.updates % cfg.slow_critic_every == 0:
             self.slow_critic.load_state_dict(self.critic.state_dict())
-        return {"reward": out["reward"].detach(), "actor_loss": out["actor_loss"].detach(),
-                "critic_loss": critic_loss.detach(), "return": out["returns"].mean().detach(),
-                "t_a": out["t_a"].detach()}
+        stats = {"reward": out["reward"], "actor_loss": out["actor_loss"], "critic_loss": critic_loss,
+                 "return": out["returns"].mean(), "t_a": out["t_a"]}
+        # CUDA graph outputs are overwritten by the next update: callers may keep these longer
+        return {k: v.detach().clone() if self.cuda_graphs else v.detach() for k, v in stats.items()}
 
     def state_dict(self) -> dict[str, Any]:
         return {"actor": self.actor.state_dict(), "critic": self.critic.state_dict(),
