@@ -15,10 +15,11 @@ from genrl_core.models.rssm import RSSM
 from genrl_core.train.behaviour import BehaviourLearner, compile_update
 
 
-def _learner(compile_setting: str) -> tuple[BehaviourLearner, tuple[torch.Tensor, torch.Tensor], torch.Tensor]:
+def _learner(compile_setting: str, device: str = "cpu"
+             ) -> tuple[BehaviourLearner, tuple[torch.Tensor, torch.Tensor], torch.Tensor]:
     torch.manual_seed(0)
     model_cfg = preset("world_model", "tiny")["model"]
-    wm = RSSM(model_cfg).requires_grad_(False)
+    wm = RSSM(model_cfg).requires_grad_(False).to(device)
     cfg = dataclasses.replace(preset("behaviour", "tiny")["behaviour"], horizon=4, align_states=2, batch=8,
                               bf16=False, compile=compile_setting)
     gen = torch.Generator().manual_seed(1)
@@ -28,7 +29,23 @@ def _learner(compile_setting: str) -> tuple[BehaviourLearner, tuple[torch.Tensor
     target = torch.nn.functional.one_hot(torch.randint(model_cfg.classes, (5, model_cfg.stoch), generator=gen),
                                          model_cfg.classes).float()
     torch.manual_seed(3)
-    return BehaviourLearner(wm, cfg, model_cfg.action_dim), (deter, stoch), target
+    return (BehaviourLearner(wm, cfg, model_cfg.action_dim), (deter.to(device), stoch.to(device)),
+            target.to(device))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a GPU")
+def test_compiled_updates_replay_as_cuda_graphs():
+    """A CUDA graph's outputs are overwritten by its next replay: gradients or metrics of one update
+    kept past the next fail there (the actor's backward once accumulated into critic gradients that
+    the last critic graph owned, on an H200), never on a CPU."""
+    learner, starts, target = _learner("true", "cuda")
+    assert learner.cuda_graphs
+    metrics = [learner.update(*starts, target) for _ in range(5)]
+    first = float(metrics[0]["critic_loss"])
+    learner.update(*starts, target)
+    assert float(metrics[0]["critic_loss"]) == first  # metrics survive later replays
+    assert all(torch.isfinite(m[k]).all() for m in metrics for k in ("actor_loss", "critic_loss", "return"))
+    assert learner.updates == 6
 
 
 def test_compiled_updates_equal_eager_updates(monkeypatch):
