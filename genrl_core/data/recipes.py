@@ -12,7 +12,7 @@ from __future__ import annotations
 from genrl_core.errors import ConfigError
 
 POLICY_HELP = ("random | reset | expert:TASK (e.g. expert:walker_run) | learned:POLICY_DIR (a policy learned "
-               "on --bundle, e.g. checkpoints/walker/policies/walk-forward-981e0d40)")
+               "on --bundle, e.g. checkpoints/walker/policies/walk-forward-900551a8)")
 
 RECIPES: dict[str, dict[str, list[tuple[str, int]]]] = {
     "walker": {
