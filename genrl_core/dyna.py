@@ -6,7 +6,7 @@ what they saw, and the policies are learned again on it.
 
 Why: a policy learned in imagination finds states where the world model is wrong (half-fallen,
 lunging) and exploits them; the dataset rarely shows such states, so more world-model updates on
-it do not help (README, "Score ladder"). Data from the policies' own episodes does: one round on
+it do not help (docs/LADDER.md). Data from the policies' own episodes does: one round on
 the walker bundle removed the overestimate of the policies that collected.
 
 Round r (0 .. rounds-1): learn a policy per prompt on the current bundle -> score each in the
