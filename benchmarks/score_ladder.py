@@ -10,8 +10,8 @@ task's true reward (--episodes from --seed), normalised by `REFERENCE_RETURNS`:
 
   oracle      a reward head on the world model's latents, fitted to the dataset's true task
               reward (`genrl train-reward-heads`): the ceiling of world model + actor-critic
-  expert      target = the world model's posterior states of the best 17-step window of a
-              held-out expert episode of the task: no VLM, no connector
+  expert      target = the world model's posterior states of the best 17-step window of the
+              best held-out expert episode of the task: no VLM, no connector
   video       the same window's frames as a video prompt (an mp4 at the agent's rate), through
               the VLM, the aligner and the connector
   text        the stock text prompt
@@ -57,20 +57,27 @@ PARAPHRASES = {
 }
 
 
+def best_episode(paths: list[Path]) -> Path:
+    """The episode with the highest return. An expert run can fail (two of the walker stand expert's
+    16 episodes end up sitting, return ~270), and its best window would then be another behaviour."""
+    return max(paths, key=lambda p: float(read_arrays(p, ("reward",))["reward"].sum()))
+
+
 def expert_episode(bundle: Path, data: Path, task: str, unseen: Path | None = None) -> tuple[Path, bool]:
-    """A held-out expert episode of the task: from `unseen` (a dataset no part of the bundle was
-    trained on), else from the world model's own held-out split, else (not held out) the last one."""
+    """The best held-out expert episode of the task: from `unseen` (a dataset no part of the bundle was
+    trained on), else from the world model's own held-out split, else (not held out) the best of all."""
     if unseen is not None:
         fresh = [p for p in EpisodeStore(unseen).paths() if p.name.startswith(f"expert_{task}-")]
         if fresh:
-            return fresh[0], True
-    held = [n for n in read_config(bundle).get("world_model_heldout", []) if n.startswith(f"expert_{task}-")]
-    if held and (data / held[0]).exists():
-        return data / held[0], True
+            return best_episode(fresh), True
+    held = [data / n for n in read_config(bundle).get("world_model_heldout", []) if n.startswith(f"expert_{task}-")]
+    held = [p for p in held if p.exists()]
+    if held:
+        return best_episode(held), True
     paths = [p for p in EpisodeStore(data).paths() if p.name.startswith(f"expert_{task}-")]
     if not paths:
         raise FileNotFoundError(f"no expert_{task} episodes in {data}")
-    return paths[-1], False
+    return best_episode(paths), False
 
 
 @torch.no_grad()

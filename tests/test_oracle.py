@@ -135,6 +135,21 @@ def test_ladder_takes_its_expert_episode_from_unseen_data_first(tmp_path, tiny_b
         unseen.root / "expert_walker_run-00003.npz", True)
 
 
+def test_ladder_takes_the_best_expert_episode_not_a_failed_one(tmp_path, tiny_bundle):
+    """The walker stand expert failed in 2 of its 16 episodes (sitting, return ~270), and the ladder
+    once took one of them as its stand target: the expert and video rungs then learned to sit."""
+    from helpers_data import make_episode
+
+    from benchmarks.score_ladder import expert_episode
+
+    data = EpisodeStore(tmp_path / "data")
+    for i, scale in enumerate((0.2, 1.0, 0.5)):  # the middle one has the highest return
+        ep = make_episode(10, seed=i)
+        ep["reward"] = ep["reward"] * scale
+        data.save(f"expert_walker_run-{i:05d}", ep)
+    assert expert_episode(tiny_bundle, data.root, "walker_run") == (data.root / "expert_walker_run-00001.npz", False)
+
+
 def test_imagination_gap_scores_the_same_real_episode_as_evaluate(oracle_bundle, tmp_path):
     from benchmarks.imagination_gap import gaps
 
