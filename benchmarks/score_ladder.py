@@ -58,8 +58,8 @@ PARAPHRASES = {
 
 
 def best_episode(paths: list[Path]) -> Path:
-    """The episode with the highest return. An expert run can fail (two of the walker stand expert's
-    16 episodes end up sitting, return ~270), and its best window would then be another behaviour."""
+    """The episode with the highest return. An expert run can fail (five of the walker stand expert's
+    16 episodes end up sitting, returns 186-275), and its best window would then be another behaviour."""
     return max(paths, key=lambda p: float(read_arrays(p, ("reward",))["reward"].sum()))
 
 

@@ -136,7 +136,7 @@ def test_ladder_takes_its_expert_episode_from_unseen_data_first(tmp_path, tiny_b
 
 
 def test_ladder_takes_the_best_expert_episode_not_a_failed_one(tmp_path, tiny_bundle):
-    """The walker stand expert failed in 2 of its 16 episodes (sitting, return ~270), and the ladder
+    """The walker stand expert failed in 5 of its 16 episodes (sitting, returns 186-275), and the ladder
     once took one of them as its stand target: the expert and video rungs then learned to sit."""
     from helpers_data import make_episode
 
