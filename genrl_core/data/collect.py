@@ -16,6 +16,7 @@ import json
 import multiprocessing as mp
 import time
 import zlib
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -78,21 +79,25 @@ class Policy:
         return f"expert:{self.task}" if self.task else self.kind
 
 
-class _LearnedActor:
-    """A learned policy acting from pixels: filter each frame with its world model, sample an action."""
+class PixelActor:
+    """A policy acting from pixels: filter each frame with its world model, then act (sampled
+    actions when `explore`, as Dreamer collects; the mean otherwise)."""
 
-    def __init__(self, policy: Policy, seed: int):
+    def __init__(self, wm, actor, explore: bool = True):
+        self.wm, self.actor, self.explore = wm, actor, explore
+        self.deter = wm.initial_deter(1)
+        self.stoch = torch.zeros(1, wm.cfg.stoch, wm.cfg.classes)
+        self.action = torch.zeros(1, wm.cfg.action_dim)
+
+    @classmethod
+    def from_policy(cls, policy: Policy, seed: int) -> PixelActor:
         from genrl_core.policies import LearnedPolicy, load_actor, read_meta
         from genrl_core.train.world_model import load_world_model
 
         torch.manual_seed(seed)
-        self.wm = load_world_model(policy.bundle)
+        wm = load_world_model(policy.bundle)
         folder = Path(policy.path)
-        wm_cfg = self.wm.cfg
-        self.actor = load_actor(LearnedPolicy(read_meta(folder), folder), wm_cfg)
-        self.deter = self.wm.initial_deter(1)
-        self.stoch = torch.zeros(1, wm_cfg.stoch, wm_cfg.classes)
-        self.action = torch.zeros(1, wm_cfg.action_dim)
+        return cls(wm, load_actor(LearnedPolicy(read_meta(folder), folder), wm.cfg))
 
     @torch.no_grad()
     def __call__(self, image: np.ndarray) -> np.ndarray:
@@ -100,7 +105,7 @@ class _LearnedActor:
 
         frame = torch.from_numpy(np.ascontiguousarray(image[None]))
         self.deter, self.stoch = self.wm.obs_step(self.deter, self.stoch, self.action, frame)
-        self.action = self.actor.act(feature(self.deter, self.stoch), explore=True)
+        self.action = self.actor.act(feature(self.deter, self.stoch), explore=self.explore)
         return self.action[0].numpy()
 
 
@@ -129,27 +134,29 @@ def run_episode(body: str, policy: Policy, seed: int, size: int = 64) -> dict:
 
     init = "random_pose" if policy.kind == "reset" else "default"
     env = PixelEnv(policy.task or body, size=size, seed=seed, init=init)
-    rng = np.random.default_rng(seed)
     if policy.kind == "expert":
         cfg = MPCConfig.load(policy.task)
         cfg = dataclasses.replace(cfg, exec_noise=skill_noise(policy.task, seed))
         expert = MPCExpert(env, policy.task, cfg, seed=seed)
-        act = expert.act
-    elif policy.kind == "learned":
-        learned = _LearnedActor(policy, seed)
-        expert, act = None, lambda: learned(steps[-1].image)
-    else:
-        expert, act = None, _RandomActions(env.action_dim, rng)
+        try:
+            return roll_episode(env, lambda image: expert.act(), policy.spec, seed)
+        finally:
+            expert.close()
+    if policy.kind == "learned":
+        return roll_episode(env, PixelActor.from_policy(policy, seed), policy.spec, seed)
+    noise = _RandomActions(env.action_dim, np.random.default_rng(seed))
+    return roll_episode(env, lambda image: noise(), policy.spec, seed)
+
+
+def roll_episode(env: PixelEnv, act: Callable[[np.ndarray], np.ndarray], policy: str, seed: int) -> dict:
+    """Reset `env` and roll it to the end, `act(last frame) -> action`; the episode in the store's
+    format, `policy` its spec (what acted)."""
     steps = [env.reset()]
     actions = [np.zeros(env.action_dim, np.float32)]
-    try:
-        while not steps[-1].is_last:
-            a = act()
-            steps.append(env.step(a))
-            actions.append(np.asarray(a, np.float32))
-    finally:
-        if expert is not None:
-            expert.close()
+    while not steps[-1].is_last:
+        a = act(steps[-1].image)
+        steps.append(env.step(a))
+        actions.append(np.asarray(a, np.float32))
     n = len(steps)
     is_last = np.zeros(n, bool)
     is_last[-1] = True
@@ -163,9 +170,9 @@ def run_episode(body: str, policy: Policy, seed: int, size: int = 64) -> dict:
         "state": np.stack([s.state for s in steps]).astype(np.float64),
         "task_rewards": np.stack([s.task_rewards for s in steps]).astype(np.float32),
         "task_names": np.array(env.task_names),
-        "body": body,
-        "task": policy.task or "none",
-        "policy": policy.spec,
+        "body": env.body_name,
+        "task": env.task.name if env.task else "none",
+        "policy": policy,
         "seed": int(seed),
     }
 

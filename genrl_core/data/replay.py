@@ -50,42 +50,60 @@ class EpisodeReplay:
         Episodes shorter than seq_len (e.g. ended by a diverged simulation) are skipped, and said so."""
         if not paths:
             raise MissingFileError("no episodes to train on")
+        self.device, self.seq_len, self.log = torch.device(device), seq_len, log
+        self.loaders = dict(extras or {})
+        self.num_episodes = 0
+        self.window = torch.arange(seq_len, device=self.device)
+        self.generator = torch.Generator(device=self.device)
+        self.generator.manual_seed(seed)
+        if not self.extend(paths):
+            raise DataError(f"every episode is shorter than seq_len {seq_len}")
+
+    def extend(self, paths: list[Path]) -> int:
+        """Append episodes (a growing replay: an online learner adds what it collects); returns how
+        many were long enough to keep."""
+        seq_len = self.seq_len
         images, actions, firsts, starts, kept = [], [], [], [], []
-        extra_parts: dict[str, list[torch.Tensor]] = {name: [] for name in extras or {}}
-        offset = 0
+        extra_parts: dict[str, list[torch.Tensor]] = {name: [] for name in self.loaders}
+        offset = self.num_steps if self.num_episodes else 0
         for path in paths:
             ep = load_training_arrays(path)
             length = len(ep["image"])
             if length < seq_len:
-                log(f"[replay] skipping {path.name}: {length} steps, shorter than seq_len {seq_len}")
+                self.log(f"[replay] skipping {path.name}: {length} steps, shorter than seq_len {seq_len}")
                 continue
             kept.append(path)
             images.append(torch.from_numpy(ep["image"]))
             actions.append(torch.from_numpy(ep["action"]))
             firsts.append(torch.from_numpy(ep["is_first"]))
             starts.append(torch.arange(offset, offset + length - seq_len + 1))
-            for name, load in (extras or {}).items():
+            for name, load in self.loaders.items():
                 arr = np.asarray(load(path))
                 if len(arr) != length:
                     raise DataError(f"{name} for {path} has {len(arr)} steps, the episode {length}")
                 extra_parts[name].append(torch.from_numpy(arr))
             offset += length
         if not images:
-            raise DataError(f"every episode is shorter than seq_len {seq_len}")
+            return 0
+        dims = actions[0].shape[1] if not self.num_episodes else self.action_dim
         for path, act in zip(kept, actions, strict=True):
-            if act.shape[1] != actions[0].shape[1]:
-                raise DataError(f"{path}: 'action' has {act.shape[1]} dims, other episodes {actions[0].shape[1]}; "
+            if act.shape[1] != dims:
+                raise DataError(f"{path}: 'action' has {act.shape[1]} dims, other episodes {dims}; "
                                  f"use one body per dataset")
-        self.device = torch.device(device)
-        self.images = torch.cat(images).to(self.device)
-        self.actions = torch.cat(actions).to(self.device)
-        self.is_first = torch.cat(firsts).to(self.device)
-        self.starts = torch.cat(starts).to(self.device)
-        self.extras = {name: torch.cat(parts).to(self.device) for name, parts in extra_parts.items()}
-        self.seq_len, self.num_episodes = seq_len, len(images)
-        self.window = torch.arange(seq_len, device=self.device)
-        self.generator = torch.Generator(device=self.device)
-        self.generator.manual_seed(seed)
+
+        def joined(old: torch.Tensor | None, parts: list[torch.Tensor]) -> torch.Tensor:
+            new = torch.cat(parts).to(self.device)
+            return new if old is None else torch.cat([old, new])
+
+        first = not self.num_episodes
+        self.images = joined(None if first else self.images, images)
+        self.actions = joined(None if first else self.actions, actions)
+        self.is_first = joined(None if first else self.is_first, firsts)
+        self.starts = joined(None if first else self.starts, starts)
+        self.extras = {name: joined(None if first else self.extras[name], parts)
+                       for name, parts in extra_parts.items()}
+        self.num_episodes += len(images)
+        return len(images)
 
     @classmethod
     def from_dir(cls, data: str | Path, seq_len: int, device: torch.device | str = "cpu", seed: int = 0,

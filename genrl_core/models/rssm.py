@@ -180,6 +180,13 @@ class RSSM(nn.Module):
     def loss(self, images: torch.Tensor, actions: torch.Tensor,
              is_first: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """ELBO loss of a batch: image MSE (summed over pixels) + balanced, free-nats KL."""
+        loss, metrics, _ = self.loss_and_states(images, actions, is_first)
+        return loss, metrics
+
+    def loss_and_states(self, images: torch.Tensor, actions: torch.Tensor, is_first: torch.Tensor
+                        ) -> tuple[torch.Tensor, dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        """`loss` plus the filtered sequences of `observe` it was computed on (an online learner
+        starts imagination from those posteriors, as DreamerV3 does)."""
         cfg = self.cfg
         out = self.observe(images, actions, is_first)
         recon = self.decode(out["stoch"])
@@ -192,7 +199,7 @@ class RSSM(nn.Module):
         loss = image_loss + cfg.kl_scale * kl_loss
         metrics = {"loss": loss.detach(), "image_loss": image_loss.detach(), "kl": dyn.mean().detach(),
                    "post_entropy": -(out["post"] * out["post"].log()).sum((-2, -1)).mean().detach()}
-        return loss, metrics
+        return loss, metrics, out
 
 
 def config_from_dict(raw: dict[str, Any]) -> RSSMConfig:
