@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import signal
 import sys
 import threading
@@ -178,6 +179,16 @@ def _cmd_dyna(args: argparse.Namespace) -> None:
                     wm_updates=args.wm_updates, wm_minutes=args.wm_minutes, connector_updates=args.connector_updates,
                     eval_episodes=args.eval_episodes, settings=tuple(parse_settings(args.set).items()))
     run_dyna(args.bundle, args.data, args.out, plan, device=args.device, workers=args.workers)
+
+
+def _cmd_practice(args: argparse.Namespace) -> None:
+    from genrl_core.practice import PracticeDriver, PracticePlan, run_practice
+
+    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(PracticePlan)
+              if f.name not in ("drivers", "settings")}
+    plan = PracticePlan(drivers=tuple(PracticeDriver.parse(d) for d in args.driver),
+                        settings=tuple(parse_settings(args.set).items()), **values)
+    run_practice(args.bundle, args.data, args.out, plan, device=args.device, workers=args.workers)
 
 
 def _cmd_policies(args: argparse.Namespace) -> None:
@@ -387,6 +398,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                    help="behaviour settings for every policy, as `genrl learn` takes them, e.g. max_minutes=5")
     p.set_defaults(func=_cmd_dyna)
+
+    p = sub.add_parser("practice", help="online loop: the policies collect, the world model and every policy keep "
+                                        "learning; scores a learning curve; ends with a bundle (resumes)")
+    from genrl_core.practice import PLAN_HELP, PracticePlan
+
+    p.add_argument("--driver", action="append", required=True,
+                   help='repeatable: "oracle:TASK" (the task\'s reward head), "TEXT@TASK" (a prompt, scored on TASK), '
+                        '"TEXT" or "explore" (random poses, acting with the learners\' policies)')
+    add_flags(p, "bundle", "data", "device", "workers", bundle={"help": "bundle to start from (copied, not changed)"},
+              workers={"help": "env worker processes"})
+    p.add_argument("--out", required=True, help="run folder: bundle/, data/, practice.json (rerun to resume)")
+    for field in dataclasses.fields(PracticePlan):
+        if field.name not in ("drivers", "settings"):
+            p.add_argument(f"--{field.name.replace('_', '-')}", type=type(field.default), default=field.default,
+                           help=f"{PLAN_HELP.get(field.name, '')} (default %(default)s)".replace("%%", "%"))
+    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                   help="behaviour settings of every learning driver, as `genrl learn` takes them, e.g. horizon=16")
+    p.set_defaults(func=_cmd_practice)
 
     p = sub.add_parser("policies", help="list the finished policies of a bundle")
     add_flags(p, "bundle", "policies-dir", "device")

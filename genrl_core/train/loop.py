@@ -63,7 +63,7 @@ def allow_tf32(device: torch.device) -> None:
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
 
 
-def _event_writer(folder: Path):
+def event_writer(folder: Path):
     """A TensorBoard writer, or None where the tensorboard package is missing (a bare GPU box):
     the JSONL log has the same numbers."""
     try:
@@ -87,7 +87,7 @@ class ProgressLog:
         self.window: list[torch.Tensor] = []  # one row of metrics per update, still on the device
         self.keys: list[str] = []
         self.window_steps = 0
-        self.board = _event_writer(self.path.parent / TENSORBOARD_DIR / self.path.stem) if enabled else None
+        self.board = event_writer(self.path.parent / TENSORBOARD_DIR / self.path.stem) if enabled else None
 
     @property
     def elapsed(self) -> float:

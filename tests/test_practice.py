@@ -1,0 +1,94 @@
+"""`genrl practice` on a tiny bundle and real episodes: the drivers collect into the run's data, the
+world model and every learner train on the growing replay, the curve is scored in the simulator,
+a rerun resumes without collecting again, a larger --frames continues, and the run ends with a
+bundle whose world model, start states, reward heads and policies belong together."""
+
+import dataclasses
+import json
+
+import pytest
+
+from genrl_core.agent import GenRL
+from genrl_core.bundle import file_digest, load_torch
+from genrl_core.cli import main
+from genrl_core.data.store import EpisodeStore
+from genrl_core.errors import ConfigError
+from genrl_core.practice import FINISH_STAGES, PREFIX, TRAIN_STATE, PracticeDriver, PracticePlan, run_practice
+from genrl_core.train.behaviour import START_STATES_FILE
+from genrl_core.train.reward_head import HEADS_FILE
+
+FAST = (("batch", "8"), ("hidden", "32"), ("layers", "1"), ("horizon", "8"), ("align_states", "4"))
+DRIVERS = ("oracle:walker_stand", "stand up straight@walker_stand", "explore")
+
+
+def plan(**changes) -> PracticePlan:
+    base = PracticePlan(drivers=tuple(PracticeDriver.parse(d) for d in DRIVERS), frames=1, train_ratio=0.1,
+                        warmup_updates=2, eval_every=1000, eval_episodes=1, connector_updates=2, settings=FAST)
+    return dataclasses.replace(base, **changes)
+
+
+def test_practice_collects_learns_scores_resumes_and_writes_a_bundle(tiny_bundle, walker_random_data, tmp_path):
+    source_wm, source_episodes = file_digest(tiny_bundle / "world_model.pt"), EpisodeStore(walker_random_data).paths()
+    out = tmp_path / "practice"
+    state = run_practice(tiny_bundle, walker_random_data, out, plan(), log=lambda *_: None)
+
+    # one cycle: one episode per driver, in the run's data only
+    names = sorted(p.stem for p in EpisodeStore(out / "data").paths() if p.name.startswith(PREFIX))
+    assert len(names) == 3 and [row["name"] for row in sorted(state["collected"], key=lambda r: r["name"])] == names
+    assert EpisodeStore(walker_random_data).paths() == source_episodes
+    assert file_digest(tiny_bundle / "world_model.pt") == source_wm
+    frames = sum(r["frames"] for r in state["collected"])
+    assert frames == 3 * 501
+    # the curve: a score before collecting and one at the end, for both learning drivers with a task
+    assert [row["frames"] for row in state["curve"]] == [0, frames]
+    for row in state["curve"]:
+        assert set(row["scores"]) == {"oracle:walker_stand", "stand up straight@walker_stand"}
+        assert all(isinstance(s["normalised"], float) for s in row["scores"].values())
+    updates = state["curve"][-1]["wm_updates"]
+    assert updates == int(frames * 0.1 / (4 * 8)) > 0  # the tiny preset's batch 4 x seq_len 8
+    assert json.loads((out / "practice.json").read_text()) == state
+
+    # the bundle: a new world model, and everything in it built for that world model
+    bundle = out / "bundle"
+    wm = file_digest(bundle / "world_model.pt")
+    assert wm != source_wm and state["finished"] == list(FINISH_STAGES)
+    assert load_torch(bundle / START_STATES_FILE)["world_model"] == wm
+    assert load_torch(bundle / HEADS_FILE)["world_model"] == wm
+    agent = GenRL.load(bundle)
+    policies = {p.meta.prompt: p for p in agent.policies.list()}
+    assert set(policies) == {"oracle walker_stand", "stand up straight"}
+    ev = agent.evaluate(policies["stand up straight"], "walker_stand", episodes=1, max_steps=5)
+    assert ev["env_steps"] == 10
+
+    # a rerun resumes: nothing is collected or trained again
+    state_file = (out / TRAIN_STATE).read_bytes()
+    again = run_practice(tiny_bundle, walker_random_data, out, plan(), log=lambda *_: None)
+    assert again["collected"] == state["collected"] and (out / TRAIN_STATE).read_bytes() == state_file
+
+    # a larger --frames continues from the saved state and finishes the bundle again
+    more = run_practice(tiny_bundle, walker_random_data, out, plan(frames=frames + 1), log=lambda *_: None)
+    assert len(more["collected"]) == 6 and more["curve"][-1]["frames"] == 2 * frames
+    assert more["curve"][-1]["wm_updates"] > updates
+    assert file_digest(bundle / "world_model.pt") != wm
+
+
+def test_bad_drivers_and_settings_are_refused_before_any_work(tiny_bundle, walker_random_data, tmp_path):
+    with pytest.raises(ConfigError, match="held-out"):
+        PracticeDriver.parse("oracle:walker_flip")
+    with pytest.raises(ConfigError, match="learning --driver"):
+        plan(drivers=(PracticeDriver.parse("explore"),))
+    with pytest.raises(ConfigError, match="online-fraction"):
+        plan(online_fraction=1.5)
+    with pytest.raises(ConfigError, match="horizon"):
+        plan(settings=(("horizon", "soon"),))
+    out = tmp_path / "p"
+    code = main(["practice", "--bundle", str(tiny_bundle), "--data", str(walker_random_data), "--out", str(out),
+                 "--driver", "walk@walker_nope"])
+    assert code == 2 and not out.exists()
+
+
+def test_a_rerun_with_other_settings_is_refused(tiny_bundle, walker_random_data, tmp_path):
+    out = tmp_path / "p"
+    run_practice(tiny_bundle, walker_random_data, out, plan(frames=0, connector_updates=0), log=lambda *_: None)
+    with pytest.raises(ConfigError, match="train_ratio"):
+        run_practice(tiny_bundle, walker_random_data, out, plan(frames=0, train_ratio=2.0), log=lambda *_: None)
