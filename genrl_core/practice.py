@@ -495,7 +495,8 @@ def run_practice(bundle: str | Path, data: str | Path, out: str | Path, plan: Pr
 
     try:
         with plog.saving_on_interrupt(checkpoint, log):
-            if practice.counters["wm_updates"] == 0:
+            if practice.counters["wm_updates"] == 0 and plan.warmup_updates:
+                log(f"[practice] {plan.warmup_updates} actor-critic updates per learning driver before collecting")
                 practice.warmup()
             while True:
                 done = collected_frames(state) >= plan.frames
