@@ -137,24 +137,33 @@ def prepare(out: Path, bundle: Path, data: Path) -> None:
     mirror_dataset(data, out / "data")
 
 
-def read_state(out: Path, plan: DynaPlan, bundle: Path, data: Path) -> dict[str, Any]:
-    """The run's state; a rerun must ask for the same plan, from the same bundle and dataset."""
-    want = {**plan.recorded(), "bundle": str(bundle.resolve()), "data": str(data.resolve())}
-    path = out / STATE_FILE
+def read_run_state(path: Path, want: dict[str, Any], empty: dict[str, Any], kind: str) -> dict[str, Any]:
+    """A resumable run's JSON state at `path` (`empty` with `want` as its plan when new); a rerun must
+    ask for the recorded plan `want`, or it is refused with what differs."""
     if not path.exists():
-        return {"plan": want, "rounds": []}
+        return {"plan": want, **empty}
     state = json.loads(path.read_text())
     diff = {k: (v, want[k]) for k, v in state["plan"].items() if want.get(k, v) != v}
     if diff:
-        raise ConfigError(f"{out} is a Dyna run with other settings: " +
+        raise ConfigError(f"{path.parent} is a {kind} run with other settings: " +
                           "; ".join(f"{k} was {a!r}, now {b!r}" for k, (a, b) in diff.items()) +
                           ": rerun with the recorded ones to resume, or use another --out")
     return state
 
 
-def write_state(out: Path, state: dict[str, Any]) -> None:
+def write_run_state(path: Path, state: dict[str, Any]) -> None:
     text = json.dumps(state, indent=1).encode()
-    atomic_write(out / STATE_FILE, lambda f: f.write(text))
+    atomic_write(path, lambda f: f.write(text))
+
+
+def read_state(out: Path, plan: DynaPlan, bundle: Path, data: Path) -> dict[str, Any]:
+    """The run's state; a rerun must ask for the same plan, from the same bundle and dataset."""
+    want = {**plan.recorded(), "bundle": str(bundle.resolve()), "data": str(data.resolve())}
+    return read_run_state(out / STATE_FILE, want, {"rounds": []}, "Dyna")
+
+
+def write_state(out: Path, state: dict[str, Any]) -> None:
+    write_run_state(out / STATE_FILE, state)
 
 
 def wm_step(bundle: Path) -> int:

@@ -36,7 +36,6 @@ driver's policy.
 from __future__ import annotations
 
 import dataclasses
-import json
 import multiprocessing as mp
 import re
 import time
@@ -50,7 +49,7 @@ import torch.nn.functional as F
 
 from genrl_core.config import BehaviourConfig, apply_settings, describe
 from genrl_core.config import preset as get_preset
-from genrl_core.dyna import Driver, prepare
+from genrl_core.dyna import Driver, prepare, read_run_state, write_run_state
 from genrl_core.errors import ConfigError
 from genrl_core.fileio import atomic_write
 
@@ -403,22 +402,13 @@ class Practice:
 
 # ------------------------------------------------------------------ the run
 def read_state(out: Path, plan: PracticePlan, bundle: Path, data: Path) -> dict[str, Any]:
+    """The run's state; a rerun must ask for the same plan, from the same bundle and dataset."""
     want = {**plan.recorded(), "bundle": str(bundle.resolve()), "data": str(data.resolve())}
-    path = out / STATE_FILE
-    if not path.exists():
-        return {"plan": want, "curve": [], "collected": [], "finished": []}
-    state = json.loads(path.read_text())
-    diff = {k: (v, want[k]) for k, v in state["plan"].items() if want.get(k, v) != v}
-    if diff:
-        raise ConfigError(f"{out} is a practice run with other settings: " +
-                          "; ".join(f"{k} was {a!r}, now {b!r}" for k, (a, b) in diff.items()) +
-                          ": rerun with the recorded ones to resume, or use another --out")
-    return state
+    return read_run_state(out / STATE_FILE, want, {"curve": [], "collected": [], "finished": []}, "practice")
 
 
 def write_state(out: Path, state: dict[str, Any]) -> None:
-    text = json.dumps(state, indent=1).encode()
-    atomic_write(out / STATE_FILE, lambda f: f.write(text))
+    write_run_state(out / STATE_FILE, state)
 
 
 def collected_frames(state: dict[str, Any]) -> int:
