@@ -243,6 +243,7 @@ class Practice:
         self.learners = {d.slug: BehaviourLearner(self.wm, d.behaviour(settings), self.wm.cfg.action_dim, self.heads)
                          for d in plan.drivers if d.learns}
         self.drivers = {d.slug: d for d in plan.drivers}
+        self._agent = None  # the starting bundle's agent, loaded only to decode a new prompt's target
         self.target_frames = {d.slug: self._target_frames(d, device) for d in plan.drivers if d.kind == "prompt"}
         self.starts_gen = torch.Generator(device=self.dev).manual_seed(plan.seed + 2)
         self.counters: dict[str, Any] = {"wm_updates": 0, "update_debt": 0.0, "behaviour_debt": 0.0,
@@ -254,8 +255,8 @@ class Practice:
         if not path.exists():
             from genrl_core.agent import GenRL
 
-            agent = GenRL.load(self.bundle, device=device)
-            frames = agent.decode(agent.target(d.prompt, self.learners[d.slug].cfg.horizon + 1))
+            self._agent = self._agent or GenRL.load(self.bundle, device=device)
+            frames = self._agent.decode(self._agent.target(d.prompt, self.learners[d.slug].cfg.horizon + 1))
             path.parent.mkdir(parents=True, exist_ok=True)
             atomic_write(path, lambda f: np.save(f, frames))
         return torch.from_numpy(np.load(path)).to(self.dev)
@@ -268,6 +269,11 @@ class Practice:
         if slug not in self.target_frames:
             return torch.zeros((), device=self.dev)  # an oracle learner reads no target
         return mode_onehot(self.wm.posterior_probs(self.target_frames[slug]))
+
+    @property
+    def frames_per_update(self) -> int:
+        """Replayed steps of one world-model update: what `train_ratio` divides by."""
+        return self.wm_cfg.batch * self.wm_cfg.seq_len
 
     # -------------------------------------------------------------- replay
     def add_episodes(self, names: list[str]) -> None:
@@ -371,10 +377,10 @@ class Practice:
         save_torch(folder / "world_model.pt", self.wm.state_dict())
         for slug, learner in self.learners.items():
             save_torch(folder / f"{slug}.pt", learner.actor.state_dict())
-        store, learning = EpisodeStore(self.data), list(self.learners)
+        on_disk, learning = [p.name for p in EpisodeStore(self.data).paths()], list(self.learners)
         jobs = []
         for d in self.plan.drivers:
-            index = len([p for p in store.paths() if p.name.startswith(f"{PREFIX}{d.slug}-")])
+            index = len([name for name in on_disk if name.startswith(f"{PREFIX}{d.slug}-")])
             actor = d.slug if d.learns else (learning[cycle % len(learning)] if learning else None)
             cfg = self.learners[actor].cfg if actor else None
             jobs.append({"data": str(self.data), "driver": d.slug, "name": f"{PREFIX}{d.slug}-{index:05d}",
@@ -431,8 +437,7 @@ def adopt_orphans(practice: Practice, state: dict[str, Any], log) -> None:
         state["collected"].append({"name": path.stem, "driver": slug, "frames": len(reward),
                                    "return": float(reward.sum()), "cycle": None})
         practice.add_episodes([path.stem])
-        per_update = practice.wm_cfg.batch * practice.wm_cfg.seq_len
-        practice.counters["update_debt"] += len(reward) * practice.plan.train_ratio / per_update
+        practice.counters["update_debt"] += len(reward) * practice.plan.train_ratio / practice.frames_per_update
     if orphans:
         log(f"[practice] {len(orphans)} episodes collected after the last checkpoint join the replay")
 
@@ -454,7 +459,7 @@ def run_practice(bundle: str | Path, data: str | Path, out: str | Path, plan: Pr
             f"world-model updates")
     adopt_orphans(practice, state, log)
     write_state(out, state)
-    per_update = practice.wm_cfg.batch * practice.wm_cfg.seq_len
+    per_update = practice.frames_per_update
     total = practice.counters["wm_updates"] + max(0, round((plan.frames - collected_frames(state))
                                                            * plan.train_ratio / per_update))
     plog = ProgressLog(out / "logs" / "practice.jsonl", max(total, 1), practice.counters["wm_updates"],
