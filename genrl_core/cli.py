@@ -411,7 +411,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="run folder: bundle/, data/, practice.json (rerun to resume)")
     for field in dataclasses.fields(PracticePlan):
         if field.name not in ("drivers", "settings"):
-            p.add_argument(f"--{field.name.replace('_', '-')}", type=type(field.default), default=field.default,
+            kind = {"action": argparse.BooleanOptionalAction} if isinstance(field.default, bool) else \
+                {"type": type(field.default)}
+            p.add_argument(f"--{field.name.replace('_', '-')}", default=field.default, **kind,
                            help=f"{PLAN_HELP.get(field.name, '')} (default %(default)s)".replace("%%", "%"))
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                    help="behaviour settings of every learning driver, as `genrl learn` takes them, e.g. horizon=16")

@@ -95,9 +95,10 @@ class PracticeDriver:
 
     def behaviour(self, settings: dict[str, str]) -> BehaviourConfig:
         cfg = apply_settings(get_preset("behaviour", "small")["behaviour"], settings, "behaviour")
+        if cfg.reward.startswith("oracle:"):
+            raise ConfigError(f"--set reward={cfg.reward}: practice gives each oracle:TASK driver its task's reward, "
+                              "and a prompt driver learns from its prompt; give a prompt reward or none")
         reward = f"oracle:{self.task}" if self.kind == "oracle" else cfg.reward
-        if reward.startswith("oracle:") and self.kind == "prompt":
-            reward = "max_cosine"  # a prompt driver learns from its prompt, never from a task reward
         # practice never ends a learner: its updates are counted by the loop, not by the config
         return dataclasses.replace(cfg, reward=reward, max_minutes=0.0)
 
@@ -113,6 +114,7 @@ class PracticePlan:
     eval_every: int = 10_000  # collected frames between real-simulator scores of every driver with a task
     eval_episodes: int = 3  # real episodes per score (mean actions, seeds 1000, 1001, ...)
     connector_updates: int = 1000  # connector updates on the new world model when the run ends (0: keep it)
+    warm_start: bool = True  # each actor starts from the bundle's policy for its prompt (oracle:TASK: one on TASK)
     seed: int = 0  # seed of the episodes, the batches and the learners
     settings: tuple[tuple[str, str], ...] = ()  # behaviour settings of every learning driver (KEY, VALUE)
 
@@ -137,7 +139,7 @@ class PracticePlan:
         """What must stay the same for a rerun to resume (--frames may grow, the eval cadence change)."""
         return {"drivers": [d.spec for d in self.drivers], "train_ratio": self.train_ratio,
                 "behaviour_ratio": self.behaviour_ratio, "online_fraction": self.online_fraction,
-                "seed": self.seed, "settings": dict(self.settings)}
+                "seed": self.seed, "settings": dict(self.settings), "warm_start": self.warm_start}
 
 
 PLAN_HELP = describe(PracticePlan)
@@ -247,7 +249,8 @@ class Practice:
         self.target_frames = {d.slug: self._target_frames(d, device) for d in plan.drivers if d.kind == "prompt"}
         self.starts_gen = torch.Generator(device=self.dev).manual_seed(plan.seed + 2)
         self.counters: dict[str, Any] = {"wm_updates": 0, "update_debt": 0.0, "behaviour_debt": 0.0,
-                                         "seconds": 0.0, "next_eval": 0}
+                                         "seconds": 0.0, "next_eval": 0, "warmup": 0}
+        self.warm: set[str] = set()  # learners whose actor came from a bundle policy (their critic warms up alone)
 
     def _target_frames(self, d: PracticeDriver, device: str) -> torch.Tensor:
         """The prompt's target as frames, decoded once from the starting bundle and kept on disk."""
@@ -317,25 +320,57 @@ class Practice:
         self.counters["wm_updates"] += 1
         return {**metrics, "reward_head_mse": head_loss.detach()}, deter, stoch
 
-    def behaviour_updates(self, deter: torch.Tensor, stoch: torch.Tensor, count: int) -> dict[str, torch.Tensor]:
+    def behaviour_updates(self, deter: torch.Tensor, stoch: torch.Tensor, count: int,
+                          frozen: set[str] = frozenset()) -> dict[str, torch.Tensor]:
+        """`count` updates of every learner from these start states (the actors in `frozen` stay)."""
         out = {}
         targets = {slug: self.target(slug) for slug in self.learners}
         for _ in range(count):
             for slug, learner in self.learners.items():
                 idx = torch.randint(len(deter), (learner.cfg.batch,), device=self.dev, generator=self.starts_gen)
-                stats = learner.update(deter[idx], stoch[idx], targets[slug])
+                stats = learner.update(deter[idx], stoch[idx], targets[slug], train_actor=slug not in frozen)
                 out[f"{slug}/return"], out[f"{slug}/reward"] = stats["return"], stats["reward"]
         return out
 
+    def warm_start(self) -> None:
+        """Each learner's actor from the starting bundle's finished policy for its prompt; an oracle
+        driver takes that of a prompt driver on its task. The practice then goes on from where
+        per-prompt learning got, and its first episodes already go where that policy goes."""
+        from genrl_core.bundle import load_weights
+        from genrl_core.policies import POLICY_FILE, read_meta
+
+        metas = [m for m in map(read_meta, sorted((self.bundle / "policies").glob("*/"))) if m and m.finished]
+        by_prompt = {m.prompt: m for m in metas}
+        by_task = {d.task: by_prompt[d.prompt] for d in self.plan.drivers
+                   if d.kind == "prompt" and d.task and d.prompt in by_prompt}
+        for slug, learner in self.learners.items():
+            d = self.drivers[slug]
+            meta = by_prompt.get(d.prompt) if d.kind == "prompt" else by_task.get(d.task)
+            if meta is None:
+                continue
+            shape = {k: meta.settings.get(k) for k in ("hidden", "layers")}
+            if shape != {"hidden": learner.cfg.hidden, "layers": learner.cfg.layers}:
+                raise ConfigError(f"--driver {d.spec!r}: the bundle's policy {meta.slug} has {shape}, this "
+                                  f"learner hidden={learner.cfg.hidden} layers={learner.cfg.layers}: set those "
+                                  "(--set hidden=... layers=...) or pass --no-warm-start")
+            load_weights(learner.actor, self.bundle / "policies" / meta.slug / POLICY_FILE)
+            learner.updates = meta.updates_done
+            self.warm.add(slug)
+            self.log(f"[practice] {d.spec}: the actor starts from the bundle's policy {meta.slug} "
+                     f"({meta.updates_done} updates)")
+
     def warmup(self) -> None:
-        """Actor-critic updates on the starting world model, so the first episodes already try."""
-        left = self.plan.warmup_updates - min(le.updates for le in self.learners.values())
-        for _ in range(max(0, left)):
+        """Actor-critic updates on the starting world model before the first collection, so the
+        first episodes already try. A warm-started learner trains only its critic meanwhile: a fresh
+        critic would otherwise pull its actor away from what it already does."""
+        while self.counters["warmup"] < self.plan.warmup_updates:
             with torch.no_grad():
                 batch = self.sample()
                 states = self.wm.observe(batch["image"], batch["action"], batch["is_first"])
             warm = self.wm_cfg.seq_len // 4
-            self.behaviour_updates(states["deter"][:, warm:].flatten(0, 1), states["stoch"][:, warm:].flatten(0, 1), 1)
+            self.behaviour_updates(states["deter"][:, warm:].flatten(0, 1), states["stoch"][:, warm:].flatten(0, 1), 1,
+                                   frozen=self.warm)
+            self.counters["warmup"] += 1
 
     # -------------------------------------------------------------- checkpoint
     def state_dict(self) -> dict[str, Any]:
@@ -345,7 +380,7 @@ class Practice:
                 "dataset_rng": self.dataset.get_state(),
                 "online_rng": None if self.online is None else self.online.get_state(),
                 "online_names": list(self.online_names), "starts_rng": self.starts_gen.get_state(),
-                "torch_rng": torch.get_rng_state(), "counters": dict(self.counters)}
+                "torch_rng": torch.get_rng_state(), "counters": dict(self.counters), "warm": sorted(self.warm)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.wm.load_state_dict(state["wm"])
@@ -360,7 +395,8 @@ class Practice:
             self.online.set_state(state["online_rng"])
         self.starts_gen.set_state(state["starts_rng"])
         torch.set_rng_state(state["torch_rng"])
-        self.counters = dict(state["counters"])
+        self.counters = {"warmup": 0, **state["counters"]}
+        self.warm = set(state.get("warm", ()))
 
     def save(self) -> None:
         from genrl_core.bundle import save_torch
@@ -457,6 +493,8 @@ def run_practice(bundle: str | Path, data: str | Path, out: str | Path, plan: Pr
         practice.load_state_dict(load_torch(out / TRAIN_STATE))
         log(f"[practice] resumed at {collected_frames(state)} frames, {practice.counters['wm_updates']} "
             f"world-model updates")
+    elif plan.warm_start:
+        practice.warm_start()
     adopt_orphans(practice, state, log)
     write_state(out, state)
     per_update = practice.frames_per_update
@@ -490,8 +528,9 @@ def run_practice(bundle: str | Path, data: str | Path, out: str | Path, plan: Pr
 
     try:
         with plog.saving_on_interrupt(checkpoint, log):
-            if practice.counters["wm_updates"] == 0 and plan.warmup_updates:
-                log(f"[practice] {plan.warmup_updates} actor-critic updates per learning driver before collecting")
+            if practice.counters["wm_updates"] == 0 and practice.counters.get("warmup", 0) < plan.warmup_updates:
+                log(f"[practice] {plan.warmup_updates} actor-critic updates per learning driver before collecting"
+                    + (" (critic only where the actor is warm-started)" if practice.warm else ""))
                 practice.warmup()
             while True:
                 done = collected_frames(state) >= plan.frames

@@ -92,3 +92,35 @@ def test_a_rerun_with_other_settings_is_refused(tiny_bundle, walker_random_data,
     run_practice(tiny_bundle, walker_random_data, out, plan(frames=0, connector_updates=0), log=lambda *_: None)
     with pytest.raises(ConfigError, match="train_ratio"):
         run_practice(tiny_bundle, walker_random_data, out, plan(frames=0, train_ratio=2.0), log=lambda *_: None)
+
+
+def test_learners_warm_start_from_the_bundles_policy_for_their_prompt_or_task(tiny_bundle, walker_random_data,
+                                                                              tmp_path):
+    import shutil
+
+    import torch
+
+    bundle = tmp_path / "bundle"
+    shutil.copytree(tiny_bundle, bundle)
+    learned = GenRL.load(bundle).learn("stand up straight", {**dict(FAST), "updates": "3"})
+    weights = load_torch(learned.policy_file)
+
+    # no collecting and no world-model update: the warm-up trains only the warm-started critics
+    state = run_practice(bundle, walker_random_data, tmp_path / "p", plan(frames=0, eval_episodes=0,
+                                                                          connector_updates=0), log=lambda *_: None)
+    assert state["collected"] == []
+    policies = {p.meta.prompt: p for p in GenRL.load(tmp_path / "p" / "bundle").policies.list()}
+    for prompt in ("stand up straight", "oracle walker_stand"):  # the oracle driver: from its task's prompt
+        got = load_torch(policies[prompt].policy_file)
+        assert all(torch.equal(got[k], weights[k]) for k in weights)
+        assert policies[prompt].meta.updates_done == 3 + 2
+
+    with pytest.raises(ConfigError, match="no-warm-start"):
+        run_practice(bundle, walker_random_data, tmp_path / "q",
+                     plan(frames=0, settings=(*FAST, ("hidden", "16"))), log=lambda *_: None)
+    cold = run_practice(bundle, walker_random_data, tmp_path / "r", plan(frames=0, eval_episodes=0, warm_start=False,
+                                                                         connector_updates=0), log=lambda *_: None)
+    assert cold["collected"] == []
+    policies = {p.meta.prompt: p for p in GenRL.load(tmp_path / "r" / "bundle").policies.list()}
+    got = load_torch(policies["stand up straight"].policy_file)
+    assert not all(torch.equal(got[k], weights[k]) for k in weights)

@@ -216,18 +216,22 @@ class BehaviourLearner:
                 slow_value = self.slow_critic.value(self.slow_critic(feat[:, :-1]).float())
             return (weight * (self.critic.loss(logits, returns) + self.critic.loss(logits, slow_value))).mean()
 
-    def update(self, deter: torch.Tensor, stoch: torch.Tensor, target: torch.Tensor) -> dict[str, Any]:
+    def update(self, deter: torch.Tensor, stoch: torch.Tensor, target: torch.Tensor,
+               train_actor: bool = True) -> dict[str, Any]:
+        """One update from these start states; `train_actor=False` trains only the critic (the
+        values of a given actor, before it learns on)."""
         cfg = self.cfg
         if self.cuda_graphs:  # a new iteration: the last update's graph outputs may be overwritten
             torch.compiler.cudagraph_mark_step_begin()
         out = self._actor_objective(deter, stoch, target)
         self.norm.store(out["low"], out["high"])
-        self.actor_opt.zero_grad(set_to_none=True)
-        # only the actor's gradients: the critic's from this loss would be thrown away, and with CUDA
-        # graphs accumulating into critic grads that the last update's graph owns is an error
-        torch.autograd.backward(out["actor_loss"], inputs=list(self.actor.parameters()))
-        torch.nn.utils.clip_grad_norm_(self.actor.parameters(), cfg.grad_clip)
-        self.actor_opt.step()
+        if train_actor:
+            self.actor_opt.zero_grad(set_to_none=True)
+            # only the actor's gradients: the critic's from this loss would be thrown away, and with CUDA
+            # graphs accumulating into critic grads that the last update's graph owns is an error
+            torch.autograd.backward(out["actor_loss"], inputs=list(self.actor.parameters()))
+            torch.nn.utils.clip_grad_norm_(self.actor.parameters(), cfg.grad_clip)
+            self.actor_opt.step()
 
         critic_loss = self._critic_objective(out["feat"].detach(), out["returns"].detach())
         self.critic_opt.zero_grad(set_to_none=True)
