@@ -188,7 +188,8 @@ def _cmd_practice(args: argparse.Namespace) -> None:
               if f.name not in ("drivers", "settings")}
     plan = PracticePlan(drivers=tuple(PracticeDriver.parse(d) for d in args.driver),
                         settings=tuple(parse_settings(args.set).items()), **values)
-    run_practice(args.bundle, args.data, args.out, plan, device=args.device, workers=args.workers)
+    run_practice(args.bundle, args.data, args.out, plan, device=args.device, workers=args.workers,
+                 minutes=args.minutes)
 
 
 def _cmd_policies(args: argparse.Namespace) -> None:
@@ -409,6 +410,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_flags(p, "bundle", "data", "device", "workers", bundle={"help": "bundle to start from (copied, not changed)"},
               workers={"help": "env worker processes"})
     p.add_argument("--out", required=True, help="run folder: bundle/, data/, practice.json (rerun to resume)")
+    p.add_argument("--minutes", type=float, default=0.0,
+                   help="practise at most this long in this run (the cycle under way ends first), then score and "
+                        "write the bundle; rerun to go on (default %(default)s: until --frames)")
     for field in dataclasses.fields(PracticePlan):
         if field.name not in ("drivers", "settings"):
             kind = {"action": argparse.BooleanOptionalAction} if isinstance(field.default, bool) else \

@@ -479,9 +479,12 @@ def adopt_orphans(practice: Practice, state: dict[str, Any], log) -> None:
 
 
 def run_practice(bundle: str | Path, data: str | Path, out: str | Path, plan: PracticePlan, device: str = "cpu",
-                 workers: int = 1, log=print) -> dict[str, Any]:
+                 workers: int = 1, log=print, minutes: float = 0.0) -> dict[str, Any]:
     """Run (or resume) practice until `plan.frames` collected frames, then write the bundle; returns
-    the state (also in OUT/practice.json)."""
+    the state (also in OUT/practice.json). `minutes` > 0 ends this run's practising after the cycle
+    that passes it (then it scores and writes the bundle as at the end; a rerun goes on)."""
+    if minutes < 0:
+        raise ConfigError(f"--minutes must be >= 0, got {minutes}")
     from genrl_core.bundle import load_torch
     from genrl_core.train.loop import ProgressLog, event_writer
 
@@ -533,12 +536,16 @@ def run_practice(bundle: str | Path, data: str | Path, out: str | Path, plan: Pr
                     + (" (critic only where the actor is warm-started)" if practice.warm else ""))
                 practice.warmup()
             while True:
-                done = collected_frames(state) >= plan.frames
+                out_of_time = minutes > 0 and time.time() - started >= 60 * minutes
+                done = collected_frames(state) >= plan.frames or out_of_time
                 if collected_frames(state) >= practice.counters["next_eval"] or (
                         done and state["curve"][-1]["frames"] != collected_frames(state)):
                     score()
                     checkpoint()
                 if done:
+                    if out_of_time and collected_frames(state) < plan.frames:
+                        log(f"[practice] {minutes:g} minutes are up: the bundle now, rerun to go on to "
+                            f"{plan.frames} frames")
                     break
                 cycle = len(state["collected"]) // len(plan.drivers)
                 t0 = time.time()
