@@ -110,7 +110,7 @@ def _cmd_train_connector(args: argparse.Namespace) -> None:
     from genrl_core.train.connector import train_connector
 
     train_connector(args.data, args.bundle, preset=args.preset, overrides=settings_given(args), device=args.device,
-                    progress=not args.no_progress)
+                    progress=not args.no_progress, warm_start=args.warm_start)
 
 
 def _cmd_pipeline(args: argparse.Namespace) -> None:
@@ -298,7 +298,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_flags(p, "data", "workers")
     p.add_argument("--out", required=True, help="folder for the packed copy (rerunning skips packed episodes)")
     p.add_argument("--crf", type=int, default=18, help="H.264 quality: 0 lossless .. 51; 18 ~34 dB, 20 ~33 dB")
-    p.add_argument("--fields", default="all", help="all | train (only what world-model training reads: smallest)")
+    p.add_argument("--fields", default="all",
+                   help="all | train (only what world-model training reads: smallest) | practice (train plus "
+                        "every task's reward, for `genrl practice` on a GPU box)")
     p.set_defaults(func=_cmd_pack_data)
 
     p = sub.add_parser("unpack-data", help="decode a packed dataset back into plain episodes")
@@ -339,6 +341,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_flags(p, "data", "bundle", "device", "no-progress",
               data={"help": "dataset folder with cached embeddings (genrl embed-dataset)"},
               bundle={"required": True, "default": None, "help": "bundle with a trained world model and VLM"})
+    p.add_argument("--warm-start", action="store_true",
+                   help="with no training state to resume, start from the bundle's connector and aligner (counting "
+                        "on from their step), e.g. after `genrl practice` changed the world model; train.steps is "
+                        "then the total including those")
     add_settings(p, "connector", "train.steps=2000 train.batch=8")
     p.set_defaults(func=_cmd_train_connector)
 

@@ -103,6 +103,11 @@ class PracticeDriver:
         return dataclasses.replace(cfg, reward=reward, max_minutes=0.0)
 
 
+def oracle_prompt(task: str) -> str:
+    """The name an oracle driver's policy goes by in a bundle."""
+    return f"oracle {task}"
+
+
 @dataclasses.dataclass(frozen=True)
 class PracticePlan:
     drivers: tuple[PracticeDriver, ...]
@@ -195,6 +200,22 @@ class EnvWorkers:
             self.pool.join()
 
 
+def write_prompt_targets(bundle: Path, plan: PracticePlan, folder: Path, device: str = "cpu") -> None:
+    """Each prompt driver's target as frames (`folder/SLUG.npy`), decoded from `bundle`, where not
+    there yet. Frames, not latents: each cycle the current world model encodes them again. Written
+    beforehand (scripts/gpu_practice.sh), they spare a GPU box the VLM."""
+    todo = [d for d in plan.drivers if d.kind == "prompt" and not (folder / f"{d.slug}.npy").exists()]
+    if not todo:
+        return
+    from genrl_core.agent import GenRL
+
+    agent = GenRL.load(bundle, device=device)
+    folder.mkdir(parents=True, exist_ok=True)
+    for d in todo:
+        frames = agent.decode(agent.target(d.prompt, d.behaviour(dict(plan.settings)).horizon + 1))
+        atomic_write(folder / f"{d.slug}.npy", lambda f, frames=frames: np.save(f, frames))
+
+
 # ------------------------------------------------------------------ the learner
 class Practice:
     """The world model, reward heads and every driver's actor-critic, trained together, with their
@@ -245,24 +266,14 @@ class Practice:
         self.learners = {d.slug: BehaviourLearner(self.wm, d.behaviour(settings), self.wm.cfg.action_dim, self.heads)
                          for d in plan.drivers if d.learns}
         self.drivers = {d.slug: d for d in plan.drivers}
-        self._agent = None  # the starting bundle's agent, loaded only to decode a new prompt's target
-        self.target_frames = {d.slug: self._target_frames(d, device) for d in plan.drivers if d.kind == "prompt"}
+        folder = out / TARGETS_DIR
+        write_prompt_targets(self.bundle, plan, folder, device)
+        self.target_frames = {d.slug: torch.from_numpy(np.load(folder / f"{d.slug}.npy")).to(self.dev)
+                              for d in plan.drivers if d.kind == "prompt"}
         self.starts_gen = torch.Generator(device=self.dev).manual_seed(plan.seed + 2)
         self.counters: dict[str, Any] = {"wm_updates": 0, "update_debt": 0.0, "behaviour_debt": 0.0,
                                          "seconds": 0.0, "next_eval": 0, "warmup": 0}
         self.warm: set[str] = set()  # learners whose actor came from a bundle policy (their critic warms up alone)
-
-    def _target_frames(self, d: PracticeDriver, device: str) -> torch.Tensor:
-        """The prompt's target as frames, decoded once from the starting bundle and kept on disk."""
-        path = self.out / TARGETS_DIR / f"{d.slug}.npy"
-        if not path.exists():
-            from genrl_core.agent import GenRL
-
-            self._agent = self._agent or GenRL.load(self.bundle, device=device)
-            frames = self._agent.decode(self._agent.target(d.prompt, self.learners[d.slug].cfg.horizon + 1))
-            path.parent.mkdir(parents=True, exist_ok=True)
-            atomic_write(path, lambda f: np.save(f, frames))
-        return torch.from_numpy(np.load(path)).to(self.dev)
 
     @torch.no_grad()
     def target(self, slug: str) -> torch.Tensor:
@@ -345,7 +356,9 @@ class Practice:
                    if d.kind == "prompt" and d.task and d.prompt in by_prompt}
         for slug, learner in self.learners.items():
             d = self.drivers[slug]
-            meta = by_prompt.get(d.prompt) if d.kind == "prompt" else by_task.get(d.task)
+            # an oracle driver's own policy first (a bundle that practice wrote has one)
+            meta = by_prompt.get(d.prompt) if d.kind == "prompt" else \
+                by_prompt.get(oracle_prompt(d.task), by_task.get(d.task))
             if meta is None:
                 continue
             shape = {k: meta.settings.get(k) for k in ("hidden", "layers")}
@@ -626,29 +639,33 @@ def finish(practice: Practice, state: dict[str, Any], device: str, log) -> None:
         embed_dataset(data, load_vlm(bundle, device=device), log=log)
         step = int(read_config(bundle).get("connector", {}).get("train", {}).get("step", 0))
         train_connector(data, bundle, preset=practice.preset, device=device, progress=False, log=log,
-                        overrides=[f"train.steps={step + plan.connector_updates}"])
+                        overrides=[f"train.steps={step + plan.connector_updates}"], warm_start=True)
 
-    def policies() -> None:
+    def policies() -> None:  # without the VLM, so that a GPU box without one writes them too
         import shutil
 
-        from genrl_core.agent import GenRL
-        from genrl_core.policies import POLICY_FILE, TARGET_FILE, write_meta
+        from genrl_core.policies import POLICY_FILE, TARGET_FILE, PolicyMeta, PolicyStore, write_meta
+        from genrl_core.prompt import Prompt
 
         for old in (bundle / "policies").glob("*/"):  # learned on an older world model: they no longer load
             shutil.rmtree(old)
-        agent = GenRL.load(bundle, device=device)
+        digest = file_digest(bundle / WEIGHTS_FILE)
+        store = PolicyStore(bundle / "policies", bundle / "policies", digest)
+        vlm = read_config(bundle).get("connector", {}).get("vlm", "")  # the VLM its targets come through
         for slug, learner in practice.learners.items():
             d = practice.drivers[slug]
-            prompt = d.prompt if d.kind == "prompt" else f"oracle {d.task}"
-            name = agent.policy_slug(prompt, dataclasses.asdict(learner.cfg))
-            folder = bundle / "policies" / name
+            prompt = Prompt.text(d.prompt if d.kind == "prompt" else oracle_prompt(d.task))
+            name = store.slug(prompt, learner.cfg)
+            folder = store.run_dir(name)
             folder.mkdir(parents=True, exist_ok=True)
             save_torch(folder / POLICY_FILE, learner.actor.state_dict())
             save_torch(folder / TARGET_FILE, practice.target(slug).cpu())
-            meta = agent.policy_meta(name, prompt, learner.cfg)
-            write_meta(folder, dataclasses.replace(meta, updates_done=learner.updates, finished=True,
-                                                   train_seconds=practice.counters["seconds"], start_mode="practice",
-                                                   device=device))
+            write_meta(folder, PolicyMeta(slug=name, prompt=prompt.name, prompt_kind=prompt.kind,
+                                          settings=dataclasses.asdict(learner.cfg), body=practice.body,
+                                          world_model=digest, vlm=vlm, created=time.time(),
+                                          updates_done=learner.updates, finished=True,
+                                          train_seconds=practice.counters["seconds"], start_mode="practice",
+                                          device=device))
             log(f"[practice] {d.spec}: policy {name} ({learner.updates} updates) -> {folder}")
 
     stages = {"world_model": world_model, "connector": connector, "policies": policies}

@@ -104,3 +104,23 @@ def test_cli_target_writes_video(tiny_bundle, tmp_path, capsys):
     assert "give a text prompt" in capsys.readouterr().err
     assert main(["target", "  ", "--bundle", str(tiny_bundle)]) == 2
     assert "the prompt is empty" in capsys.readouterr().err
+
+
+def test_connector_warm_start_goes_on_from_the_bundles_weights(tiny_bundle, tmp_path, walker_random_data):
+    import shutil
+
+    from genrl_core.bundle import load_torch
+    from genrl_core.train.connector import STATE_FILE, train_connector
+
+    bundle = tmp_path / "bundle"
+    shutil.copytree(tiny_bundle, bundle)
+    (bundle / STATE_FILE).unlink()  # as a shipped bundle: weights, no optimizer state
+    before = load_torch(bundle / "connector.pt")
+    lines: list[str] = []
+    result = train_connector(walker_random_data, bundle, preset="tiny", overrides=["train.steps=42", "train.lr=1e-3"],
+                             progress=False, log=lines.append, warm_start=True)
+    assert result["step"] == 42 and any("starting from its connector and aligner at step 40" in x for x in lines)
+    # two small steps from the trained weights, not a fresh start: the weights stay close to them
+    after = result["connector"].state_dict()
+    fresh_gap = sum((v.float() - before[k].float()).norm() for k, v in after.items())
+    assert 0 < fresh_gap < 0.05 * sum(v.float().norm() for v in before.values())

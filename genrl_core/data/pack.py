@@ -28,8 +28,10 @@ PACK_FILE = "pack.json"
 PACK_VERSION = 1
 # `train` keeps only what world-model training reads (EpisodeReplay.KEYS), for the smallest copy;
 # its unpacked episodes serve training, and load_episode() names the keys they lack
-FIELDS = {"all": ALL_KEYS, "train": ("image", "action", "is_first", "is_last", "is_terminal", "reward",
-                                     "body", "task", "policy", "seed", "format_version")}
+TRAIN_FIELDS = ("image", "action", "is_first", "is_last", "is_terminal", "reward", "body", "task", "policy", "seed",
+                "format_version")
+# `practice` adds every task's reward, which the oracle reward heads of `genrl practice` fit
+FIELDS = {"all": ALL_KEYS, "train": TRAIN_FIELDS, "practice": (*TRAIN_FIELDS, "task_rewards", "task_names")}
 
 
 def _psnr(a: np.ndarray, b: np.ndarray) -> float:

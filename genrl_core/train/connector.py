@@ -55,8 +55,11 @@ def connector_batch_loss(wm, connector: Connector, batch: dict[str, torch.Tensor
 
 
 def train_connector(data: str | Path, bundle: str | Path, preset: str = "small", overrides: list[str] | None = None,
-                    device: str = "cpu", progress: bool = True, log=print) -> dict[str, Any]:
-    """Train (or resume) the connector and aligner of `bundle`; `overrides`: `train.KEY=VALUE`."""
+                    device: str = "cpu", progress: bool = True, log=print, warm_start: bool = False) -> dict[str, Any]:
+    """Train (or resume) the connector and aligner of `bundle`; `overrides`: `train.KEY=VALUE`.
+    `warm_start`: with no training state to resume, start from the bundle's connector and aligner
+    weights (counting on from their recorded step) rather than afresh, e.g. to refit them to a world
+    model that practice went on training."""
     bundle, dev = Path(bundle), torch.device(device)
     cfg: ConnectorTrainConfig = apply_overrides(get_preset("connector", preset), overrides or [])["train"]
     wm = load_world_model(bundle, device)
@@ -89,6 +92,19 @@ def train_connector(data: str | Path, bundle: str | Path, preset: str = "small",
         replay.set_state(state["replay_rng"])
         torch.set_rng_state(state["torch_rng"])
         log(f"[train-connector] resumed {bundle} at step {step}")
+    elif warm_start and (bundle / "connector.pt").exists() and (bundle / "aligner.pt").exists():
+        trained_on = config.get("connector", {}).get("vlm")
+        if trained_on != vlm.name:
+            raise BundleError(f"{bundle}: its connector was trained on VLM {trained_on}, the bundle now has "
+                              f"{vlm.name}; train one afresh without --warm-start")
+        try:
+            connector.load_state_dict(load_torch(bundle / "connector.pt"))
+            aligner.load_state_dict(load_torch(bundle / "aligner.pt"))
+        except RuntimeError as e:  # another world-model size or VLM width
+            raise BundleError(f"{bundle}: its connector does not fit its world model and VLM ({e}); "
+                              f"train one afresh without --warm-start") from None
+        step = int(config.get("connector", {}).get("train", {}).get("step", 0))
+        log(f"[train-connector] {bundle}: starting from its connector and aligner at step {step}")
 
     def checkpoint(elapsed: float) -> None:
         save_torch(bundle / STATE_FILE, {
