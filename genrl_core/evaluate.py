@@ -24,7 +24,8 @@ from genrl_core.video import write_mp4
 #  ceiling: no expert exists for a held-out task; 1000 is the most the reward can give.
 _REFERENCES: dict[str, dict[str, tuple[float, float]]] = {  # source -> task -> (random, expert)
     "paper": {"walker_stand": (150.0, 970.0), "walker_walk": (45.0, 960.0), "walker_run": (30.0, 770.0),
-              "cheetah_run": (9.0, 890.0), "quadruped_walk": (10.0, 960.0), "quadruped_run": (10.0, 930.0)},
+              "cheetah_run": (9.0, 890.0), "quadruped_walk": (10.0, 960.0), "quadruped_run": (10.0, 930.0),
+              "stickman_stand": (70.0, 970.0), "stickman_walk": (35.0, 960.0), "stickman_run": (25.0, 830.0)},
     "ours-random / ours-expert": {"walker_lying_down": (769.0, 987.0), "walker_sit_knees": (28.0, 975.0)},
     "ours-random / ceiling": {"walker_legs_up": (176.0, 1000.0), "walker_one_foot": (12.0, 1000.0),
                               "walker_high_kick": (9.0, 1000.0), "walker_flip": (399.0, 1000.0)},
@@ -48,6 +49,16 @@ TASK_PHRASES: dict[str, str] = {
     "cheetah_standing": "standing up on the back legs",
     "cheetah_lying_down": "lying on its back",
     "cheetah_flip": "doing flips",
+    "stickman_stand": "standing up straight",
+    "stickman_walk": "walking forward",
+    "stickman_run": "running forward fast",
+    "stickman_hands_up": "standing with both hands raised above the head",
+    "stickman_lying_down": "lying down on the ground",
+    "stickman_legs_up": "lying on the back with the legs up in the air",
+    "stickman_one_foot": "standing on one foot",
+    "stickman_high_kick": "doing a high kick",
+    "stickman_sit_knees": "kneeling on the knees",
+    "stickman_flip": "doing backflips",
 }
 
 

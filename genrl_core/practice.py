@@ -60,7 +60,8 @@ TARGETS_DIR = Path("train_state") / "targets"  # each prompt driver's target fra
 PREFIX = "practice-"  # the episodes practice collects, beside the dataset's
 EVAL_SEED = 1000  # the score ladder's real-episode seeds, so the numbers compare
 # custom tasks that no reward-driven driver may practise (GENRL.md: the held-out test)
-HELD_OUT = ("walker_flip", "walker_high_kick", "walker_one_foot", "walker_legs_up", "cheetah_flip")
+HELD_OUT = ("walker_flip", "walker_high_kick", "walker_one_foot", "walker_legs_up", "cheetah_flip",
+            "stickman_flip", "stickman_high_kick", "stickman_one_foot", "stickman_legs_up", "stickman_hands_up")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -35,7 +35,7 @@ def test_episode_ends_after_1000_env_steps():
 def test_unknown_names_list_valid_ones():
     with pytest.raises(ValueError, match="walker_run"):
         PixelEnv("walker_jump")
-    with pytest.raises(ValueError, match="cheetah, quadruped, walker"):
+    with pytest.raises(ValueError, match="cheetah, quadruped, stickman, walker"):
         PixelEnv("dog")
     env = PixelEnv("walker", seed=0)
     env.reset()
@@ -93,11 +93,19 @@ CUSTOM_POSES = [
     ("quadruped_lie_down", QUAD_LEGS_OUT, {}, {}),
     ("quadruped_two_legs", {"root": [0, 0, 0, np.cos(D(-40)), 0, np.sin(D(-40)), 0]},
      {"root": [0, 0, 0, np.cos(D(40)), 0, np.sin(D(40)), 0]}, {}),
+    ("stickman_hands_up", {"right_shoulder": D(-180), "left_shoulder": D(-180)}, {}, {}),
+    ("stickman_lying_down", {"rooty": HALF_PI}, {}, {}),
+    ("stickman_legs_up", {"rooty": -HALF_PI, "right_hip": D(90), "left_hip": D(90)}, {"rooty": -HALF_PI}, {}),
+    ("stickman_one_foot", {"right_hip": D(90)}, {}, {}),
+    ("stickman_high_kick", {"left_hip": D(110)}, {"left_hip": D(45)}, {}),
+    ("stickman_sit_knees", {"right_knee": D(-90), "left_knee": D(-90), "right_hip": D(-10), "left_hip": D(-10)},
+     {}, {}),
 ]
 # (task, velocities that should score high); the same pose at rest should not
 CUSTOM_MOTIONS = [
     ("walker_flip", {"rooty": 8.0}),
     ("cheetah_flip", {"rooty": -7.0}),
+    ("stickman_flip", {"rooty": 8.0}),
     ("cheetah_run_backward", {"rootx": -12.0}),
     ("quadruped_roll", {"root": [0, 0, 0, 6.0, 0, 0]}),
 ]

@@ -60,15 +60,20 @@ class MPCConfig:
         return cls(**raw)
 
 
-def _walker_run_shaped(f):
-    # The true run reward is flat below 4 m/s (linear margin 4 around 8 m/s), so a short-horizon
-    # planner standing still sees no gradient towards speed; widen the margin to the full 0-8 m/s.
-    stand = get_task("walker_stand").reward(f)
-    move = tolerance(f["speed"], bounds=(8.0, float("inf")), margin=8.0, sigmoid="linear", value_at_margin=0.0)
-    return stand * (5 * move + 1) / 6
+def _run_shaped(body: str):
+    """The walker-style run reward with its speed margin widened to the full 0-8 m/s: the true one is
+    flat below 4 m/s (linear margin 4 around 8 m/s), so a short-horizon planner standing still sees
+    no gradient towards speed."""
+    stand = get_task(f"{body}_stand").reward
+
+    def objective(f):
+        move = tolerance(f["speed"], bounds=(8.0, float("inf")), margin=8.0, sigmoid="linear", value_at_margin=0.0)
+        return stand(f) * (5 * move + 1) / 6
+
+    return objective
 
 
-PLANNING_OBJECTIVES = {"walker_run_shaped": _walker_run_shaped}
+PLANNING_OBJECTIVES = {f"{body}_run_shaped": _run_shaped(body) for body in ("walker", "stickman")}
 
 
 def expert_settings(task: str) -> dict:

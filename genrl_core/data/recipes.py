@@ -41,6 +41,18 @@ RECIPES: dict[str, dict[str, list[tuple[str, int]]]] = {
         "default": [("random", 60), ("reset", 60)],
         "tiny": [("random", 2), ("reset", 1)],
     },
+    "stickman": {  # as the walker's; `genrl practice` oracle drivers add the gaits MPC does poorly
+        "default": [
+            ("random", 40),
+            ("reset", 40),
+            ("expert:stickman_stand", 16),
+            ("expert:stickman_walk", 16),
+            ("expert:stickman_run", 16),
+            ("expert:stickman_lying_down", 8),
+            ("expert:stickman_sit_knees", 8),
+        ],
+        "tiny": [("random", 2), ("reset", 1)],
+    },
 }
 
 

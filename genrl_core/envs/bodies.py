@@ -16,6 +16,7 @@ import mujoco
 import numpy as np
 from dm_control.suite import cheetah, common, quadruped, walker
 
+from genrl_core.envs import stickman
 from genrl_core.errors import ConfigError
 
 
@@ -99,6 +100,21 @@ BODIES: dict[str, BodySpec] = {
         root_spin_dof="root",
         base_task=functools.partial(quadruped.Move, desired_speed=0.0),
     ),
+    "stickman": BodySpec(
+        name="stickman",
+        physics_cls=stickman.Physics,
+        xml=stickman.stickman_xml,
+        extra_sensors=_TORSO
+        + tuple(f'<framepos name="{side}_{part}_pos" objtype="{kind}" objname="{side}_{obj}"/>'
+                for side in ("right", "left")
+                for part, kind, obj in (("foot", "geom", "foot"), ("shin", "xbody", "leg"), ("hand", "geom", "hand")))
+        + ('<framepos name="head_pos" objtype="geom" objname="head"/>',),
+        camera="side",
+        control_timestep=0.025,
+        root_height_joint="rootz",
+        root_spin_dof="rooty",
+        base_task=stickman.Stickman,
+    ),
 }
 
 EPISODE_ENV_STEPS = 1000  # env steps per episode for every body, as in GenRL
@@ -146,17 +162,21 @@ def features(layout: SensorLayout, sensordata: np.ndarray, qvel: np.ndarray) -> 
         "spin": qvel[..., layout.spin_dof],  # pitch rate (planar) / roll rate (quadruped), rad/s
     }
     body = layout.body.name
-    if body in ("walker", "cheetah"):
+    if body in ("walker", "cheetah", "stickman"):
         f["speed"] = s("torso_subtreelinvel")[..., 0]  # centre-of-mass forward speed, m/s
-    if body == "walker":
+    if body in ("walker", "stickman"):
         for side in ("right", "left"):
             f[f"{side}_foot_height"] = s(f"{side}_foot_pos")[..., 2]
             f[f"{side}_shin_height"] = s(f"{side}_shin_pos")[..., 2]  # mid-shin
-    elif body == "cheetah":
+    if body == "stickman":
+        for side in ("right", "left"):
+            f[f"{side}_hand_height"] = s(f"{side}_hand_pos")[..., 2]
+        f["head_height"] = s("head_pos")[..., 2]
+    if body == "cheetah":
         f["bfoot_height"] = s("bfoot_pos")[..., 2]
         f["ffoot_height"] = s("ffoot_pos")[..., 2]
         f["head_height"] = s("head_pos")[..., 2]
-    else:
+    if body == "quadruped":
         f["speed"] = s("velocimeter")[..., 0]  # torso-frame forward speed, as dm_control's Move
         toes = [s(f"toe_{leg}_pos")[..., 2] for leg in ("front_left", "front_right", "back_right", "back_left")]
         f["front_toe_height"] = np.maximum(toes[0], toes[1])

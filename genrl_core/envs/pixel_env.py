@@ -8,6 +8,7 @@ import numpy as np
 from dm_control.rl import control
 from dm_control.suite import cheetah, quadruped, walker
 
+from genrl_core.envs import stickman
 from genrl_core.envs.bodies import EPISODE_ENV_STEPS, SensorLayout, build_physics, features, get_body
 from genrl_core.envs.tasks import TaskSpec, body_tasks, get_task
 from genrl_core.errors import ConfigError
@@ -22,6 +23,9 @@ _STANDARD = {
     "cheetah_run": lambda rng: cheetah.Cheetah(random=rng),
     "quadruped_walk": lambda rng: quadruped.Move(desired_speed=quadruped._WALK_SPEED, random=rng),
     "quadruped_run": lambda rng: quadruped.Move(desired_speed=quadruped._RUN_SPEED, random=rng),
+    "stickman_stand": lambda rng: stickman.Stickman(0.0, random=rng),
+    "stickman_walk": lambda rng: stickman.Stickman(stickman.WALK_SPEED, random=rng),
+    "stickman_run": lambda rng: stickman.Stickman(stickman.RUN_SPEED, random=rng),
 }
 
 

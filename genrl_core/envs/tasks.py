@@ -15,6 +15,7 @@ from collections.abc import Callable
 import numpy as np
 from dm_control.utils.rewards import tolerance
 
+from genrl_core.envs import stickman
 from genrl_core.errors import ConfigError
 
 Features = dict[str, np.ndarray]
@@ -43,18 +44,28 @@ def _linear(x, lo=-INF, hi=INF, margin=1.0, value_at_margin=0.0):
 _WALKER_STAND_HEIGHT = 1.2
 
 
-def _walker_stand(f: Features) -> np.ndarray:
-    standing = _tol(f["torso_height"], _WALKER_STAND_HEIGHT, margin=_WALKER_STAND_HEIGHT / 2)
-    upright = (1 + f["upright"]) / 2
-    return (3 * standing + upright) / 4
-
-
-def _walker_move(speed: float) -> Callable[[Features], np.ndarray]:
+def _planar_stand(height: float) -> Callable[[Features], np.ndarray]:
+    """dm_control's walker stand reward, for a planar body whose standing torso is above `height`."""
     def reward(f: Features) -> np.ndarray:
-        move = _linear(f["speed"], speed, margin=speed / 2, value_at_margin=0.5)
-        return _walker_stand(f) * (5 * move + 1) / 6
+        standing = _tol(f["torso_height"], height, margin=height / 2)
+        upright = (1 + f["upright"]) / 2
+        return (3 * standing + upright) / 4
 
     return reward
+
+
+def _planar_move(height: float, speed: float) -> Callable[[Features], np.ndarray]:
+    """dm_control's walker walk/run reward: standing (as above) times moving forward at `speed`."""
+    stand = _planar_stand(height)
+
+    def reward(f: Features) -> np.ndarray:
+        move = _linear(f["speed"], speed, margin=speed / 2, value_at_margin=0.5)
+        return stand(f) * (5 * move + 1) / 6
+
+    return reward
+
+
+_walker_stand = _planar_stand(_WALKER_STAND_HEIGHT)
 
 
 def _walker_lying(f: Features) -> np.ndarray:
@@ -90,6 +101,11 @@ def _walker_high_kick(f: Features) -> np.ndarray:
 def _walker_sit_knees(f: Features) -> np.ndarray:
     shins_down = _tol(np.maximum(f["right_shin_height"], f["left_shin_height"]), hi=0.12, margin=0.3)
     return shins_down * _tol(f["upright"], 0.9, margin=0.9) * _tol(f["torso_height"], 0.55, 0.9, margin=0.3)
+
+
+def _stickman_hands_up(f: Features) -> np.ndarray:
+    lower_hand = np.minimum(f["right_hand_height"], f["left_hand_height"])
+    return _walker_upright_standing(f) * _tol(lower_hand - f["head_height"], 0.15, margin=0.4)
 
 
 _SPIN_SPEED = 5.0  # rad/s, as GenRL's flip tasks
@@ -149,8 +165,10 @@ def _quadruped_jump(f: Features) -> np.ndarray:
 
 _TASKS = [
     TaskSpec("walker_stand", "walker", _walker_stand, "torso above 1.2 m and upright (dm_control)", True),
-    TaskSpec("walker_walk", "walker", _walker_move(1.0), "stand and move forward at >= 1 m/s (dm_control)", True),
-    TaskSpec("walker_run", "walker", _walker_move(8.0), "stand and move forward at >= 8 m/s (dm_control)", True),
+    TaskSpec("walker_walk", "walker", _planar_move(_WALKER_STAND_HEIGHT, 1.0),
+             "stand and move forward at >= 1 m/s (dm_control)", True),
+    TaskSpec("walker_run", "walker", _planar_move(_WALKER_STAND_HEIGHT, 8.0),
+             "stand and move forward at >= 8 m/s (dm_control)", True),
     TaskSpec("walker_lying_down", "walker", _walker_lying, "torso below 0.25 m and horizontal", False),
     TaskSpec("walker_legs_up", "walker", _walker_legs_up, "lying on the ground with both feet above 0.7 m", False),
     TaskSpec("walker_one_foot", "walker", _walker_one_foot,
@@ -178,6 +196,25 @@ _TASKS = [
              "reared up on the hind legs: nose up, torso above 0.7 m", False),
     TaskSpec("quadruped_jump", "quadruped", _quadruped_jump, "upright with the torso above 1 m", False),
     TaskSpec("quadruped_roll", "quadruped", _flip, "rolling about its long axis at >= 5 rad/s", False),
+    # the stickman's standard tasks are the walker's, at its height (envs/stickman.py scores them)
+    TaskSpec("stickman_stand", "stickman", _planar_stand(stickman.STAND_HEIGHT),
+             f"torso above {stickman.STAND_HEIGHT} m and upright (walker-style)", True),
+    TaskSpec("stickman_walk", "stickman", _planar_move(stickman.STAND_HEIGHT, stickman.WALK_SPEED),
+             f"stand and move forward at >= {stickman.WALK_SPEED:g} m/s (walker-style)", True),
+    TaskSpec("stickman_run", "stickman", _planar_move(stickman.STAND_HEIGHT, stickman.RUN_SPEED),
+             f"stand and move forward at >= {stickman.RUN_SPEED:g} m/s (walker-style)", True),
+    TaskSpec("stickman_hands_up", "stickman", _stickman_hands_up,
+             "standing upright with both hands 0.15 m or more above the head", False),
+    TaskSpec("stickman_lying_down", "stickman", _walker_lying, "torso below 0.25 m and horizontal", False),
+    TaskSpec("stickman_legs_up", "stickman", _walker_legs_up, "lying on the ground with both feet above 0.7 m",
+             False),
+    TaskSpec("stickman_one_foot", "stickman", _walker_one_foot,
+             "standing upright on one foot, the other foot above 0.35 m", False),
+    TaskSpec("stickman_high_kick", "stickman", _walker_high_kick,
+             "torso up and upright while one foot is above 1.1 m", False),
+    TaskSpec("stickman_sit_knees", "stickman", _walker_sit_knees,
+             "kneeling: both shins on the ground, torso upright at 0.55-0.9 m", False),
+    TaskSpec("stickman_flip", "stickman", _flip, "torso spinning at >= 5 rad/s in either direction", False),
 ]
 TASKS: dict[str, TaskSpec] = {t.name: t for t in _TASKS}
 

@@ -33,14 +33,17 @@ WORDINGS: dict[str, list[str]] = {
     "legs_up": ["{b} lying on its back with legs in the air", "legs up in the air", "feet pointing at the sky",
                 "kicking its legs while lying down"],
     "falling": ["{b} falling down", "{b} losing balance", "toppling over", "{b} is about to fall"],
+    "hands_up": ["{b} raising both hands", "arms up above the head", "{b} with its hands in the air",
+                 "reaching for the sky"],
     "getting_up": ["{b} getting up", "{b} standing up from the ground", "rising to its feet", "{b} recovering"],
 }
 BODY_NAMES = {"walker": ["a walker", "the robot", "a two-legged robot", "the figure"],
               "cheetah": ["a cheetah", "the robot", "the four-limbed robot"],
-              "quadruped": ["a quadruped", "the robot", "the four-legged robot", "the ant"]}
+              "quadruped": ["a quadruped", "the robot", "the four-legged robot", "the ant"],
+              "stickman": ["a stickman", "the robot", "a humanoid", "the stick figure"]}
 POSTURES = ["standing", "crouching", "kneeling", "lying_back", "lying_front", "upside_down", "fallen"]
 MOTIONS = ["still", "walking", "running", "backward", "flipping", "falling", "getting_up"]
-DETAILS = ["one_foot", "high_kick", "legs_up"]
+DETAILS = ["one_foot", "high_kick", "legs_up", "hands_up"]
 
 
 def window_concepts(f: dict[str, np.ndarray], body: str) -> list[str]:
@@ -49,7 +52,9 @@ def window_concepts(f: dict[str, np.ndarray], body: str) -> list[str]:
     # signed mean: a flip keeps turning one way (> 2 rad over the 0.4 s window); a fall or a flail does not
     speed, spin = f["speed"].mean(), abs(f["spin"].mean())
     dh = f["torso_height"][-1] - f["torso_height"][0]
-    stand_h, lie_h = {"walker": (1.1, 0.3), "cheetah": (0.55, 0.3), "quadruped": (0.45, 0.25)}.get(body, (1.0, 0.3))
+    stand_h, lie_h = {"walker": (1.1, 0.3), "cheetah": (0.55, 0.3), "quadruped": (0.45, 0.25),
+                      "stickman": (1.0, 0.3)}.get(body, (1.0, 0.3))
+    two_legged = body in ("walker", "stickman")
     concepts: list[str] = []
     if up < -0.5:
         concepts.append("upside_down")
@@ -59,7 +64,7 @@ def window_concepts(f: dict[str, np.ndarray], body: str) -> list[str]:
         concepts.append("lying_front")
     elif up > 0.8 and h >= stand_h:
         concepts.append("standing")
-    elif body == "walker" and up > 0.8 and max(f["right_shin_height"].mean(), f["left_shin_height"].mean()) < 0.15:
+    elif two_legged and up > 0.8 and max(f["right_shin_height"].mean(), f["left_shin_height"].mean()) < 0.15:
         concepts.append("kneeling")
     elif up > 0.6 and h >= 0.5 * stand_h:
         concepts.append("crouching")
@@ -79,7 +84,7 @@ def window_concepts(f: dict[str, np.ndarray], body: str) -> list[str]:
         concepts.append("getting_up")
     elif np.abs(f["speed"]).max() < 0.2 and spin < 0.5:
         concepts.append("still")
-    if body == "walker":
+    if two_legged:
         feet = np.maximum(f["right_foot_height"], f["left_foot_height"]).mean()
         low_foot = np.minimum(f["right_foot_height"], f["left_foot_height"]).mean()
         if concepts[0] == "lying_back" and low_foot > 0.6:
@@ -88,6 +93,10 @@ def window_concepts(f: dict[str, np.ndarray], body: str) -> list[str]:
             concepts.append("high_kick")
         elif concepts[0] == "standing" and feet > 0.35 and low_foot < 0.12:
             concepts.append("one_foot")
+    if body == "stickman" and concepts[0] == "standing":
+        low_hand = np.minimum(f["right_hand_height"], f["left_hand_height"]).mean()
+        if low_hand > f["head_height"].mean() + 0.1:
+            concepts.append("hands_up")
     return concepts
 
 
