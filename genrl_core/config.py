@@ -52,7 +52,7 @@ class WMTrainConfig:
     # auto: bf16 on CPUs with AVX512-BF16/AMX; on CUDA fp32 (TF32) below the paper sizes, where
     # measured faster than bf16 (launch-bound: casts cost more than they save), bf16 above
     amp: str = "auto"  # auto | none | bf16 | fp16
-    # auto: compile (CUDA graphs) on CUDA when >= 2000 updates remain, to pay for ~75 s of compiling
+    # auto: compile (CUDA graphs) on CUDA when >= 2000 updates remain, enough to pay for the compiling
     compile: str = "auto"  # auto | true | false
     channels_last: bool = True  # conv memory layout: ~13% faster on CPU
     max_minutes: float = 0.0  # also stop (checkpoint saved) after this much training time this run; 0 = no limit
@@ -101,8 +101,8 @@ class VLMTrainConfig:
     log_every: int = 25  # updates between JSONL log lines
     checkpoint_minutes: float = 10.0  # wall-clock minutes between checkpoints
     seed: int = 0  # random seed
-    # auto: bf16 on CPUs with AVX512-BF16/AMX (1.3x faster than fp32 on this 2-core CPU); fp32 (TF32)
-    # on CUDA below ViT-B width
+    # auto: bf16 on CPUs with AVX512-BF16/AMX, where it beats fp32; fp32 (TF32) on CUDA below ViT-B
+    # width, where the casts cost more than they save
     amp: str = "auto"  # auto | none | bf16 | fp16; auto: bf16 on AVX512-BF16 CPUs, fp32/TF32 on a GPU at this size
     compile: str = "auto"  # auto | true | false; auto: CUDA graphs on a GPU when 2000+ updates remain
 
@@ -125,8 +125,8 @@ class ConnectorTrainConfig:
     log_every: int = 50  # updates between JSONL log lines
     checkpoint_minutes: float = 10.0  # wall-clock minutes between checkpoints
     seed: int = 0  # random seed
-    # auto: bf16 on CPUs with AVX512-BF16/AMX (1.6x faster than fp32 on this 2-core CPU); on CUDA fp32
-    # (TF32) below the paper's world-model size
+    # auto: bf16 on CPUs with AVX512-BF16/AMX, where it beats fp32; on CUDA fp32 (TF32) below the
+    # paper's world-model size, where the casts cost more than they save
     amp: str = "auto"  # auto | none | bf16 | fp16; auto: bf16 on AVX512-BF16 CPUs, fp32/TF32 on a small GPU model
     compile: str = "auto"  # auto | true | false; auto: CUDA graphs on a GPU when 2000+ updates remain
 
@@ -143,14 +143,15 @@ class BehaviourConfig:
     """Behaviour learning in imagination: one policy per prompt."""
 
     updates: int = 5000  # actor-critic updates (paper: 50k, mostly converged by 10k)
-    # on the walker, stand scored 0.30 after 7 minutes and 0.64 after 20 on a 2-core CPU
+    # the CPU's budget: long enough there for a pose prompt ("stand up straight") to learn to stand;
+    # on a GPU `updates` ends the run first (figures: docs/EXPERIMENTS.md, "Figures behind the defaults")
     max_minutes: float = 20.0  # also stop (finished) after this much learning time; 0 = no limit
     batch: int = 256  # imagined trajectories per update (paper: 32 x 32 = 1024)
     horizon: int = 16  # imagined steps; the target has horizon + 1 states
     gamma: float = 0.99  # discount
     lam: float = 0.95  # lambda of the lambda-returns
-    # paper: 3e-5 over 50k updates. A CPU run gets ~1-3k updates: on walker stand, 3e-4 got up and
-    # stood within 630 updates where 1e-4 only sat up (6 min each, 2 real episodes)
+    # paper: 3e-5 over 50k updates. A CPU run gets only a few thousand, so the rate is higher: with a
+    # smaller one the walker only sat up where 3e-4 stood (docs/EXPERIMENTS.md, "Figures behind the defaults")
     actor_lr: float = 3e-4  # actor learning rate
     critic_lr: float = 3e-4  # critic learning rate
     entropy: float = 3e-4  # actor entropy bonus
@@ -194,7 +195,7 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
         # seconds on a CPU: for tests
         "tiny": {"model": RSSMConfig(deter=32, stoch=4, classes=4, hidden=32, depth=4),
                  "train": WMTrainConfig(batch=4, seq_len=8, steps=60, lr=1e-3, log_every=10)},
-        # the shipped CPU default: ~0.5 s per update on 2 cores, learns walker in a few hours
+        # the shipped CPU default: small enough to learn the walker in a few hours on 2 CPU cores
         "small": {"model": RSSMConfig(deter=256, stoch=32, classes=16, hidden=256, depth=16),
                   "train": WMTrainConfig(batch=16, seq_len=32, steps=20_000, lr=3e-4)},
         # GenRL's sizes (docs/GENRL.md section 2): a GPU job

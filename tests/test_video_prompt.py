@@ -1,4 +1,5 @@
-"""Video prompts are read at the agent's rate from the middle of the clip (LEARNER_REVIEW.md lead 2)."""
+"""Video prompts are read at the agent's rate from the middle of the clip, as the VLM learned
+from windows of consecutive agent steps."""
 
 import imageio.v2 as imageio
 import numpy as np

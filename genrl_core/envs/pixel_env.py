@@ -70,7 +70,8 @@ class PixelEnv:
         self.episode_steps = episode_env_steps // action_repeat
         self.random = np.random.RandomState(seed)
         self.physics = build_physics(self.body_name)
-        # Fast headless rendering (PLATFORM.md): no shadows, no multisampling; looks nearly the same.
+        # Fast headless rendering: shadows and multisampling cost time on every frame and look nearly the
+        # same at this size (benchmarks/collect_speed.py times the loop against dm_control's own settings).
         self.physics.model.vis.quality.shadowsize = 0
         self.physics.model.vis.quality.offsamples = 0
         make_task = _STANDARD.get(self.task.name if self.task else "")

@@ -43,7 +43,7 @@ class Actor(nn.Module):
     def sample(self, feat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Reparameterised action clamped to [-1, 1] and its entropy. No gradient passes where the
         sample was clamped: the world model never saw actions outside the box, and a straight-through
-        gradient there pushed the actor toward bang-bang control (LEARNER_REVIEW.md lead 5)."""
+        gradient there pushed the actor toward bang-bang control."""
         mean, std = self(feat)
         action = (mean + std * torch.randn_like(mean)).clamp(-1, 1)
         entropy = (0.5 + 0.5 * torch.log(2 * torch.pi * std**2)).sum(-1)  # of the unclamped Gaussian

@@ -140,9 +140,9 @@ COMPILE_MIN_MINUTES = 2.0  # and a run capped shorter than this would spend half
 
 
 def compile_update(cfg: BehaviourConfig, device: torch.device) -> bool:
-    """`compile`: auto compiles on CUDA, where the eager update is bound by kernel launches (~13
-    updates/s on an H200 at any batch), when the run is long enough to pay for it. On this CPU
-    it measured only ~15% faster after ~2 minutes of compiling: opt in with compile=true."""
+    """`compile`: auto compiles on CUDA, where the eager update is bound by kernel launches at any
+    batch, when the run is long enough to pay for it. On a CPU the gain is small and does not repay
+    the compiling within a usual run: opt in with compile=true (docs/EXPERIMENTS.md, "Speed")."""
     remaining = cfg.updates if not cfg.max_minutes or cfg.max_minutes >= COMPILE_MIN_MINUTES else 0
     return should_compile(cfg.compile, device, remaining, COMPILE_MIN_UPDATES)
 

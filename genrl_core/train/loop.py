@@ -19,9 +19,10 @@ PAPER_DETER = 1024  # from this world-model size up, bf16 beats fp32 on a GPU; b
 
 
 def resolve_amp(amp: str, device: torch.device, large: bool = True) -> torch.dtype | None:
-    """The autocast dtype that measured fastest (PLATFORM.md): on CUDA fp32 (with TF32 matmuls) for
-    small models, which are bound by kernel launches, and bf16 for `large` (the paper's sizes); on
-    a CPU bf16 where it has AVX512-BF16/AMX."""
+    """The autocast dtype that measured fastest (docs/EXPERIMENTS.md, "Precision and memory layout"):
+    on CUDA fp32 (with TF32 matmuls) for small models, which are bound by kernel launches, so casts
+    cost more than they save, and bf16 for `large` (the paper's sizes); on a CPU bf16 where it has
+    AVX512-BF16/AMX."""
     if amp == "none":
         return None
     if amp == "fp16":
@@ -36,12 +37,13 @@ def resolve_amp(amp: str, device: torch.device, large: bool = True) -> torch.dty
     return torch.bfloat16 if ("avx512_bf16" in flags or "amx_bf16" in flags) else None
 
 
-COMPILE_MIN_UPDATES = 2000  # ~75 s of compiling pays off after about this many updates on a GPU
+COMPILE_MIN_UPDATES = 2000  # compiling takes over a minute: on a GPU it pays off after about this many updates
 
 
 def should_compile(setting: str, device: torch.device, remaining: int, min_updates: int = COMPILE_MIN_UPDATES) -> bool:
     """train.compile: true/false as given; auto compiles on CUDA when the run is long enough. On a
-    CPU compiling is opt-in: it measured ~15-20% faster after 2-3 minutes of compiling."""
+    CPU compiling is opt-in: its small gain there does not repay minutes of compiling within a usual
+    run (docs/EXPERIMENTS.md, "Speed")."""
     if setting == "auto":
         return device.type == "cuda" and remaining >= min_updates
     return setting == "true"
