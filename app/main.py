@@ -111,12 +111,22 @@ def create_app(bundle: str | Path | list[str | Path] | None = None, db: str | Pa
         return JSONResponse({"detail": validation_message(list(exc.errors()))}, status_code=422)
 
     app.include_router(build_router(svc))
-    app.add_middleware(BodyLimit, limit=cfg.max_upload_bytes)
 
     if ui:
+        # Gradio's temporary files (the UI's uploads, copies of what it shows) in this app's own runs
+        # folder, not the machine's shared /tmp/gradio, whose files anyone there can add to: Gradio
+        # serves what is in its folder. Read by Gradio when the UI is built, and process-wide (an env
+        # var): one app per process has its own.
+        ui_files = (cfg.runs / "ui-files").resolve()
+        ui_files.mkdir(parents=True, exist_ok=True)
+        os.environ["GRADIO_TEMP_DIR"] = str(ui_files)
+        os.environ["GRADIO_EXAMPLES_CACHE"] = str(ui_files / "examples")  # else ./.gradio, served too
+        svc.ui_files = ui_files
+
         import gradio as gr
 
         from app.ui import build_ui
+        from app.ui_guard import guard_ui
 
         @app.get("/", include_in_schema=False)
         def root() -> RedirectResponse:
@@ -134,6 +144,9 @@ def create_app(bundle: str | Path | list[str | Path] | None = None, db: str | Pa
                                   blocked_paths=[str(p.resolve()) for p in hidden],
                                   max_file_size=cfg.max_upload_bytes, footer_links=["api"], ssr_mode=False,
                                   css=_CSS)
+        # the UI's API (uploads, files, events) held to REST's rules: the token, 4xx answers
+        guard_ui(app, svc, blocks, UI_PATH)
+    app.add_middleware(BodyLimit, limit=cfg.max_upload_bytes)  # outermost: before anything reads a body
     return app
 
 

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import shutil
 import tempfile
@@ -105,6 +106,32 @@ def prune_uploads(uploads: Path, keep: set[Path], max_age_s: float, max_bytes: i
             total -= path.stat().st_size
             path.unlink(missing_ok=True)
             gone.append(path)
+    return gone
+
+
+def prune_tree(folder: Path, max_age_s: float, max_bytes: int) -> list[Path]:
+    """prune_uploads for a folder of folders (Gradio's temporary files: one folder per upload or shown
+    file), by the same limits; folders left empty go too. A file's age counts from when it came into
+    the folder (its ctime): Gradio's copies keep the original's mtime, and an old artefact copied
+    to be shown a moment ago must not be deleted before the browser fetches it."""
+    if not folder.is_dir():
+        return []
+    now, files = time.time(), []
+    for path in folder.rglob("*"):
+        with contextlib.suppress(OSError):  # a file another request just deleted
+            if path.is_file() and not path.is_symlink():
+                st = path.stat()
+                files.append((max(st.st_mtime, st.st_ctime), st.st_size, path))
+    files.sort(key=lambda f: f[0])
+    gone, total = [], sum(size for _, size, _ in files)
+    for added, size, path in files:  # oldest first
+        if now - added > max_age_s or total > max_bytes:
+            total -= size
+            path.unlink(missing_ok=True)
+            gone.append(path)
+    for sub in sorted((p for p in folder.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True):
+        with contextlib.suppress(OSError):  # only an empty folder can be removed
+            sub.rmdir()
     return gone
 
 

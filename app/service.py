@@ -16,7 +16,7 @@ from app.errors import AppError
 from app.executors import make_jobs
 from app.job_store import JobStore
 from app.jobs import JobManager
-from app.media import TargetCache, prune_uploads, write_video
+from app.media import TargetCache, prune_tree, prune_uploads, write_video
 from genrl_core import prompt as prompt_limits
 from genrl_core.errors import GenRLError
 from genrl_core.models.reward import REWARD_KINDS
@@ -57,6 +57,7 @@ class Services:
     jobs: JobManager
     targets: TargetCache
     started: float
+    ui_files: Path | None = None  # Gradio's temporary files (the UI's uploads and shown videos), when it has a UI
 
     @classmethod
     def build(cls, cfg: AppConfig) -> Services:
@@ -73,11 +74,15 @@ class Services:
         return self.cfg.runs / "uploads"
 
     def prune_uploads(self) -> list[Path]:
-        """Apply the upload retention limits (age, total size), sparing live jobs' video prompts."""
+        """Apply the upload retention limits (age, total size), sparing live jobs' video prompts; the
+        UI's temporary files are held to the same limits."""
         live = {Path(j["video"]) for state in ("queued", "running") for j in self.store.list(state=state, limit=10**6)
                 if j.get("video")}
-        return prune_uploads(self.uploads, live, self.cfg.upload_keep_hours * 3600,
-                             int(self.cfg.upload_keep_mb * 2**20))
+        age, size = self.cfg.upload_keep_hours * 3600, int(self.cfg.upload_keep_mb * 2**20)
+        gone = prune_uploads(self.uploads, live, age, size)
+        if self.ui_files is not None:  # the UI's own copies: none is a live job's prompt (those are in uploads)
+            gone += prune_tree(self.ui_files, age, size)
+        return gone
 
     # -- auth ----------------------------------------------------------------------------------
     def check_token(self, given: str | None) -> None:

@@ -14,15 +14,22 @@ from app.errors import AppError
 from app.job_store import FINISHED, SUCCEEDED
 from app.media import save_upload_path, write_video
 from app.service import EXAMPLE_PROMPTS, Services
+from app.ui_guard import NOT_AN_UPLOAD, TOKEN_COOKIE, GuardedBlocks, refuse, ui_refusal
 from genrl_core.models.reward import REWARD_KINDS
 from genrl_core.prompt import MAX_STEPS, MIN_STEPS
 
 VIDEO = {"height": 256, "width": 256, "autoplay": True, "loop": True, "elem_classes": ["genrl-video"]}
 AUTO_TASK = "auto (nearest to the prompt)"
+# a page's user is asked for the token in the page, not told about the REST API's header
+TOKEN_MESSAGE = "this server needs its API token to show targets, replay and learn: enter it in the API token box"
+# the token box keeps a cookie of its value: the browser's uploads and video downloads carry it (they are
+# plain HTTP requests of Gradio's, with no event inputs); SameSite keeps other sites' pages from sending it
+TOKEN_COOKIE_JS = (f"(token) => {{ document.cookie = '{TOKEN_COOKIE}=' + encodeURIComponent(token || '') + "
+                   "'; path=/; SameSite=Strict'; }")
 
 
 def _fail(exc: AppError) -> gr.Error:
-    return gr.Error(exc.detail, print_exception=False)
+    return ui_refusal(exc, TOKEN_MESSAGE)
 
 
 def _bar(progress: float, width: int = 24) -> str:
@@ -56,12 +63,18 @@ def build_ui(svc: Services) -> gr.Blocks:
     def _video_prompt(video: str | None) -> Path | None:
         if not video:
             return None
+        if not demo.is_upload(video):  # GuardedBlocks refused it already; this handler never opens another path
+            raise AppError(400, NOT_AN_UPLOAD)
+        if not Path(video).is_file():
+            raise AppError(400, f"the uploaded video is gone (uploads are kept {svc.cfg.upload_keep_hours:g} h): "
+                                "upload it again")
         path = save_upload_path(Path(video), Path(video).name, svc.uploads, svc.cfg.max_upload_bytes)
         svc.prune_uploads()
         return path
 
-    def show_target(body: str, prompt: str, video: str | None, steps: float) -> str:
+    def show_target(body: str, prompt: str, video: str | None, steps: float, token: str | None) -> str:
         try:
+            svc.check_token(token)  # decoding is work, and a video is an upload: both need the token
             clip = _video_prompt(video)
             return str(svc.render_target(body, clip if clip else prompt, int(steps)))
         except AppError as exc:
@@ -92,7 +105,7 @@ def build_ui(svc: Services) -> gr.Blocks:
         try:
             svc.check_token(token)  # first: without the token, say so rather than "no job"
             if not job_id:
-                raise gr.Error("no job to cancel: start one with Learn")
+                raise refuse(400, "no job to cancel: start one with Learn")
             return _progress_md(svc.jobs.cancel(job_id))
         except AppError as exc:
             raise _fail(exc) from None
@@ -141,10 +154,11 @@ def build_ui(svc: Services) -> gr.Blocks:
         choices = [(f"{p['prompt']}  ({p['slug']})", p["slug"]) for p in items]
         return gr.Dataframe(value=rows or None), gr.Dropdown(choices=choices, value=choices[0][1] if choices else None)
 
-    def replay(body: str, slug: str | None) -> tuple[Any, ...]:
-        if not slug:
-            raise gr.Error("pick a policy first (learn one in the first tab)")
+    def replay(body: str, slug: str | None, token: str | None) -> tuple[Any, ...]:
         try:
+            svc.check_token(token)  # a replay can render an imagined rollout: work, as Show target is
+            if not slug:
+                raise refuse(400, "pick a policy first (learn one in the first tab)")
             match = next((p for p in svc.policies(body) if p["slug"] == slug), None)
             if match is None:
                 raise AppError(404, f"no policy {slug!r} for {body}")
@@ -161,7 +175,10 @@ def build_ui(svc: Services) -> gr.Blocks:
         except AppError as exc:
             raise _fail(exc) from None
 
-    with gr.Blocks(title="GenRL") as demo:
+    # Gradio's own deletion of its temporary files, on the upload retention's age (prune_uploads also
+    # applies the size limit to them, on each upload)
+    keep_s = max(60, int(svc.cfg.upload_keep_hours * 3600))
+    with GuardedBlocks(title="GenRL", delete_cache=(min(keep_s, 3600), keep_s)) as demo:
         gr.Markdown("# GenRL: describe a behaviour, get a policy\nThe world model shows what it understood "
                     "(the target), then learns a policy for it purely in imagination and tries it in the real "
                     "simulator. REST API: [/docs](/docs).")
@@ -171,6 +188,10 @@ def build_ui(svc: Services) -> gr.Blocks:
         with gr.Tab("Prompt & learn"):
             with gr.Row():
                 with gr.Column(scale=1):
+                    # first, as it is needed first: before a video can be uploaded
+                    token = gr.Textbox(label="API token", type="password", visible=bool(svc.cfg.token),
+                                       info="this server asks for its token to show targets, take videos, "
+                                            "learn and replay", elem_id="token")
                     body = gr.Dropdown(svc.bodies.names, value=svc.bodies.default, label="Body")
                     prompt = gr.Textbox(label="Prompt", placeholder="e.g. stand up straight", lines=2,
                                         max_lines=4, elem_id="prompt")
@@ -187,7 +208,6 @@ def build_ui(svc: Services) -> gr.Blocks:
                                            allow_custom_value=False)
                         episodes = gr.Slider(0, svc.cfg.max_eval_episodes, value=svc.cfg.eval_episodes, step=1,
                                              label="Real-env evaluation episodes")
-                    token = gr.Textbox(label="API token", type="password", visible=bool(svc.cfg.token))
                     with gr.Row():
                         show_btn = gr.Button("Show target", elem_id="target-btn")
                         learn_btn = gr.Button("Learn", variant="primary", elem_id="learn-btn")
@@ -218,7 +238,8 @@ def build_ui(svc: Services) -> gr.Blocks:
 
         poll_timer = gr.Timer(1.0, active=False)
         status_timer = gr.Timer(2.0, active=True)
-        target_inputs = [body, prompt, video, steps]
+        target_inputs = [body, prompt, video, steps, token]
+        token.change(None, [token], None, js=TOKEN_COOKIE_JS)
         show_btn.click(show_target, target_inputs, target, concurrency_limit=None)
         prompt.submit(show_target, target_inputs, target, concurrency_limit=None)
         learn_btn.click(learn, [body, prompt, video, steps, updates, reward, seed, task, episodes, token],
@@ -233,7 +254,7 @@ def build_ui(svc: Services) -> gr.Blocks:
         demo.load(on_load, [body], [banner, status_timer, task, table, pick])
         body.change(on_load, [body], [banner, status_timer, task, table, pick])
         refresh_btn.click(_gallery, [body], [table, pick])
-        replay_btn.click(replay, [body, pick], [replay_imagined, replay_real, replay_align, replay_md])
+        replay_btn.click(replay, [body, pick, token], [replay_imagined, replay_real, replay_align, replay_md])
         poll_timer.tick(lambda b, j: _gallery(b) if j and (svc.store.get(j) or {}).get("state") == SUCCEEDED
                         else (gr.skip(), gr.skip()), [body, job_id], [table, pick], show_progress="hidden")
     return demo
