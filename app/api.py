@@ -8,23 +8,28 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import FileResponse, JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from fastapi.responses import FileResponse, JSONResponse, Response
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, create_model, field_validator
 
+from app.config import AppConfig
 from app.errors import AppError, error_responses
 from app.jobs import ARTEFACTS
 from app.media import save_upload
 from app.service import Services
 from genrl_core.models.reward import REWARD_KINDS
-from genrl_core.prompt import MAX_PROMPT_CHARS, MAX_STEPS, MIN_STEPS, STEPS_HELP
+from genrl_core.prompt import MAX_PROMPT_CHARS, MAX_STEPS, MIN_STEPS, PROMPT_PATTERN, STEPS_HELP
 
 JOB_ID = Path(pattern=r"^[0-9a-f]{16}$", description="a job id from /learn or /jobs")
 Reward = Literal[REWARD_KINDS]  # the kinds a request may pick (not the ladder's oracle:TASK)
-# What a usable text prompt is, for the OpenAPI document only: the service checks it itself and answers
-# 400 (empty) or 413 (too long) with a message that says so, rather than pydantic's generic wording.
-PROMPT_SPEC = {"minLength": 1, "maxLength": MAX_PROMPT_CHARS, "pattern": r"\S"}
-PROMPT_HELP = "what the body should do, e.g. 'stand up straight'"
+# What a usable text prompt is, for the OpenAPI document only: the service checks it itself (in
+# genrl_core/prompt.py) and answers 400 (empty, or only invisible characters) or 422 (over maxLength, or
+# a character the pattern excludes) with a message that says so, rather than pydantic's generic wording.
+PROMPT_SPEC = {"minLength": 1, "maxLength": MAX_PROMPT_CHARS, "pattern": PROMPT_PATTERN}
+PROMPT_HELP = (f"what the body should do, e.g. 'stand up straight' (1-{MAX_PROMPT_CHARS} characters of plain text: "
+               "no control characters, NUL, bidi overrides or invalid code points; not only invisible ones)")
 BINARY = {"schema": {"type": "string", "format": "binary"}}
+
+_LAX_INT = TypeAdapter(int)  # a form field's text as GET's query parameters read it: "8" and "8.0"
 
 
 class LearnOptions(BaseModel):
@@ -35,18 +40,46 @@ class LearnOptions(BaseModel):
                                json_schema_extra=PROMPT_SPEC)
     body: str | None = Field(None, description="body to learn for (GET /bodies); default: the first served")
     steps: int = Field(32, ge=MIN_STEPS, le=MAX_STEPS, description=STEPS_HELP)
-    updates: int | None = Field(None, ge=1, description="behaviour-learning updates (default: server's)")
+    # the maxima here are AppConfig's defaults; learn_options declares a server's own
+    updates: int | None = Field(None, ge=1, le=AppConfig.max_updates,
+                                description="behaviour-learning updates (default: server's)")
     reward: Reward | None = Field(None, description=f"reward kind: {' | '.join(REWARD_KINDS)}")
     seed: int | None = Field(None, ge=0, le=2**31 - 1)
     use_aligner: bool | None = Field(None, description="map the prompt into the video region (default true)")
     task: str | None = Field(None, description="real-env evaluation task (default: nearest to the prompt)")
-    eval_episodes: int | None = Field(None, ge=0, description="real-env evaluation episodes (0: skip)")
+    eval_episodes: int | None = Field(None, ge=0, le=AppConfig.max_eval_episodes,
+                                      description="real-env evaluation episodes (0: skip)")
+
+    @field_validator("steps", "updates", "seed", "eval_episodes", mode="before")
+    @classmethod
+    def _integral(cls, value: Any) -> Any:
+        # JSON Schema's "integer" is any number with a zero fractional part, 8.0 as well as 8, while
+        # pydantic's strict mode (JSON bodies', see learn_post) refuses every float: so that the schema
+        # and the server agree, an integral float is the integer it is (8.5 stays refused)
+        return int(value) if isinstance(value, float) and value.is_integer() else value
 
 
 class TextLearnOptions(LearnOptions):
     """Options of a text-prompt request (GET query, JSON body): there the prompt is required."""
 
     prompt: str = Field(description=PROMPT_HELP, json_schema_extra=PROMPT_SPEC)
+
+
+def learn_options(cfg: AppConfig) -> tuple[type[LearnOptions], type[LearnOptions]]:
+    """LearnOptions and TextLearnOptions with the caps of this server's `cfg` (max_updates,
+    max_eval_episodes are settings), so its OpenAPI document declares the maxima it enforces."""
+    default = cfg.default_updates if cfg.default_updates is not None else "the library's"
+    capped = {
+        "updates": (int | None, Field(None, ge=1, le=cfg.max_updates,
+                                      description=f"behaviour-learning updates (default: {default})")),
+        "eval_episodes": (int | None, Field(None, ge=0, le=cfg.max_eval_episodes,
+                                            description=f"real-env evaluation episodes (0: skip; default: "
+                                                        f"{cfg.eval_episodes})")),
+    }
+    options = create_model("LearnOptions", __base__=LearnOptions, __doc__=LearnOptions.__doc__, **capped)
+    text = create_model("TextLearnOptions", __base__=options, __doc__=TextLearnOptions.__doc__,
+                        prompt=(str, TextLearnOptions.model_fields["prompt"]))
+    return options, text
 
 
 def validation_message(errors: list[dict[str, Any]]) -> str:
@@ -74,10 +107,19 @@ def build_router(svc: Services) -> APIRouter:
         svc.check_token(given)
 
     guarded = [Depends(require_token)]
+    Options, TextOptions = learn_options(svc.cfg)  # noqa: N806 (classes)
 
     @router.get("/health", tags=["server"], summary="liveness, bundles loaded, queue and inference load")
     def health() -> dict[str, Any]:
         return svc.health()
+
+    # load balancers' health checks often send HEAD: 200 while the server answers, no body, nothing
+    # computed (a route of its own: FastAPI's GET routes do not take HEAD)
+    @router.head("/health", tags=["server"], response_class=Response,
+                 responses={200: {"description": "the server is up (GET /health tells more)"}},
+                 summary="liveness for health checks: 200, no body")
+    def health_head() -> Response:
+        return Response(status_code=200)
 
     @router.get("/bodies", tags=["server"], summary="bodies served, their bundles and tasks")
     def bodies() -> list[dict[str, Any]]:
@@ -115,26 +157,30 @@ def build_router(svc: Services) -> APIRouter:
         path = await run_in_threadpool(svc.render_target, fields.get("body"), video, steps, use_aligner)
         return FileResponse(path, media_type="video/mp4", filename="target.mp4")
 
-    @router.get("/learn", tags=["jobs"], status_code=202, dependencies=guarded,
-                responses=error_responses(400, 401, 404, 422, 429, 503),
-                summary="start learning a policy for a text prompt; returns the job at once")
-    def learn_get(options: Annotated[TextLearnOptions, Query()]) -> JSONResponse:
+    def learn_get(options: TextLearnOptions) -> JSONResponse:
         return _accepted(svc, svc.submit(**options.model_dump()))
+
+    # this server's options, with its caps: a class made here, which a string annotation (this module
+    # has `from __future__ import annotations`) could not name for FastAPI
+    learn_get.__annotations__["options"] = Annotated[TextOptions, Query()]
+    router.get("/learn", tags=["jobs"], status_code=202, dependencies=guarded,
+               responses=error_responses(400, 401, 404, 422, 429, 503),
+               summary="start learning a policy for a text prompt; returns the job at once")(learn_get)
 
     @router.post("/learn", tags=["jobs"], status_code=202, dependencies=guarded,
                  responses=error_responses(400, 401, 404, 415, 422, 429, 503),
                  openapi_extra={"requestBody": {"content": {
-                     "application/json": {"schema": TextLearnOptions.model_json_schema()},
+                     "application/json": {"schema": TextOptions.model_json_schema()},
                      "multipart/form-data": {"schema": {"type": "object", "additionalProperties": False, "properties": {
                          "video": {"type": "string", "format": "binary", "description": "video prompt"},
                          "options": {"type": "string", "description": "LearnOptions as a JSON string"},
                          # each option may also come as a form field of its own (it overrides `options`)
-                         **LearnOptions.model_json_schema()["properties"]}}}}}},
+                         **Options.model_json_schema()["properties"]}}}}}},
                  summary="start learning a policy: JSON options, or multipart with a video prompt upload")
     async def learn_post(request: Request) -> JSONResponse:
         ctype = request.headers.get("content-type", "")
         video = None
-        model: type[LearnOptions] = TextLearnOptions  # JSON carries no video, so it needs a text prompt
+        model: type[LearnOptions] = TextOptions  # JSON carries no video, so it needs a text prompt
         # JSON has real types: `"eval_episodes": false` or `"use_aligner": 1` is a mistake, not a 0 or a
         # true (pydantic's lax mode would take both); form fields are text and are parsed as GET's are
         strict = True
@@ -147,7 +193,7 @@ def build_router(svc: Services) -> APIRouter:
             if not isinstance(raw, dict):
                 raise AppError(422, "options must be a JSON object")
             raw.update(fields)
-            model, strict = LearnOptions, False
+            model, strict = Options, False
         elif ctype.startswith("application/json") or not ctype:
             try:
                 raw = await request.json()
@@ -225,7 +271,8 @@ def _bool(value: Any, name: str) -> bool:
 
 
 def _int(value: Any, name: str) -> int:
+    """A form field as an integer, as GET's query parameters read one ("8" and "8.0", not "8.5")."""
     try:
-        return int(value)
-    except (TypeError, ValueError):
+        return _LAX_INT.validate_python(value)
+    except ValidationError:
         raise AppError(422, f"{name} must be an integer, got {value!r}") from None

@@ -164,7 +164,9 @@ class JobManager:
                options: dict[str, Any]) -> dict[str, Any]:
         queued = self.store.count(QUEUED)
         if queued >= self.max_queue:
-            raise AppError(429, f"the job queue is full ({queued} waiting); retry when some have finished")
+            # a queued job waits minutes for a slot, so a client asks again in half a minute, not at once
+            raise AppError(429, f"the job queue is full ({queued} waiting); retry when some have finished",
+                           retry_after=30)
         job = self.store.create(body, prompt, str(video) if video else None, settings, options)
         with self._wake:
             self._wake.notify()

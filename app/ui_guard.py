@@ -56,17 +56,20 @@ class Refusal(gr.Error):
         self.status = status
 
 
-def refuse(status: int, detail: str) -> Refusal:
-    """The Refusal to raise for `status`, remembered for UIGuard when the request came by /run/."""
+def refuse(status: int, detail: str, retry_after: int | None = None) -> Refusal:
+    """The Refusal to raise for `status`, remembered for UIGuard when the request came by /run/
+    (with the seconds of a 429's Retry-After, as REST sends them)."""
     holder = _status.get()
     if holder is not None:
         holder["status"] = status
+        if retry_after is not None:
+            holder["retry_after"] = retry_after
     return Refusal(status, detail)
 
 
 def ui_refusal(exc: AppError, token_message: str) -> Refusal:
     """An AppError as the UI says it: a missing token is asked for in the token box, not as a header."""
-    return refuse(exc.status, token_message if exc.status == 401 else exc.detail)
+    return refuse(exc.status, token_message if exc.status == 401 else exc.detail, exc.retry_after)
 
 
 def _file_paths(value: Any) -> Iterator[Any]:
@@ -217,6 +220,9 @@ class UIGuard:
         async def send_with_status(message: Message) -> None:
             if message["type"] == "http.response.start" and message["status"] == 500 and "status" in holder:
                 message = {**message, "status": holder["status"]}
+                if "retry_after" in holder:  # a 429 says when to come back, as REST's do
+                    message["headers"] = [*message.get("headers", []),
+                                          (b"retry-after", str(holder["retry_after"]).encode())]
             await send(message)
 
         try:

@@ -217,7 +217,7 @@ def _cmd_serve(args: argparse.Namespace) -> None:
     from app.main import serve
 
     serve(bundle=args.bundle, host=args.host, port=args.port, db=args.db, max_jobs=args.max_jobs, token=args.token,
-          workers=args.workers, executor=args.executor, ray_address=args.ray_address)
+          workers=args.workers, executor=args.executor, ray_address=args.ray_address, runs=args.runs)
 
 
 def _cmd_logs(args: argparse.Namespace) -> None:
@@ -456,6 +456,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("serve", help="start the web app (REST API + UI) on a bundle")
     add_flags(p, "bundle", "db")
+    p.add_argument("--runs", default=None,
+                   help="folder of job artefacts, uploads, learned policies and caches, and of the job database "
+                        "unless --db says otherwise (default: GENRL_RUNS, else runs/app)")
     p.add_argument("--host", default="127.0.0.1", help="0.0.0.0 to listen on all interfaces")
     p.add_argument("--port", type=int, default=7860, help="port")
     p.add_argument("--max-jobs", type=int, default=1, help="learning jobs that run at once; others queue")

@@ -47,7 +47,7 @@ def expect(r, status, *words):
 def test_prompts_and_ranges(client):
     expect(client.get("/target", params={"prompt": "   "}), 400, "empty")
     expect(client.get("/target"), 422, "prompt")
-    expect(client.get("/target", params={"prompt": "x" * 3000}), 413, "3000 characters")
+    expect(client.get("/target", params={"prompt": "x" * 3000}), 422, "3000 characters")  # over maxLength
     expect(client.get("/target", params={"prompt": "stand", "steps": 65}), 422, "steps", "64")
     expect(client.get("/target", params={"prompt": "stand", "steps": "many"}), 422, "steps")
     expect(client.get("/target", params={"prompt": "stand", "body": "octopus"}), 404, "octopus", "walker")

@@ -35,7 +35,7 @@ CONFIG: dict[str, Any] = {
         # loaded, or the server's configured caps (updates, evaluation episodes), so schema-valid
         # requests are rightly refused with 400/404/415/422 there: this check would only flag that.
         "positive_data_acceptance": {"enabled": False},
-        # a prompt over its documented maxLength is refused with 413 (the README's contract)
+        # 413: a request body over the upload limit (a prompt over its maxLength is a 422, issue 26)
         "negative_data_rejection": {"expected-statuses": ["400", "401", "403", "404", "405", "406", "409", "413",
                                                           "415", "422", "428", "429"]},
     },
@@ -141,7 +141,7 @@ def test_each_error_status_is_declared_with_the_body_the_server_sends(client):
     probes = [  # (method, path, request arguments, the status it gets)
         ("GET", "/target", {"params": {"prompt": "   "}}, 400),
         ("GET", "/target", {"params": {"prompt": "stand", "body": "octopus"}}, 404),
-        ("GET", "/target", {"params": {"prompt": "x" * 2001}}, 413),
+        ("GET", "/target", {"params": {"prompt": "x" * 2001}}, 422),  # over maxLength (413 before: issue 26)
         ("GET", "/target", {"params": {"prompt": "stand", "steps": 65}}, 422),
         ("GET", "/learn", {"params": {"prompt": ""}}, 400),
         ("GET", "/learn", {"params": {"prompt": "stand", "body": "octopus"}}, 404),
