@@ -38,8 +38,8 @@ def plot(state: dict, out: Path) -> None:
                 if spec in row["scores"] and row["scores"][spec]["normalised"] is not None]
         if rows:
             oracle = spec.startswith("oracle:")
-            ax.plot(*zip(*rows), marker="o", ms=3, color=COLOURS.get(task, "#777777"), ls="-" if oracle else ":",
-                    label=spec if not oracle else f"{spec} (true reward)")
+            ax.plot(*zip(*rows, strict=True), marker="o", ms=3, color=COLOURS.get(task, "#777777"),
+                    ls="-" if oracle else ":", label=spec if not oracle else f"{spec} (true reward)")
     for task, points in DREAMERV3.items():
         ax.plot(list(points), list(points.values()), color=COLOURS[task], ls="--", alpha=0.5,
                 label=f"DreamerV3 {task} (from scratch)")

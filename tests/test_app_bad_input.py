@@ -140,7 +140,7 @@ def guarded_client(tiny_bundle, tmp_path_factory):
 
 def test_every_mutating_route_is_guarded_or_open_by_design(guarded_client):
     """From the published API: a route is guarded when it takes the token headers; every route that
-    is not a GET (and GET /learn, which starts a job) must be guarded and tried below, or be listed
+    is not a GET or HEAD (and GET /learn, which starts a job) must be guarded and tried below, or be listed
     as open, so a new route cannot slip through untested."""
     guarded, mutating = set(), {"GET /learn"}
     for path, ops in guarded_client.get("/openapi.json").json()["paths"].items():
@@ -148,7 +148,7 @@ def test_every_mutating_route_is_guarded_or_open_by_design(guarded_client):
             name = f"{method.upper()} {path}"
             if {"authorization", "x-api-token"} <= {p["name"].lower() for p in op.get("parameters", [])}:
                 guarded.add(name)
-            if method != "get":
+            if method not in ("get", "head"):  # HEAD only reads, as GET does
                 mutating.add(name)
     assert guarded == {" ".join(name.split()[:2]) for name in GUARDED}
     assert mutating <= guarded | OPEN_BY_DESIGN, mutating - guarded - OPEN_BY_DESIGN
