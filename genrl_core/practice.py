@@ -94,12 +94,16 @@ class PracticeDriver:
         readable = re.sub(r"[^a-z0-9]+", "-", self.spec.lower()).strip("-")[:32] or "driver"
         return f"{readable}-{zlib.crc32(self.spec.encode()):08x}"
 
-    def behaviour(self, settings: dict[str, str]) -> BehaviourConfig:
+    def behaviour(self, settings: dict[str, str], for_bundle: bool = False) -> BehaviourConfig:
+        """The learner's settings; `for_bundle`: as a `genrl learn` request with them names its policy
+        (with the preset's time limit), so that the app and the CLI reuse the practised policy."""
         cfg = apply_settings(get_preset("behaviour", "small")["behaviour"], settings, "behaviour")
         if cfg.reward.startswith("oracle:"):
             raise ConfigError(f"--set reward={cfg.reward}: practice gives each oracle:TASK driver its task's reward, "
                               "and a prompt driver learns from its prompt; give a prompt reward or none")
         reward = f"oracle:{self.task}" if self.kind == "oracle" else cfg.reward
+        if for_bundle:
+            return dataclasses.replace(cfg, reward=reward)
         # practice never ends a learner: its updates are counted by the loop, not by the config
         return dataclasses.replace(cfg, reward=reward, max_minutes=0.0)
 
@@ -656,13 +660,14 @@ def finish(practice: Practice, state: dict[str, Any], device: str, log) -> None:
         for slug, learner in practice.learners.items():
             d = practice.drivers[slug]
             prompt = Prompt.text(d.prompt if d.kind == "prompt" else oracle_prompt(d.task))
-            name = store.slug(prompt, learner.cfg)
+            settings = d.behaviour(dict(plan.settings), for_bundle=True)
+            name = store.slug(prompt, settings)
             folder = store.run_dir(name)
             folder.mkdir(parents=True, exist_ok=True)
             save_torch(folder / POLICY_FILE, learner.actor.state_dict())
             save_torch(folder / TARGET_FILE, practice.target(slug).cpu())
             write_meta(folder, PolicyMeta(slug=name, prompt=prompt.name, prompt_kind=prompt.kind,
-                                          settings=dataclasses.asdict(learner.cfg), body=practice.body,
+                                          settings=dataclasses.asdict(settings), body=practice.body,
                                           world_model=digest, vlm=vlm, created=time.time(),
                                           updates_done=learner.updates, finished=True,
                                           train_seconds=practice.counters["seconds"], start_mode="practice",
