@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import threading
-import time
 from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
@@ -193,10 +192,7 @@ class GenRL:
     def policy_meta(self, slug: str, prompt: PromptLike, cfg: BehaviourConfig,
                     created: float | None = None) -> PolicyMeta:
         """The meta a policy starts with (learn_policy adds its progress); one schema for all writers."""
-        prompt = Prompt.parse(prompt)
-        return PolicyMeta(slug=slug, prompt=prompt.name, prompt_kind=prompt.kind, settings=dataclasses.asdict(cfg),
-                          body=self.body, world_model=self.wm_digest, vlm=self.vlm.name,
-                          created=created or time.time())
+        return PolicyMeta.start(slug, Prompt.parse(prompt), cfg, self.body, self.wm_digest, self.vlm.name, created)
 
     def load_policy(self, policy: str | LearnedPolicy) -> tuple[Actor, LearnedPolicy]:
         """The actor of a finished policy (by slug or handle) and its handle; checks it was learned

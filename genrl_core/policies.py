@@ -14,6 +14,7 @@ import dataclasses
 import hashlib
 import json
 import re
+import time
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +59,13 @@ class PolicyMeta:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    @classmethod
+    def start(cls, slug: str, prompt: Prompt, cfg: BehaviourConfig, body: str, world_model: str, vlm: str,
+              created: float | None = None) -> PolicyMeta:
+        """The meta a policy starts with (its learner adds the progress); one schema for all writers."""
+        return cls(slug=slug, prompt=prompt.name, prompt_kind=prompt.kind, settings=dataclasses.asdict(cfg),
+                   body=body, world_model=world_model, vlm=vlm, created=created or time.time())
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> PolicyMeta:

@@ -666,12 +666,10 @@ def finish(practice: Practice, state: dict[str, Any], device: str, log) -> None:
             folder.mkdir(parents=True, exist_ok=True)
             save_torch(folder / POLICY_FILE, learner.actor.state_dict())
             save_torch(folder / TARGET_FILE, practice.target(slug).cpu())
-            write_meta(folder, PolicyMeta(slug=name, prompt=prompt.name, prompt_kind=prompt.kind,
-                                          settings=dataclasses.asdict(settings), body=practice.body,
-                                          world_model=digest, vlm=vlm, created=time.time(),
-                                          updates_done=learner.updates, finished=True,
-                                          train_seconds=practice.counters["seconds"], start_mode="practice",
-                                          device=device))
+            meta = PolicyMeta.start(name, prompt, settings, practice.body, digest, vlm)
+            write_meta(folder, dataclasses.replace(meta, updates_done=learner.updates, finished=True,
+                                                   train_seconds=practice.counters["seconds"], start_mode="practice",
+                                                   device=device))
             log(f"[practice] {d.spec}: policy {name} ({learner.updates} updates) -> {folder}")
 
     stages = {"world_model": world_model, "connector": connector, "policies": policies}
