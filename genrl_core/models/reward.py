@@ -30,7 +30,8 @@ def similarity_matrix(kind: str, wm, imagined: torch.Tensor, target: torch.Tenso
                       imagined_probs: torch.Tensor | None = None) -> torch.Tensor:
     """S[b, i, j] = sim(imagined state i of trajectory b, target state j).
 
-    imagined (B, I, stoch, classes) one-hot; target (J, stoch, classes) one-hot;
+    imagined (B, I, stoch, classes) one-hot; target (J, stoch, classes) one-hot, shared by every
+    trajectory, or (B, J, stoch, classes), one target per trajectory (the generalist's batches);
     imagined_probs (B, I, stoch, classes) prior probabilities, needed for `kl`.
     """
     if kind == "kl":
@@ -38,14 +39,14 @@ def similarity_matrix(kind: str, wm, imagined: torch.Tensor, target: torch.Tenso
             raise ValueError("the kl reward needs the imagined prior probabilities")
         # -KL(one-hot target || prior) = mean over variables of log p_prior(target class)
         logp = imagined_probs.clamp_min(1e-8).log().flatten(-2)  # (B, I, stoch*classes)
-        return logp @ target.flatten(-2).t() / target.shape[-2]
+        return logp @ target.flatten(-2).mT / target.shape[-2]
     u, v = latent_features(wm, imagined), latent_features(wm, target)
     if kind == "cosine":
-        return F.normalize(u, dim=-1) @ F.normalize(v, dim=-1).t()
+        return F.normalize(u, dim=-1) @ F.normalize(v, dim=-1).mT
     if kind == "max_cosine":  # u.v / max(|u|, |v|)^2: also penalises a norm mismatch
-        dots = u @ v.t()
+        dots = u @ v.mT
         norm_u, norm_v = u.norm(dim=-1), v.norm(dim=-1)
-        return dots / torch.maximum(norm_u[..., :, None], norm_v[None, None, :]).clamp_min(1e-6) ** 2
+        return dots / torch.maximum(norm_u[..., :, None], norm_v[..., None, :]).clamp_min(1e-6) ** 2
     raise ValueError(f"unknown reward {kind!r}; valid: {', '.join(REWARD_KINDS)}")
 
 

@@ -178,6 +178,18 @@ class BehaviourLearner:
             self._actor_objective = compile_for(self.actor_objective, dev)
             self._critic_objective = compile_for(self.critic_objective, dev)
 
+    # what the generalist (train.generalist) overrides: a per-prompt learner has no condition
+    def condition(self, target: torch.Tensor) -> torch.Tensor | None:
+        """The actor's and critic's input besides the state features, derived from the target."""
+        return None
+
+    def policy(self, cond: torch.Tensor | None) -> Actor:
+        """The actor that imagines, given the condition."""
+        return self.actor
+
+    def critic_input(self, feat: torch.Tensor, cond: torch.Tensor | None) -> torch.Tensor:
+        return feat
+
     def rewards(self, traj: dict[str, torch.Tensor], target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if self.oracle is not None:  # the true task reward as the head predicts it; no alignment
             heads, column = self.oracle
@@ -192,28 +204,31 @@ class BehaviourLearner:
         with what the critic and the logs need (`low`/`high`: the return percentiles to store)."""
         cfg = self.cfg
         with torch.autocast(deter.device.type, dtype=torch.bfloat16, enabled=cfg.bf16, cache_enabled=False):
-            traj = actor_rollout(self.wm, self.actor, deter, stoch, cfg.horizon)
+            cond = self.condition(target)
+            traj = actor_rollout(self.wm, self.policy(cond), deter, stoch, cfg.horizon)
             reward, t_a = self.rewards(traj, target)
             reward = reward.float()
             feat = feature(traj["deter"], traj["stoch"])
-            value = self.critic.value(self.critic(feat).float())
+            value = self.critic.value(self.critic(self.critic_input(feat, cond)).float())
             returns = lambda_returns(reward[:, 1:], value, cfg.gamma, cfg.lam)
             weight = cfg.gamma ** torch.arange(cfg.horizon, device=feat.device, dtype=torch.float32)
             low, high = self.norm.updated(returns)
             actor_loss = (-(weight * returns / ReturnNorm.scale_of(low, high)).mean()
                           - cfg.entropy * traj["entropy"].float().mean())
         return {"actor_loss": actor_loss, "feat": feat, "returns": returns, "reward": reward[:, 1:].mean(),
-                "t_a": t_a, "low": low, "high": high}
+                "t_a": t_a, "low": low, "high": high, "cond": cond}
 
-    def critic_objective(self, feat: torch.Tensor, returns: torch.Tensor) -> torch.Tensor:
+    def critic_objective(self, feat: torch.Tensor, returns: torch.Tensor,
+                         cond: torch.Tensor | None = None) -> torch.Tensor:
         """Two-hot loss of the critic on the imagined states (no gradient into the imagination)
         toward the lambda-returns and toward the slow critic."""
         cfg = self.cfg
         weight = cfg.gamma ** torch.arange(cfg.horizon, device=feat.device, dtype=torch.float32)
         with torch.autocast(feat.device.type, dtype=torch.bfloat16, enabled=cfg.bf16, cache_enabled=False):
-            logits = self.critic(feat[:, :-1]).float()
+            inputs = self.critic_input(feat[:, :-1], cond)
+            logits = self.critic(inputs).float()
             with torch.no_grad():
-                slow_value = self.slow_critic.value(self.slow_critic(feat[:, :-1]).float())
+                slow_value = self.slow_critic.value(self.slow_critic(inputs).float())
             return (weight * (self.critic.loss(logits, returns) + self.critic.loss(logits, slow_value))).mean()
 
     def update(self, deter: torch.Tensor, stoch: torch.Tensor, target: torch.Tensor,
@@ -233,7 +248,8 @@ class BehaviourLearner:
             torch.nn.utils.clip_grad_norm_(self.actor.parameters(), cfg.grad_clip)
             self.actor_opt.step()
 
-        critic_loss = self._critic_objective(out["feat"].detach(), out["returns"].detach())
+        cond = None if out["cond"] is None else out["cond"].detach()
+        critic_loss = self._critic_objective(out["feat"].detach(), out["returns"].detach(), cond)
         self.critic_opt.zero_grad(set_to_none=True)
         critic_loss.backward()
         torch.nn.utils.clip_grad_norm_(self.critic.parameters(), cfg.grad_clip)
