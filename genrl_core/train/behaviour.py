@@ -162,9 +162,9 @@ class BehaviourLearner:
             raise ConfigError(f"reward {cfg.reward!r} needs the bundle's oracle reward heads")
         self.oracle = None if task is None else (reward_heads, reward_heads.column(task))
         dev = next(wm.parameters()).device
-        feat_dim = wm.cfg.deter + wm.cfg.stoch_dim
-        self.actor = Actor(feat_dim, action_dim, cfg.hidden, cfg.layers).to(dev)
-        self.critic = Critic(feat_dim, cfg.hidden, cfg.layers).to(dev)
+        in_dim = wm.cfg.deter + wm.cfg.stoch_dim + self.condition_dim()
+        self.actor = Actor(in_dim, action_dim, cfg.hidden, cfg.layers).to(dev)
+        self.critic = Critic(in_dim, cfg.hidden, cfg.layers).to(dev)
         self.slow_critic = copy.deepcopy(self.critic).requires_grad_(False)
         self.norm = ReturnNorm().to(dev)
         fused = dev.type == "cuda"  # one kernel per step instead of one per tensor
@@ -179,6 +179,9 @@ class BehaviourLearner:
             self._critic_objective = compile_for(self.critic_objective, dev)
 
     # what the generalist (train.generalist) overrides: a per-prompt learner has no condition
+    def condition_dim(self) -> int:
+        return 0
+
     def condition(self, target: torch.Tensor) -> torch.Tensor | None:
         """The actor's and critic's input besides the state features, derived from the target."""
         return None
