@@ -1,0 +1,58 @@
+"""Training the generalist: one conditioned actor-critic over many targets (models.generalist).
+
+Each update imagines from a batch of starting states, as per-prompt learning does, but every
+trajectory has its own target, drawn from a pool of thousands (`generalist_targets`), and is
+rewarded by its similarity to that target after temporal alignment; the actor and critic see
+the target's summary beside the state. Everything else (the update, the critic, the return
+normaliser, checkpoints, resume, cancel) is the per-prompt learner's.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from genrl_core.errors import ConfigError
+from genrl_core.models.actor_critic import Actor
+from genrl_core.models.generalist import BoundActor, condition_dim, target_condition, with_condition
+from genrl_core.models.reward import oracle_task
+from genrl_core.train.behaviour import BehaviourLearner
+
+
+class GeneralistLearner(BehaviourLearner):
+    """`update(deter, stoch, targets)` with targets (B, J, stoch, classes): one per trajectory."""
+
+    def __init__(self, wm, cfg, action_dim: int):
+        if oracle_task(cfg.reward):
+            raise ConfigError("the generalist learns from trajectory matching; an oracle reward has no target")
+        super().__init__(wm, cfg, action_dim)
+
+    def condition_dim(self) -> int:
+        return condition_dim(self.wm.cfg.stoch, self.wm.cfg.classes)
+
+    def condition(self, target: torch.Tensor) -> torch.Tensor:
+        if target.dim() != 4:
+            raise ValueError(f"the generalist needs one target per trajectory (B, J, stoch, classes), "
+                             f"got {tuple(target.shape)}")
+        return target_condition(target)
+
+    def policy(self, cond: torch.Tensor | None) -> Actor:
+        return BoundActor(self.actor, cond)
+
+    def critic_input(self, feat: torch.Tensor, cond: torch.Tensor | None) -> torch.Tensor:
+        return with_condition(feat, cond)
+
+
+class TargetSampler:
+    """Batches of one-hot targets (B, J, stoch, classes) drawn uniformly from a pool of class indices."""
+
+    def __init__(self, stoch: torch.Tensor, classes: int, device: torch.device,
+                 generator: torch.Generator | None = None):
+        self.stoch, self.classes, self.device, self.gen = stoch, classes, device, generator
+
+    def __len__(self) -> int:
+        return len(self.stoch)
+
+    def sample(self, batch: int) -> torch.Tensor:
+        idx = torch.randint(len(self.stoch), (batch,), generator=self.gen)
+        return F.one_hot(self.stoch[idx].long(), self.classes).float().to(self.device)

@@ -1,0 +1,112 @@
+"""The generalist: a target-conditioned actor-critic, its target pool, training and zero-shot use."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from genrl_core.agent import GenRL
+from genrl_core.models.actor_critic import feature
+from genrl_core.models.generalist import target_condition
+from genrl_core.models.reward import REWARD_KINDS, aligned_reward, similarity_matrix
+from genrl_core.train.behaviour import StartStates
+from genrl_core.train.generalist import GeneralistLearner, TargetSampler
+from genrl_core.train.generalist_targets import build_target_pool, prompt_bank
+
+SMALL = {"batch": 8, "hidden": 32, "layers": 1}
+
+
+@pytest.fixture(scope="module")
+def agent(tiny_bundle, tmp_path_factory):
+    return GenRL.load(tiny_bundle, policies_dir=tmp_path_factory.mktemp("policies"))
+
+
+def one_hot(*shape, classes=4, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    return F.one_hot(torch.randint(classes, shape, generator=gen), classes).float()
+
+
+@pytest.mark.parametrize("kind", REWARD_KINDS)
+def test_one_target_per_trajectory_scores_each_row_against_its_own_target(agent, kind):
+    wm = agent.wm
+    stoch, classes = wm.cfg.stoch, wm.cfg.classes
+    imagined = one_hot(3, 9, stoch, classes=classes, seed=1)
+    probs = torch.softmax(torch.randn(3, 9, stoch, classes), -1)
+    targets = one_hot(3, 9, stoch, classes=classes, seed=2)
+    batched = similarity_matrix(kind, wm, imagined, targets, probs)
+    for row in range(3):
+        alone = similarity_matrix(kind, wm, imagined[row: row + 1], targets[row], probs[row: row + 1])
+        torch.testing.assert_close(batched[row], alone[0])
+    # and a row's reward really depends on its own target: another target gives another reward
+    swapped = similarity_matrix(kind, wm, imagined, targets.roll(1, 0), probs)
+    assert not torch.allclose(aligned_reward(batched, 4)[0], aligned_reward(swapped, 4)[0])
+
+
+def test_condition_tells_a_still_target_from_a_moving_one_with_the_same_poses():
+    poses = one_hot(4, 3, classes=4)
+    still = poses[[0, 0, 1, 1]]  # two poses, each held: little change
+    moving = poses[[0, 1, 0, 1]]  # the same two poses, alternating
+    a, b = target_condition(still), target_condition(moving)
+    half = a.shape[-1] // 2
+    torch.testing.assert_close(a[:half], b[:half])  # same pose histogram
+    assert b[half:].sum() > a[half:].sum()  # more motion
+
+
+def test_prompt_bank_has_the_task_phrases_and_none_of_the_ladders_paraphrases():
+    from benchmarks.score_ladder import PARAPHRASES
+
+    bank = prompt_bank("walker", 300, seed=0)
+    assert len(bank) == len(set(bank)) == 300
+    assert "walking forward" in bank and "doing backflips" in bank
+    held = {p for prompts in PARAPHRASES.values() for p in prompts}
+    assert not held & set(bank)
+    assert prompt_bank("walker", 300, seed=0) == bank  # reproducible
+
+
+def test_target_pool_mixes_its_sources_and_its_targets_differ(agent):
+    pool = build_target_pool(agent.vlm, agent.aligner, agent.connector, "walker", steps=9, prompts=12, random=6)
+    stoch = pool["stoch"]
+    assert stoch.shape == (18, 9, agent.wm.cfg.stoch) and stoch.dtype == torch.uint8
+    assert sum(s.startswith("prompt:") for s in pool["source"]) == 12 and pool["source"].count("random") == 6
+    assert len({tuple(t.flatten().tolist()) for t in stoch}) > 1
+
+
+def test_conditioning_changes_the_imagined_rollout(agent):
+    cfg = agent.behaviour_config({**SMALL, "horizon": 8, "align_states": 4})
+    learner = GeneralistLearner(agent.wm, cfg, agent.wm.cfg.action_dim)
+    starts = StartStates(agent.wm, agent.bundle, "auto", agent.connector, agent.aligner, agent.vlm.embed_dim,
+                         torch.Generator().manual_seed(0))
+    deter, stoch = starts.sample(4)
+    cfg_wm = agent.wm.cfg
+    a, b = (one_hot(9, cfg_wm.stoch, classes=cfg_wm.classes, seed=seed) for seed in (3, 4))
+    rollouts = []
+    for target in (a, b):
+        actor = learner.policy(learner.condition(target.expand(4, -1, -1, -1)))
+        traj = agent.wm.imagine(deter, stoch, lambda d, s, actor=actor: actor.act(feature(d, s)), 8, sample=False)
+        rollouts.append(traj["action"])
+    assert (rollouts[0] - rollouts[1]).abs().mean() > 1e-3
+
+
+def test_a_tiny_generalist_learns_and_its_reward_rises_on_targets_it_never_saw(agent):
+    cfg = agent.behaviour_config({**SMALL, "batch": 32, "hidden": 64, "horizon": 8, "align_states": 4,
+                                  "actor_lr": 1e-3, "critic_lr": 1e-3})
+    torch.manual_seed(0)
+    learner = GeneralistLearner(agent.wm, cfg, agent.wm.cfg.action_dim)
+    gen = torch.Generator().manual_seed(0)
+    starts = StartStates(agent.wm, agent.bundle, "auto", agent.connector, agent.aligner, agent.vlm.embed_dim, gen)
+    pool = build_target_pool(agent.vlm, agent.aligner, agent.connector, "walker", steps=9, prompts=0, random=96)
+    train = TargetSampler(pool["stoch"][:64], agent.wm.cfg.classes, agent.device, gen)
+    held_out = TargetSampler(pool["stoch"][64:], agent.wm.cfg.classes, agent.device,
+                             torch.Generator().manual_seed(1))
+    eval_starts, eval_targets = starts.sample(64), held_out.sample(64)
+
+    def matching_reward() -> float:
+        with torch.no_grad():
+            actor = learner.policy(learner.condition(eval_targets))
+            traj = agent.wm.imagine(*eval_starts, lambda d, s: actor.act(feature(d, s)), cfg.horizon, sample=False)
+            sim = similarity_matrix(cfg.reward, agent.wm, traj["stoch"], eval_targets, traj["probs"])
+            return float(aligned_reward(sim, cfg.align_states)[0][:, 1:].mean())
+
+    before = matching_reward()
+    for _ in range(150):
+        learner.update(*starts.sample(cfg.batch), train.sample(cfg.batch))
+    assert matching_reward() > before
