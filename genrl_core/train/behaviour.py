@@ -22,24 +22,31 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from genrl_core.bundle import BundleError, file_digest, load_torch, save_torch
+from genrl_core.bundle import Bundle, save_torch
 from genrl_core.config import BehaviourConfig
 from genrl_core.data.replay import EpisodeReplay
 from genrl_core.errors import ConfigError, GenRLError
 from genrl_core.models.actor_critic import Actor, Critic, ReturnNorm, feature
 from genrl_core.models.reward import aligned_reward, oracle_task, similarity_matrix
+from genrl_core.models.reward_heads import RewardHeads
 from genrl_core.models.rssm import RSSM
 from genrl_core.policies import POLICY_FILE, STATE_FILE, TARGET_FILE, PolicyMeta, write_meta
-from genrl_core.train.loop import ProgressLog, compile_for, should_compile
-from genrl_core.train.reward_head import RewardHeads
-
-START_STATES_FILE = "start_states.pt"
+from genrl_core.train.loop import (
+    COMPILE_MIN_BEHAVIOUR_UPDATES,
+    PAPER_DETER,
+    ProgressLog,
+    TrainState,
+    compile_for,
+    resolve_amp,
+    should_compile,
+    torch_rng,
+)
 
 
 class LearningCancelled(GenRLError):
@@ -61,11 +68,10 @@ def build_start_states(wm: RSSM, data: str | Path, bundle: str | Path, count: in
         deters.append(obs["deter"][:, seq_len // 4:].flatten(0, 1))  # skip the warm-up steps of each sequence
         stochs.append(obs["stoch"][:, seq_len // 4:].flatten(0, 1).argmax(-1))
     deter, stoch = torch.cat(deters)[:count], torch.cat(stochs)[:count]
-    out = Path(bundle) / START_STATES_FILE
-    save_torch(out, {"deter": deter.half().cpu(), "stoch": stoch.to(torch.uint8).cpu(),
-                     "world_model": file_digest(Path(bundle) / "world_model.pt")})
-    log(f"[start-states] {len(deter)} posterior states -> {out}")
-    return out
+    files = Bundle(bundle)
+    files.save_start_states(deter, stoch)
+    log(f"[start-states] {len(deter)} posterior states -> {files.start_states_file}")
+    return files.start_states_file
 
 
 class StartStates:
@@ -75,15 +81,12 @@ class StartStates:
                  generator: torch.Generator | None = None):
         self.wm, self.device = wm, next(wm.parameters()).device
         self.gen = generator
-        path = bundle / START_STATES_FILE
+        files = Bundle(bundle)
         if mode == "auto":
-            mode = "dataset" if path.exists() else "data_free"
+            mode = "dataset" if files.start_states_file.exists() else "data_free"
         self.mode = mode
         if mode == "dataset":
-            pool = load_torch(path)
-            if pool.get("world_model") != file_digest(bundle / "world_model.pt"):
-                raise BundleError(f"{path} was built for another world model; rebuild it with "
-                                  f"`genrl start-states --data DIR --bundle {bundle}`")
+            pool = files.load_start_states()
             self.deter = pool["deter"].float().to(self.device)
             self.stoch = F.one_hot(pool["stoch"].long(), wm.cfg.classes).float().to(self.device)
         else:
@@ -135,8 +138,7 @@ def lambda_returns(reward: torch.Tensor, value: torch.Tensor, gamma: float, lam:
     return torch.stack(out[::-1], 1)
 
 
-COMPILE_MIN_UPDATES = 1000  # compiling takes about a minute; on a GPU it pays back within ~1000 updates
-COMPILE_MIN_MINUTES = 2.0  # and a run capped shorter than this would spend half its time compiling
+COMPILE_MIN_MINUTES = 2.0  # a run capped shorter than this would spend half its time compiling
 
 
 def compile_update(cfg: BehaviourConfig, device: torch.device) -> bool:
@@ -144,7 +146,7 @@ def compile_update(cfg: BehaviourConfig, device: torch.device) -> bool:
     batch, when the run is long enough to pay for it. On a CPU the gain is small and does not repay
     the compiling within a usual run: opt in with compile=true (docs/EXPERIMENTS.md, "Speed")."""
     remaining = cfg.updates if not cfg.max_minutes or cfg.max_minutes >= COMPILE_MIN_MINUTES else 0
-    return should_compile(cfg.compile, device, remaining, COMPILE_MIN_UPDATES)
+    return should_compile(cfg.compile, device, remaining, COMPILE_MIN_BEHAVIOUR_UPDATES)
 
 
 class BehaviourLearner:
@@ -171,6 +173,7 @@ class BehaviourLearner:
         self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=cfg.actor_lr, eps=1e-5, fused=fused)
         self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=cfg.critic_lr, eps=1e-5, fused=fused)
         self.updates = 0
+        self.amp = resolve_amp(cfg.amp, dev, large=wm.cfg.deter >= PAPER_DETER)
         self.compiled = compile_update(cfg, dev)
         self.cuda_graphs = self.compiled and dev.type == "cuda"
         self._actor_objective, self._critic_objective = self.actor_objective, self.critic_objective
@@ -201,12 +204,18 @@ class BehaviourLearner:
         sim = similarity_matrix(self.cfg.reward, self.wm, traj["stoch"], target, traj["probs"])
         return aligned_reward(sim, self.cfg.align_states)
 
+    def autocast(self, device: torch.device) -> torch.autocast:
+        """Autocast to `amp`'s dtype (off for fp32), without its weight-cast cache, which a
+        compiled graph cannot hold across calls."""
+        return torch.autocast(device.type, dtype=self.amp or torch.bfloat16, enabled=self.amp is not None,
+                              cache_enabled=False)
+
     def actor_objective(self, deter: torch.Tensor, stoch: torch.Tensor,
                         target: torch.Tensor) -> dict[str, torch.Tensor]:
         """Imagine from the starting states, reward against the target, and return the actor's loss
         with what the critic and the logs need (`low`/`high`: the return percentiles to store)."""
         cfg = self.cfg
-        with torch.autocast(deter.device.type, dtype=torch.bfloat16, enabled=cfg.bf16, cache_enabled=False):
+        with self.autocast(deter.device):
             cond = self.condition(target)
             traj = actor_rollout(self.wm, self.policy(cond), deter, stoch, cfg.horizon)
             reward, t_a = self.rewards(traj, target)
@@ -227,7 +236,7 @@ class BehaviourLearner:
         toward the lambda-returns and toward the slow critic."""
         cfg = self.cfg
         weight = cfg.gamma ** torch.arange(cfg.horizon, device=feat.device, dtype=torch.float32)
-        with torch.autocast(feat.device.type, dtype=torch.bfloat16, enabled=cfg.bf16, cache_enabled=False):
+        with self.autocast(feat.device):
             inputs = self.critic_input(feat[:, :-1], cond)
             logits = self.critic(inputs).float()
             with torch.no_grad():
@@ -278,38 +287,58 @@ class BehaviourLearner:
 
 
 # ------------------------------------------------------------------ one run
-def learn_policy(wm: RSSM, target: torch.Tensor, starts: StartStates, cfg: BehaviourConfig, run_dir: Path,
-                 action_dim: int, meta: PolicyMeta, callback: Callable[[dict], None] | None = None,
+class TargetSource(Protocol):
+    """What a learner is rewarded against: `sample(batch)` per update, `saved()` for TARGET_FILE."""
+
+    def sample(self, batch: int) -> torch.Tensor: ...
+
+    def saved(self) -> Any: ...
+
+
+class FixedTarget:
+    """One prompt's target (J, stoch, classes), the same for every update."""
+
+    def __init__(self, target: torch.Tensor):
+        self.target = target
+
+    def sample(self, batch: int) -> torch.Tensor:
+        return self.target
+
+    def saved(self) -> torch.Tensor:
+        return self.target.cpu()
+
+
+def learn_policy(wm: RSSM, target: torch.Tensor | TargetSource, starts: StartStates, cfg: BehaviourConfig,
+                 run_dir: Path, action_dim: int, meta: PolicyMeta, callback: Callable[[dict], None] | None = None,
                  cancel: threading.Event | None = None, progress: bool = False,
-                 reward_heads: RewardHeads | None = None) -> PolicyMeta:
-    """Learn (or resume) one policy in `run_dir`; returns its final meta."""
+                 reward_heads: RewardHeads | None = None,
+                 learner_class: type[BehaviourLearner] | None = None) -> PolicyMeta:
+    """Learn (or resume) one policy in `run_dir`; returns its final meta. `target` is one prompt's
+    target or a source of targets per update; `learner_class` replaces the per-prompt learner
+    (the generalist's), built after the seed is set so that its initial weights follow the seed."""
     run_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
-    learner = BehaviourLearner(wm, cfg, action_dim, reward_heads)
+    source = FixedTarget(target) if isinstance(target, torch.Tensor) else target
+    learner = (learner_class or BehaviourLearner)(wm, cfg, action_dim, reward_heads)
     if learner.compiled and progress:
         print("[learn] compiling the update" + (" into CUDA graphs" if learner.cuda_graphs else "")
               + " (about a minute, once per process)", file=sys.stderr, flush=True)
-    elapsed_before = 0.0
-    state_path = run_dir / STATE_FILE
-    if state_path.exists():
-        state = load_torch(state_path)
+    rngs = {"torch_rng": torch_rng()}
+    if starts.gen is not None:
+        rngs["start_rng"] = (starts.gen.get_state, starts.gen.set_state)
+    run = TrainState(run_dir / STATE_FILE, rngs)
+    if (state := run.load()) is not None:
         learner.load_state_dict(state["learner"])
-        elapsed_before = float(state["elapsed"])
-        torch.set_rng_state(state["torch_rng"])
-        if starts.gen is not None:
-            starts.gen.set_state(state["start_rng"])
-    save_torch(run_dir / TARGET_FILE, target.cpu())
+    save_torch(run_dir / TARGET_FILE, source.saved())
     plog = ProgressLog(run_dir / "log.jsonl", cfg.updates, learner.updates, cfg.log_every, cfg.checkpoint_minutes,
-                       "learn", progress, elapsed_before)
+                       "learn", progress, run.elapsed)
 
     def checkpoint(finished: bool = False) -> PolicyMeta:
         if finished:
             save_torch(run_dir / POLICY_FILE, learner.actor.state_dict())
-            state_path.unlink(missing_ok=True)
+            run.path.unlink(missing_ok=True)
         else:
-            save_torch(state_path, {"learner": learner.state_dict(), "elapsed": plog.elapsed,
-                                    "torch_rng": torch.get_rng_state(),
-                                    "start_rng": starts.gen.get_state() if starts.gen is not None else None})
+            run.save(learner.updates, plog.elapsed, learner=learner.state_dict())
         full = dataclasses.replace(meta, updates_done=learner.updates, finished=finished,
                                    train_seconds=round(plog.elapsed, 1), start_mode=starts.mode,
                                    device=str(next(wm.parameters()).device))
@@ -324,7 +353,7 @@ def learn_policy(wm: RSSM, target: torch.Tensor, starts: StartStates, cfg: Behav
                 checkpoint()
                 raise LearningCancelled(f"cancelled at update {learner.updates}; rerun to resume")
             deter, stoch = starts.sample(cfg.batch)
-            metrics = learner.update(deter, stoch, target)
+            metrics = learner.update(deter, stoch, source.sample(cfg.batch))
             t_a = metrics.pop("t_a")
             t_a_hist += np.bincount(t_a.cpu().numpy(), minlength=len(t_a_hist))
             plog.update(learner.updates, metrics)

@@ -22,7 +22,7 @@ from genrl_core.train.behaviour import BehaviourLearner
 class GeneralistLearner(BehaviourLearner):
     """`update(deter, stoch, targets)` with targets (B, J, stoch, classes): one per trajectory."""
 
-    def __init__(self, wm, cfg, action_dim: int):
+    def __init__(self, wm, cfg, action_dim: int, reward_heads=None):
         if oracle_task(cfg.reward):
             raise ConfigError("the generalist learns from trajectory matching; an oracle reward has no target")
         super().__init__(wm, cfg, action_dim)
