@@ -13,8 +13,8 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError,
 
 from app.config import AppConfig
 from app.errors import AppError, error_responses
-from app.jobs import ARTEFACTS
-from app.media import save_upload
+from app.job import Job
+from app.job_recipe import ARTEFACTS
 from app.service import Services
 from genrl_core.models.reward import REWARD_KINDS
 from genrl_core.prompt import MAX_PROMPT_CHARS, MAX_STEPS, MIN_STEPS, PROMPT_PATTERN, STEPS_HELP
@@ -90,8 +90,8 @@ def validation_message(errors: list[dict[str, Any]]) -> str:
     return "; ".join(parts) or "invalid request"
 
 
-def _accepted(svc: Services, job: dict[str, Any]) -> JSONResponse:
-    view = svc.view(job)
+def _accepted(job: Job) -> JSONResponse:
+    view = job.public()
     return JSONResponse(view, status_code=202, headers={"Location": view["urls"]["self"]})
 
 
@@ -123,7 +123,7 @@ def build_router(svc: Services) -> APIRouter:
 
     @router.get("/bodies", tags=["server"], summary="bodies served, their bundles and tasks")
     def bodies() -> list[dict[str, Any]]:
-        return svc.bodies.info()
+        return svc.bodies_info()
 
     @router.get("/target", tags=["targets"], response_class=FileResponse,
                 responses={200: {"content": {"video/mp4": BINARY}, "description": "the decoded target as mp4"},
@@ -158,7 +158,7 @@ def build_router(svc: Services) -> APIRouter:
         return FileResponse(path, media_type="video/mp4", filename="target.mp4")
 
     def learn_get(options: TextLearnOptions) -> JSONResponse:
-        return _accepted(svc, svc.submit(**options.model_dump()))
+        return _accepted(svc.submit(**options.model_dump()))
 
     # this server's options, with its caps: a class made here, which a string annotation (this module
     # has `from __future__ import annotations`) could not name for FastAPI
@@ -208,23 +208,23 @@ def build_router(svc: Services) -> APIRouter:
         except ValidationError as exc:
             raise AppError(422, validation_message(exc.errors())) from None
         job = await run_in_threadpool(lambda: svc.submit(video=video, **options.model_dump()))
-        return _accepted(svc, job)
+        return _accepted(job)
 
     @router.get("/jobs", tags=["jobs"], responses=error_responses(422), summary="recent jobs, newest first")
     def jobs(state: Literal["queued", "running", "succeeded", "failed", "cancelled", "interrupted"] | None = None,
              body: str | None = None, limit: Annotated[int, Query(ge=1, le=500)] = 50) -> list[dict[str, Any]]:
-        return [svc.view(j) for j in svc.store.list(state=state, body=body, limit=limit)]
+        return [j.public() for j in svc.list_jobs(state=state, body=body, limit=limit)]
 
     @router.get("/jobs/{job_id}", tags=["jobs"], responses=error_responses(404, 422),
                 summary="one job: state, queue position, progress, metrics, t_a, log, artefact URLs")
     def job(job_id: Annotated[str, JOB_ID]) -> dict[str, Any]:
-        return svc.view(svc.job(job_id))
+        return svc.job(job_id).public()
 
     @router.post("/jobs/{job_id}/cancel", tags=["jobs"], dependencies=guarded,
                  responses=error_responses(401, 404, 409, 422),
                  summary="cancel a queued or running job (learning checkpoints, so the same request resumes)")
     def cancel(job_id: Annotated[str, JOB_ID]) -> dict[str, Any]:
-        return svc.view(svc.jobs.cancel(job_id))
+        return svc.cancel(job_id).public()
 
     @router.get("/jobs/{job_id}/artefacts/{name}", tags=["jobs"], response_class=FileResponse,
                 responses={200: {"description": "the file", "content": {
@@ -233,7 +233,7 @@ def build_router(svc: Services) -> APIRouter:
                 summary="download an artefact: target | imagined | real (mp4), alignment (png), policy (.pt)")
     def artefact(job_id: Annotated[str, JOB_ID],
                  name: Annotated[str, Path(pattern=r"^[a-z]{1,20}$")]) -> FileResponse:
-        path, media_type = svc.jobs.artefact_path(job_id, name)
+        path, media_type = svc.artefact(job_id, name)
         return FileResponse(path, media_type=media_type, filename=f"{job_id}-{path.name}")
 
     @router.get("/policies", tags=["jobs"], responses=error_responses(404, 422, 503),
@@ -249,9 +249,7 @@ def build_router(svc: Services) -> APIRouter:
             if hasattr(value, "read"):  # an UploadFile
                 if key != "video":
                     raise AppError(422, f"unexpected file field {key!r}; upload the video prompt as 'video'")
-                video = await run_in_threadpool(save_upload, value.file, value.filename, svc.uploads,
-                                                svc.cfg.max_upload_bytes)
-                await run_in_threadpool(svc.prune_uploads)  # each upload makes room under the limits
+                video = await run_in_threadpool(svc.take_upload, value.file, value.filename)
             else:
                 fields[key] = value
         return fields, video

@@ -3,7 +3,7 @@
 - local (default): threads of the web process (`--max-jobs` at once);
 - local with `--workers N`: N worker processes on this box (app/workers.py);
 - ray (`--executor ray`): each job is a Ray task asking for one GPU (one CPU where the cluster
-  has none), running the same pipeline. The web process claims each job under its name and keeps
+  has none), running the same recipe (app/job_recipe.py). The web process claims each job under its name and keeps
   its heartbeat while the task runs. The task reports progress and its end state through a small
   Ray actor on the web process's node, which alone opens the SQLite file (SQLite's WAL must not
   span machines); it writes artefacts and policies to the runs folder, which every node must
@@ -17,17 +17,20 @@ Ray is imported only when the ray executor is chosen: the default needs nothing 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from app.agents import Bodies
+from app.bodies import Bodies
 from app.config import AppConfig
+from app.job_recipe import Halt, run_job
 from app.job_store import QUEUED, RUNNING, STOP, JobStore
-from app.jobs import JobManager
+from app.jobs import JobManager, beat_interval, relay_stop_requests
 from genrl_core.errors import ConfigError
 
 log = logging.getLogger("genrl.app")
@@ -83,9 +86,31 @@ class RemoteStore:
         return lambda *args, **kwargs: ray.get(method.remote(*args, **kwargs))
 
 
+@contextlib.contextmanager
+def claim_kept(store: Any, owner: str, halts: dict[str, Halt], claim_timeout: float) -> Iterator[None]:
+    """While the block runs the jobs of `halts`, claimed by the web process under `owner`, keep
+    their heartbeat going and pass on the cancel and stop requests made for them."""
+    done = threading.Event()
+
+    def beat() -> None:
+        while not done.wait(beat_interval(claim_timeout)):
+            try:
+                relay_stop_requests(store, owner, halts)
+            except Exception:  # a briefly unreachable store: try again at the next beat
+                log.exception("job heartbeat failed")
+
+    thread = threading.Thread(target=beat, name="genrl-heartbeat", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join(5)
+
+
 def run_job_task(cfg: AppConfig, job: dict[str, Any], owner: str, store_actor: Any) -> str:
-    """The body of a job's Ray task: run the pipeline on the job the web process claimed for us
-    (under its owner name); returns the job's end state."""
+    """The body of a job's Ray task: run the job the web process claimed for us (under its owner
+    name); returns the job's end state."""
     key = (tuple(cfg.bundles), cfg.device, str(cfg.runs), cfg.behaviour_preset)
     bodies = _BODIES.get(key)
     if bodies is None:
@@ -93,9 +118,10 @@ def run_job_task(cfg: AppConfig, job: dict[str, Any], owner: str, store_actor: A
 
         bodies = _BODIES[key] = make_bodies(cfg)
     store: Any = RemoteStore(store_actor)
-    manager = JobManager(store, bodies, cfg.runs, 0, cfg.max_queue, cfg.resume, cfg.max_attempts,
-                         cfg.claim_timeout, owner=owner)
-    manager.run_one(job)
+    halt = Halt()
+    with claim_kept(store, owner, {job["id"]: halt}, cfg.claim_timeout):
+        run_job(job, store=store, bodies=bodies, jobs_dir=cfg.runs / "jobs", owner=owner, halt=halt,
+                resume=cfg.resume, max_attempts=cfg.max_attempts)
     return store.get(job["id"])["state"]
 
 

@@ -4,22 +4,24 @@ One connection per process, shared by its threads under a lock (a handful of sma
 second at most); WAL journal so a crash mid-write never corrupts finished jobs. Several
 processes (worker processes, Ray tasks) may share one database: a claim is one conditional
 UPDATE, every read-modify-write runs in a `BEGIN IMMEDIATE` transaction, and a running job
-names its owner, who refreshes a heartbeat; a job whose owner died is re-queued by the others.
+names its owner, who refreshes a heartbeat; a job whose owner died (`Owners`, app/liveness.py,
+judges) is re-queued by the others.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
-import os
-import socket
 import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+from app.config import AppConfig
+from app.liveness import Owners
 
 QUEUED, RUNNING = "queued", "running"
 SUCCEEDED, FAILED, CANCELLED, INTERRUPTED = "succeeded", "failed", "cancelled", "interrupted"
@@ -63,59 +65,7 @@ CREATE INDEX IF NOT EXISTS jobs_slug ON jobs(body, slug, state);
 _JSON = ("settings", "options", "metrics", "history", "result", "artefacts", "log")
 # columns added after the first release: an older database gains them when opened
 _ADDED = {"owner": "TEXT", "heartbeat": "REAL", "stop_request": "TEXT"}
-CLAIM_TIMEOUT = 30.0  # seconds without a heartbeat after which a running job's owner counts as dead
 STOP, CANCEL = "stop", "cancel"  # stop_request: checkpoint and re-queue | cancel
-
-
-def _machine() -> str:
-    """This boot of this machine and this PID namespace: within it, a process id names one process."""
-    try:
-        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
-        return f"{boot[:8]}.{os.stat('/proc/self/ns/pid').st_ino}"
-    except OSError:  # no /proc: owners are told apart by their heartbeat alone
-        return f"{socket.gethostname()}.{uuid.uuid4().hex[:8]}"
-
-
-_MACHINE = _machine()
-_LIVE: set[str] = set()  # owners alive in this process (a JobManager registers its own)
-
-
-def new_owner() -> str:
-    """A unique claim owner for one job manager: `machine/pid/token`."""
-    return f"{_MACHINE}/{os.getpid()}/{uuid.uuid4().hex[:8]}"
-
-
-def hold_owner(owner: str, live: bool) -> None:
-    """Mark an owner of this process as running (its manager started) or not (stopped)."""
-    if live:
-        _LIVE.add(owner)
-    else:
-        _LIVE.discard(owner)
-
-
-def owner_dead(owner: str | None) -> bool:
-    """True only when the owner surely is not running: no owner recorded (a crash before owners
-    existed), a manager of this process that has stopped, or a process of this machine that has
-    exited. An owner elsewhere is never judged here: its heartbeat going stale decides."""
-    if not owner:
-        return True
-    machine, _, rest = owner.partition("/")
-    pid_text, _, _ = rest.partition("/")
-    if machine != _MACHINE or not pid_text.isdigit():
-        return False
-    pid = int(pid_text)
-    if pid == os.getpid():
-        return owner not in _LIVE
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:  # someone else's live process with a recycled pid
-        return False
-    try:  # a killed child its parent has not reaped yet is a zombie: dead all the same
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
-    except (OSError, IndexError):
-        return False
 
 
 def _stamp(message: str) -> str:
@@ -125,6 +75,8 @@ def _stamp(message: str) -> str:
 class JobStore:
     def __init__(self, path: str | Path):
         self.path = Path(path)
+        # which running jobs' owners are gone (app/liveness.py); the managers on this store hold theirs in it
+        self.owners = Owners()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.RLock()
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
@@ -336,9 +288,8 @@ class JobStore:
                         **free)
             return INTERRUPTED
 
-    def requeue_dead(self, resume: bool, max_attempts: int, timeout: float = CLAIM_TIMEOUT,
-                     dead: Callable[[str | None], bool] = owner_dead) -> list[str]:
-        """Release the running jobs whose owner is dead: surely gone (see `owner_dead`), or silent
+    def requeue_dead(self, resume: bool, max_attempts: int, timeout: float = AppConfig.claim_timeout) -> list[str]:
+        """Release the running jobs whose owner is dead: surely gone (see `Owners.dead`), or silent
         for `timeout` seconds. A live owner refreshes its heartbeat far more often than that, so
         its jobs are never taken over. Returns the ids released."""
         stale = time.time() - timeout
@@ -346,7 +297,7 @@ class JobStore:
             rows = self._db.execute("SELECT id, owner, heartbeat FROM jobs WHERE state = ?", (RUNNING,)).fetchall()
         released = []
         for job_id, owner, beat in rows:
-            gone = dead(owner)
+            gone = self.owners.dead(owner)
             if gone or beat is None or beat < stale:
                 why = ("the server restarted while it was running" if not owner else
                        "its worker exited" if gone else f"its worker sent no heartbeat for {timeout:.0f} s")
@@ -354,7 +305,7 @@ class JobStore:
                     released.append(job_id)
         return released
 
-    def recover(self, resume: bool, max_attempts: int, timeout: float = CLAIM_TIMEOUT,
+    def recover(self, resume: bool, max_attempts: int, timeout: float = AppConfig.claim_timeout,
                 queued: bool = True) -> list[str]:
         """At a server's start: jobs left running by a process that died are re-queued to resume
         from their checkpoint, or marked interrupted (jobs of live workers are left alone); with

@@ -82,13 +82,11 @@ def create_app(bundle: str | Path | list[str | Path] | None = None, db: str | Pa
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        if cfg.preload:
-            svc.bodies.start_loading()
-        svc.jobs.start()
+        svc.start()
         try:
             yield
         finally:
-            svc.jobs.stop()
+            svc.stop()
 
     # /docs and /redoc from assets that ship in the fastapi-offline wheel: no CDN, so they work offline
     app = FastAPIOffline(title="GenRL", version="0.1.0", lifespan=lifespan, static_url="/docs-static",
@@ -166,7 +164,7 @@ def serve(bundle: str = "checkpoints/walker", host: str = "127.0.0.1", port: int
     print(f"[serve] GenRL app on http://{shown}:{port}/  (UI {UI_PATH}/, REST docs /docs); "
           f"built in {time.perf_counter() - t0:.1f} s", flush=True)
     if svc is not None:
-        print(f"[serve] jobs in {svc.cfg.db}, artefacts in {svc.cfg.runs}, bodies: {', '.join(svc.bodies.names)}"
+        print(f"[serve] jobs in {svc.cfg.db}, artefacts in {svc.cfg.runs}, bodies: {', '.join(svc.body_names())}"
               + (" (API token required for learn/cancel)" if svc.cfg.token else ""), flush=True)
     uvicorn.run(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=30)
 

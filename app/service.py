@@ -1,22 +1,25 @@
-"""What the REST API and the UI both do, validated once: render a target, start/cancel a job,
-list jobs and policies. Every user error is an AppError with a status and a clear message."""
+"""What the REST API and the UI both do, validated once: render a target, take an upload, start,
+cancel and show jobs, list and replay policies. The front ends call nothing else: this is their
+whole view of the app. Every user error is an AppError with a status and a clear message."""
 
 from __future__ import annotations
 
 import hmac
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
-from app.agents import Bodies
+from app import plots
+from app.bodies import Bodies
 from app.config import AppConfig
 from app.errors import AppError
 from app.executors import make_jobs
+from app.job import Job
+from app.job_recipe import artefact_file, find_artefact
 from app.job_store import JobStore
 from app.jobs import JobManager
-from app.media import TargetCache, prune_tree, prune_uploads, write_video
+from app.media import TargetCache, prune_tree, prune_uploads, save_upload, save_upload_path, write_video
 from genrl_core import prompt as prompt_limits
 from genrl_core.errors import GenRLError
 from genrl_core.models.reward import REWARD_KINDS
@@ -43,8 +46,14 @@ def check_steps(steps: int) -> int:
         raise AppError(422, str(exc)) from None
 
 
-def _iso(t: float | None) -> str | None:
-    return datetime.fromtimestamp(t, UTC).isoformat(timespec="seconds") if t else None
+@dataclass(frozen=True)
+class Replay:
+    """What replaying a learned policy shows: the latest job that ran it (its artefacts), or else
+    an `imagined` rollout of the policy."""
+
+    prompt: str
+    job: Job | None = None
+    imagined: Path | None = None
 
 
 @dataclass
@@ -67,9 +76,30 @@ class Services:
         return cls(cfg, bodies, store, jobs, TargetCache(cfg.runs / "cache" / "targets", cfg.target_cache),
                    time.time())
 
+    def start(self) -> None:
+        """Start loading the bundles (unless the settings leave it to the first request) and running jobs."""
+        if self.cfg.preload:
+            self.bodies.start_loading()
+        self.jobs.start()
+
+    def stop(self) -> None:
+        """Stop running jobs: they checkpoint and are re-queued for the next start."""
+        self.jobs.stop()
+
+    # -- uploads -------------------------------------------------------------------------------
     @property
     def uploads(self) -> Path:
         return self.cfg.runs / "uploads"
+
+    def take_upload(self, src: BinaryIO | Path, filename: str | None) -> Path:
+        """Keep an uploaded video prompt (a stream, or a file the UI received) under the upload limits;
+        each upload makes room under them."""
+        if isinstance(src, Path):
+            path = save_upload_path(src, filename, self.uploads, self.cfg.max_upload_bytes)
+        else:
+            path = save_upload(src, filename, self.uploads, self.cfg.max_upload_bytes)
+        self.prune_uploads()
+        return path
 
     def prune_uploads(self) -> list[Path]:
         """Apply the upload retention limits (age, total size), sparing live jobs' video prompts; the
@@ -88,6 +118,19 @@ class Services:
             # no angle brackets: the UI renders messages as HTML, where "<token>" vanished as a tag
             raise AppError(401, "this server needs an API token to start or cancel work: send the header "
                                 "'Authorization: Bearer YOUR_TOKEN' (in the UI: the token box)")
+
+    # -- bodies --------------------------------------------------------------------------------
+    def bodies_info(self) -> list[dict[str, Any]]:
+        """Each body served: its bundle, whether it is loaded, and its tasks once it is."""
+        return self.bodies.info()
+
+    def body_names(self) -> list[str]:
+        """The bodies served, the default (a request that names none) first."""
+        return self.bodies.names
+
+    def tasks(self, body: str | None) -> list[str]:
+        """The real-env evaluation tasks of a body; an AppError while it is unknown or not loaded."""
+        return list(self.bodies.agent(body).tasks())
 
     # -- targets -------------------------------------------------------------------------------
     def render_target(self, body: str | None, prompt: str | Path, steps: int = 32, use_aligner: bool = True) -> Path:
@@ -138,34 +181,49 @@ class Services:
                                       ("use_aligner", use_aligner)) if v is not None}
         options = {"steps": steps, "task": task or None, "eval_episodes": episodes}
         shown = prompt if video is None else f"video:{video.name}"
-        return self.jobs.submit(b.name, shown, video, settings, options)
+        return Job.from_row(self.jobs.submit(b.name, shown, video, settings, options))
 
-    def job(self, job_id: str) -> dict[str, Any]:
-        job = self.store.get(job_id)
+    def find_job(self, job_id: str) -> Job | None:
+        """The job of that id; None when there is none."""
+        row = self.store.get(job_id)
+        return Job.from_row(row) if row is not None else None
+
+    def job(self, job_id: str) -> Job:
+        job = self.find_job(job_id)
         if job is None:
             raise AppError(404, f"no job {job_id!r}; list jobs with GET /jobs")
         return job
 
-    def view(self, job: dict[str, Any]) -> dict[str, Any]:
-        """The public form of a job: no server paths, artefacts as download URLs."""
-        jid = job["id"]
-        metrics = {k: v for k, v in job["metrics"].items() if k != "t_a_hist"}
-        t_a = job["t_a"]
-        if t_a is None and job["metrics"].get("t_a_hist"):
-            hist = job["metrics"]["t_a_hist"]
-            t_a = max(range(len(hist)), key=hist.__getitem__)
-        return {
-            "id": jid, "body": job["body"], "prompt": job["prompt"],
-            "prompt_kind": "video" if job["video"] else "text",
-            "state": job["state"], "stage": job["stage"], "progress": round(job["progress"], 3),
-            "queue_position": job.get("queue_position"), "settings": job["settings"], "options": job["options"],
-            "metrics": metrics, "t_a_hist": job["metrics"].get("t_a_hist"), "reward_history": job["history"],
-            "t_a": t_a, "policy": job["slug"], "reused": job["reused"], "result": job["result"],
-            "error": job["error"], "log": job["log"], "attempts": job["attempts"],
-            "created": _iso(job["created"]), "started": _iso(job["started"]), "finished": _iso(job["finished"]),
-            "urls": {"self": f"/jobs/{jid}", "cancel": f"/jobs/{jid}/cancel",
-                     "artefacts": {name: f"/jobs/{jid}/artefacts/{name}" for name in job["artefacts"]}},
-        }
+    def list_jobs(self, state: str | None = None, body: str | None = None, limit: int = 50) -> list[Job]:
+        """Recent jobs, newest first."""
+        return [Job.from_row(row) for row in self.store.list(state=state, body=body, limit=limit)]
+
+    def cancel(self, job_id: str) -> Job:
+        """Cancel a queued job at once, or ask a running one (in any process) to stop at its next update."""
+        return Job.from_row(self.jobs.cancel(job_id))
+
+    def artefact(self, job_id: str, name: str) -> tuple[Path, str]:
+        """The file and media type of one artefact of one job (a whitelisted name: an AppError else)."""
+        return find_artefact(self.store, self.jobs.jobs_dir, job_id, name)
+
+    def recorded_artefact(self, job: Job, name: str) -> Path | None:
+        """The file of an artefact the job has recorded (None before it has)."""
+        return artefact_file(self.jobs.jobs_dir, job.id, name) if name in job.artefacts else None
+
+    def reward_curve(self, job: Job) -> tuple[list[list[float]], int | None]:
+        """[update, reward] points of a job's learning curve and the update count its x axis spans. A
+        job that reused a finished policy learned nothing itself: its curve is the one the policy's own
+        training logged, over the updates that training made."""
+        updates = job.metrics.get("updates") or job.settings.get("updates")
+        if job.history or not job.reused or not job.slug:
+            return job.history, updates
+        try:
+            policy = self.bodies.agent(job.body).policies.find(job.slug)
+        except AppError:  # the body is unavailable: no curve rather than a failed tick
+            return [], updates
+        if policy is None:
+            return [], updates
+        return plots.log_history(policy.path / "log.jsonl"), policy.meta.updates_done or None
 
     def policies(self, body: str | None) -> list[dict[str, Any]]:
         """Finished policies of a body (learned here or shipped), with the latest job that showed each."""
@@ -185,6 +243,21 @@ class Services:
                         "job": job["id"] if job else None, "task": ev.get("task"),
                         "mean_return": ev.get("mean_return"), "normalised": ev.get("normalised")})
         return out
+
+    def replay(self, body: str | None, slug: str) -> Replay:
+        """What to show of a learned policy: the latest job that showed it, else an imagined rollout
+        (rendered once, then cached)."""
+        match = next((p for p in self.policies(body) if p["slug"] == slug), None)
+        if match is None:
+            raise AppError(404, f"no policy {slug!r} for {body}")
+        if match["job"]:
+            return Replay(match["prompt"], job=self.job(match["job"]))
+        agent = self.bodies.agent(body)
+        path = self.cfg.runs / "cache" / "replays" / f"{body}-{slug}.mp4"
+        if not path.exists():
+            with self.bodies.gate():
+                write_video(path, agent.imagine(slug))
+        return Replay(match["prompt"], imagined=path)
 
     def health(self) -> dict[str, Any]:
         bodies = self.bodies.info()

@@ -4,9 +4,9 @@
     genrl serve --workers 2            # the web process keeps the queue; 2 worker processes run jobs
 
 Every worker claims jobs atomically under its own owner name and keeps a heartbeat on them
-(app/job_store.py), so any number can share one database: a job runs once, a worker that is killed
-has its job re-queued by the others, and a cancel made in the web process reaches the worker
-through the store at its next heartbeat.
+(app/job_store.py, app/liveness.py), so any number can share one database: a job runs once, a
+worker that is killed has its job re-queued by the others, and a cancel made in the web process
+reaches the worker through the store at its next heartbeat.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import threading
 import time
 from typing import Any
 
-from app.agents import Bodies
+from app.bodies import Bodies
 from app.config import AppConfig
 from app.job_store import QUEUED, RUNNING, JobStore
 from app.jobs import JobManager

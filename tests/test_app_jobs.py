@@ -12,10 +12,11 @@ import time
 import pytest
 from helpers_jobs import learning, wait
 
-from app.agents import Bodies
+from app.bodies import Bodies
 from app.errors import AppError
+from app.job_recipe import ARTEFACTS, find_artefact
 from app.job_store import JobStore
-from app.jobs import ARTEFACTS, JobManager
+from app.jobs import JobManager
 from genrl_core.evaluate import REFERENCE_RETURNS
 
 OPTS = {"steps": 8, "task": None, "eval_episodes": 0}  # no real-env episode where evaluation is not tested
@@ -83,7 +84,7 @@ def test_job_runs_all_stages_and_records_artefacts(tiny_bundle, finished):
         folder = root / "runs" / "jobs" / done["id"]
         heads = {}
         for name in done["artefacts"]:
-            path, _ = manager.artefact_path(done["id"], name)
+            path, _ = find_artefact(store, manager.jobs_dir, done["id"], name)
             assert path.is_file() and path.parent == folder and path.stat().st_size > 100, name
             heads[name] = path.read_bytes()[:8]
         assert all(heads[n][4:8] == b"ftyp" for n in ("target", "imagined", "real"))
@@ -172,8 +173,8 @@ def test_same_prompt_and_settings_reuse_the_finished_job(tiny_bundle, finished, 
         assert second["result"] == first["result"] and not any("learning" in line for line in second["log"])
         assert any(f"results of job {first['id']}" in line for line in second["log"])
         for name in ("imagined", "alignment", "policy", "real"):
-            assert manager.artefact_path(second["id"], name)[0].read_bytes() == \
-                manager.artefact_path(first["id"], name)[0].read_bytes(), name
+            assert find_artefact(store, manager.jobs_dir, second["id"], name)[0].read_bytes() == \
+                find_artefact(store, manager.jobs_dir, first["id"], name)[0].read_bytes(), name
         # other settings: another policy, learned afresh (cancelled once it is learning)
         other = manager.submit("walker", "stand up straight", None, FOREVER, EVAL_OPTS)
         other = wait(store, other["id"], ("running",), check=learning)
@@ -202,8 +203,8 @@ def test_restart_keeps_finished_jobs_and_resumes_or_interrupts_running_ones(tiny
         resumed = wait(store, crashed["id"], timeout=30)
         assert resumed["state"] == "succeeded" and resumed["attempts"] == 2, resumed["error"]
         assert any("restart" in line for line in resumed["log"])
-        assert manager.artefact_path(done["id"], "real")[0].is_file()
-        assert manager.artefact_path(resumed["id"], "policy")[0].is_file()
+        assert find_artefact(store, manager.jobs_dir, done["id"], "real")[0].is_file()
+        assert find_artefact(store, manager.jobs_dir, resumed["id"], "policy")[0].is_file()
         assert learned_slugs(agent) == sorted([done["slug"], resumed["slug"]])
     finally:
         manager.stop()
@@ -251,13 +252,13 @@ def test_unknown_artefact_names_never_reach_the_disk(tiny_bundle, finished):
     root, done = finished
     manager, store, _ = make(root, tiny_bundle)
     try:
-        assert manager.artefact_path(done["id"], "policy")[0].is_file()
+        assert find_artefact(store, manager.jobs_dir, done["id"], "policy")[0].is_file()
         for name in ["../jobs.sqlite", "target/../../x", "policy.pt", "../../policies", "Policy", ""]:
             with pytest.raises(AppError) as err:
-                manager.artefact_path(done["id"], name)
+                find_artefact(store, manager.jobs_dir, done["id"], name)
             assert err.value.status == 404 and "unknown artefact" in err.value.detail, name
         with pytest.raises(AppError) as err:
-            manager.artefact_path("../" + done["id"], "policy")
+            find_artefact(store, manager.jobs_dir, "../" + done["id"], "policy")
         assert err.value.status == 404
     finally:
         store.close()

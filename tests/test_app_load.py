@@ -4,8 +4,8 @@ server give no errors, and the server's inference queue stays bounded (overflow 
 import json
 from pathlib import Path
 
-from app.agents import Gate
 from app.background import running
+from app.bodies import Gate
 from app.loadtest import run_load
 from app.main import create_app
 

@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
-from app.job_store import FINISHED, JobStore
+from app.job import Job
+from app.job_store import JobStore
 from app.main import create_app
 from app.service import Services
 from app.ui import _progress_md, build_ui
@@ -30,34 +30,32 @@ def svc(tiny_bundle, tmp_path_factory) -> Iterator[Services]:
         yield app.state.services
 
 
-def finished(svc: Services, job_id: str, timeout: float = 180.0) -> dict[str, Any]:
+def finished(svc: Services, job_id: str, timeout: float = 180.0) -> Job:
     deadline = time.monotonic() + timeout
-    while (job := svc.store.get(job_id))["state"] not in FINISHED:
-        assert time.monotonic() < deadline, f"job {job_id} still {job['state']} ({job['stage']})"
+    while not (job := svc.job(job_id)).done:
+        assert time.monotonic() < deadline, f"job {job_id} still {job.state} ({job.stage})"
         time.sleep(0.1)
-    assert job["state"] == "succeeded", job["error"]
+    assert job.state == "succeeded", job.error
     return job
 
 
 def test_a_reused_policy_shows_its_reward_curve_and_its_target(svc):
-    from app.ui import reward_curve
-
-    first = finished(svc, svc.submit(prompt="stand up straight", steps=8, updates=3, eval_episodes=0)["id"])
-    assert [h[0] for h in first["history"]] == [1, 2, 3]
+    first = finished(svc, svc.submit(prompt="stand up straight", steps=8, updates=3, eval_episodes=0).id)
+    assert [h[0] for h in first.history] == [1, 2, 3]
     # other options, the same policy: learn() finds it finished, so this job logs no progress of its own
-    second = finished(svc, svc.submit(prompt="stand up straight", steps=16, updates=3, eval_episodes=0)["id"])
-    assert second["reused"] and second["history"] == [] and second["slug"] == first["slug"]
-    curve, updates = reward_curve(svc, second)  # what the UI plots for it: the policy's own training
+    second = finished(svc, svc.submit(prompt="stand up straight", steps=16, updates=3, eval_episodes=0).id)
+    assert second.reused and second.history == [] and second.slug == first.slug
+    curve, updates = svc.reward_curve(second)  # what the UI plots for it: the policy's own training
     assert [h[0] for h in curve] == [1, 2, 3] and updates == 3, curve
-    assert [h[1] for h in curve] == pytest.approx([h[1] for h in first["history"]], abs=1e-4)  # the log rounds
+    assert [h[1] for h in curve] == pytest.approx([h[1] for h in first.history], abs=1e-4)  # the log rounds
     # the page's poll of that job fills the Target panel with the job's decoded target (it stayed empty).
     # Called as Gradio calls it: the job id lives in a State, which the API client cannot pass.
     poll = next(f.fn for f in build_ui(svc).fns.values() if f.name == "poll")
-    outputs = poll(second["id"], "")
+    outputs = poll(second.id, "")
     target = outputs[-1]
     assert isinstance(target, str) and target.endswith("target.mp4"), outputs
     assert open(target, "rb").read(8)[4:8] == b"ftyp"
-    again = poll(second["id"], outputs[0])  # the next tick: nothing new, so the video is not sent again
+    again = poll(second.id, outputs[0])  # the next tick: nothing new, so the video is not sent again
     assert not isinstance(again[-1], str), again
 
 
@@ -75,7 +73,7 @@ def test_a_job_queued_again_after_a_crash_shows_nothing_of_its_last_attempt(tmp_
     again = store.get(job["id"])
     assert again["state"] == "queued" and again["attempts"] == 1
     assert again["progress"] == 0 and again["metrics"] == {} and again["history"] == []
-    shown = _progress_md(again)
+    shown = _progress_md(Job.from_row(again))
     assert "update 120" not in shown and "0%" in shown, shown
     assert any("resume" in line for line in again["log"])  # the log keeps the story
     store.close()

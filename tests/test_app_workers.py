@@ -16,11 +16,12 @@ import pytest
 from fastapi.testclient import TestClient
 from helpers_jobs import learning
 
-from app.agents import Bodies
+from app.bodies import Bodies
 from app.config import AppConfig
 from app.executors import import_ray, make_jobs
-from app.job_store import CANCEL, JobStore, new_owner, owner_dead
+from app.job_store import CANCEL, JobStore
 from app.jobs import JobManager
+from app.liveness import Owners
 from app.main import create_app
 from genrl_core.cli import main as genrl
 from genrl_core.errors import ConfigError
@@ -44,9 +45,10 @@ def lines(job, text):
 # -- the store alone ---------------------------------------------------------------------------
 CLAIMER = """
 import json, sys
-from app.job_store import JobStore, new_owner
+from app.job_store import JobStore
+from app.liveness import Owners
 
-store, owner, got = JobStore(sys.argv[1]), new_owner(), []
+store, owner, got = JobStore(sys.argv[1]), Owners.new(), []
 while (job := store.claim_next(owner)) is not None:
     got.append(job["id"])
     store.update(job["id"], state="succeeded", if_owner=owner, log="done")
@@ -74,7 +76,7 @@ def test_a_silent_or_exited_owner_loses_its_job_and_a_live_one_never(tmp_path):
     elsewhere = "another-machine/4242/cafe0000"  # an owner on another box: judged by its heartbeat alone
     job = store.create("walker", "stand", None, {}, {})
     assert store.claim_next(elsewhere)["id"] == job["id"]
-    assert not owner_dead(elsewhere)
+    assert not store.owners.dead(elsewhere)
     for _ in range(3):  # a live owner keeps its heartbeat fresh: never taken over
         assert store.heartbeat(elsewhere) == {job["id"]: None}
         assert store.requeue_dead(resume=True, max_attempts=3, timeout=30) == []
@@ -89,9 +91,9 @@ def test_a_silent_or_exited_owner_loses_its_job_and_a_live_one_never(tmp_path):
     # an owner of this machine whose process has exited is released at once, heartbeat or not
     dead_proc = subprocess.Popen([sys.executable, "-c", "pass"])
     dead_proc.wait()
-    here = new_owner().rsplit("/", 2)[0]
+    here = Owners.new().rsplit("/", 2)[0]
     gone = f"{here}/{dead_proc.pid}/0000beef"
-    assert owner_dead(gone) and not owner_dead(f"{here}/{os.getppid()}/0000cafe")
+    assert store.owners.dead(gone) and not store.owners.dead(f"{here}/{os.getppid()}/0000cafe")
     assert store.claim_next(gone)["attempts"] == 2
     assert store.requeue_dead(resume=True, max_attempts=3, timeout=30) == [job["id"]]
     assert lines(store.get(job["id"]), "its worker exited") == 1
