@@ -3,17 +3,27 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import signal
 import sys
 import threading
 from collections.abc import Sequence
 from pathlib import Path
 
-from genrl_core.cli_flags import LEARNED_BUNDLE_HELP, VLM_FLAGS, add_flags, add_settings, settings_given
+from genrl_core.cli_flags import (
+    LEARNED_BUNDLE_HELP,
+    VLM_FLAGS,
+    add_flags,
+    add_plan_flags,
+    add_settings,
+    plan_values,
+    settings_given,
+)
 from genrl_core.config import parse_settings
 from genrl_core.errors import ConfigError, GenRLError, MissingFileError
 from genrl_core.prompt import STEPS_HELP
+
+# PracticePlan fields with flags of their own (--driver, --set), not generated
+PRACTICE_OWN_FLAGS = ("drivers", "settings")
 
 
 def _cmd_envs(args: argparse.Namespace) -> None:
@@ -184,12 +194,36 @@ def _cmd_dyna(args: argparse.Namespace) -> None:
 def _cmd_practice(args: argparse.Namespace) -> None:
     from genrl_core.practice import PracticeDriver, PracticePlan, run_practice
 
-    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(PracticePlan)
-              if f.name not in ("drivers", "settings")}
     plan = PracticePlan(drivers=tuple(PracticeDriver.parse(d) for d in args.driver),
-                        settings=tuple(parse_settings(args.set).items()), **values)
+                        settings=tuple(parse_settings(args.set).items()),
+                        **plan_values(args, PracticePlan, PRACTICE_OWN_FLAGS))
     run_practice(args.bundle, args.data, args.out, plan, device=args.device, workers=args.workers,
                  minutes=args.minutes)
+
+
+def _cmd_train_generalist(args: argparse.Namespace) -> None:
+    from genrl_core.generalist import GeneralistPlan, train_generalist
+
+    meta = train_generalist(_load_agent(args), parse_settings(settings_given(args)),
+                            GeneralistPlan(**plan_values(args, GeneralistPlan)), args.data,
+                            progress=not args.no_progress)
+    print(f"[train-generalist] {meta.updates_done} updates ({meta.train_seconds:.0f}s) -> "
+          f"{Path(args.bundle) / 'generalist'}", file=sys.stderr)
+
+
+def _cmd_act(args: argparse.Namespace) -> None:
+    import json
+    import time
+
+    agent = _load_agent(args)
+    t0 = time.perf_counter()
+    policy = agent.act(args.prompt)
+    secs = time.perf_counter() - t0
+    out = agent.evaluate(policy, args.task, args.episodes, args.video, args.seed, args.max_steps)
+    score = "n/a" if out["normalised"] is None else f"{out['normalised']:.2f}"
+    print(f"[act] {args.prompt!r}: a policy in {secs:.2f}s; on {out['task']}: return {out['mean_return']} "
+          f"{out['returns']}, normalised {score}", file=sys.stderr)
+    print(json.dumps({"prompt": args.prompt, "policy_seconds": round(secs, 3), **out}))
 
 
 def _cmd_policies(args: argparse.Namespace) -> None:
@@ -408,7 +442,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("practice", help="online loop: the policies collect, the world model and every policy keep "
                                         "learning; scores a learning curve; ends with a bundle (resumes)")
-    from genrl_core.practice import PLAN_HELP, PracticePlan
+    from genrl_core.practice import PracticePlan
 
     p.add_argument("--driver", action="append", required=True,
                    help='repeatable: "oracle:TASK" (the task\'s reward head), "TEXT@TASK" (a prompt, scored on TASK), '
@@ -419,15 +453,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--minutes", type=float, default=0.0,
                    help="practise at most this long in this run (the cycle under way ends first), then score and "
                         "write the bundle; rerun to go on (default %(default)s: until --frames)")
-    for field in dataclasses.fields(PracticePlan):
-        if field.name not in ("drivers", "settings"):
-            kind = {"action": argparse.BooleanOptionalAction} if isinstance(field.default, bool) else \
-                {"type": type(field.default)}
-            p.add_argument(f"--{field.name.replace('_', '-')}", default=field.default, **kind,
-                           help=f"{PLAN_HELP.get(field.name, '')} (default %(default)s)".replace("%%", "%"))
+    add_plan_flags(p, PracticePlan, PRACTICE_OWN_FLAGS)
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                    help="behaviour settings of every learning driver, as `genrl learn` takes them, e.g. horizon=16")
     p.set_defaults(func=_cmd_practice)
+
+    p = sub.add_parser("train-generalist", help="train (or resume) the bundle's generalist: one policy for any "
+                                                "prompt, conditioned on its target")
+    from genrl_core.generalist import GeneralistPlan
+
+    add_flags(p, "bundle", "device", "no-progress", bundle={"help": "bundle folder (the generalist goes to "
+                                                                    "BUNDLE/generalist)"})
+    p.add_argument("--data", default=None, help="dataset folder: adds targets from its video windows (optional)")
+    add_plan_flags(p, GeneralistPlan)
+    add_settings(p, "behaviour", "updates=20000 max_minutes=60 batch=256")
+    p.set_defaults(func=_cmd_train_generalist, policies_dir=None)
+
+    p = sub.add_parser("act", help="zero-shot: the generalist's policy for a prompt, scored in the real simulator")
+    p.add_argument("prompt", help='what the body should do, e.g. "run fast", or a video file path')
+    p.add_argument("--task", default=None, help="e.g. walker_run (default: the task nearest to the prompt)")
+    p.add_argument("--episodes", type=int, default=1, help="episodes of 1000 env steps")
+    p.add_argument("--max-steps", type=int, default=None, help="stop episodes early (agent steps), for quick looks")
+    p.add_argument("--video", default=None, help="write episode 0 to this mp4")
+    add_flags(p, "seed", "bundle", "device")
+    p.set_defaults(func=_cmd_act, policies_dir=None)
 
     p = sub.add_parser("policies", help="list the finished policies of a bundle")
     add_flags(p, "bundle", "policies-dir", "device")

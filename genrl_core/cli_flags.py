@@ -69,3 +69,23 @@ def settings_given(args: argparse.Namespace) -> list[str]:
     flags = [f"{dest[len(SETTING):]}={value}" for dest, value in vars(args).items()
              if dest.startswith(SETTING) and value is not None]
     return [*args.set, *flags]
+
+
+def add_plan_flags(p: argparse.ArgumentParser, plan: type, skip: tuple[str, ...] = ()) -> None:
+    """One `--field-name` flag per field of a plan dataclass (e.g. PracticePlan), typed by its
+    default and documented by the field's comment, so a new field is a new flag with no edit here."""
+    from genrl_core.config import describe
+
+    docs = describe(plan)
+    for field in dataclasses.fields(plan):
+        if field.name in skip:
+            continue
+        kind = {"action": argparse.BooleanOptionalAction} if isinstance(field.default, bool) else \
+            {"type": type(field.default)}
+        p.add_argument(f"--{field.name.replace('_', '-')}", default=field.default, **kind,
+                       help=f"{docs.get(field.name, '')} (default %(default)s)".replace("%%", "%"))
+
+
+def plan_values(args: argparse.Namespace, plan: type, skip: tuple[str, ...] = ()) -> dict:
+    """The values of a plan's flags (`add_plan_flags`) as its constructor takes them."""
+    return {f.name: getattr(args, f.name) for f in dataclasses.fields(plan) if f.name not in skip}

@@ -44,11 +44,13 @@ class GeneralistLearner(BehaviourLearner):
 
 
 class TargetSampler:
-    """Batches of one-hot targets (B, J, stoch, classes) drawn uniformly from a pool of class indices."""
+    """Batches of one-hot targets (B, J, stoch, classes) drawn uniformly from a target pool
+    (`generalist_targets.build_target_pool`); `saved()` is the pool, kept beside the generalist."""
 
-    def __init__(self, stoch: torch.Tensor, classes: int, device: torch.device,
+    def __init__(self, pool: dict, classes: int, device: torch.device | str,
                  generator: torch.Generator | None = None):
-        self.stoch, self.classes, self.device, self.gen = stoch, classes, device, generator
+        self.pool, self.stoch = pool, pool["stoch"]
+        self.classes, self.device, self.gen = classes, device, generator
 
     def __len__(self) -> int:
         return len(self.stoch)
@@ -56,3 +58,6 @@ class TargetSampler:
     def sample(self, batch: int) -> torch.Tensor:
         idx = torch.randint(len(self.stoch), (batch,), generator=self.gen)
         return F.one_hot(self.stoch[idx].long(), self.classes).float().to(self.device)
+
+    def saved(self) -> dict:
+        return self.pool

@@ -90,11 +90,6 @@ def build_target_pool(vlm: VLM, aligner: Aligner, connector: Connector, body: st
     return {"stoch": stoch.to(torch.uint8).cpu(), "source": sources, "prompts": bank}
 
 
-def load_pool_targets(pool: dict, classes: int, device: torch.device | str) -> torch.Tensor:
-    """The pool's one-hot targets (N, steps, stoch, classes) on `device`."""
-    return F.one_hot(pool["stoch"].long(), classes).float().to(device)
-
-
 def read_episode_frames(paths: list[Path]) -> list[np.ndarray]:
     from genrl_core.data.store import read_arrays
 

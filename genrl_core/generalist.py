@@ -1,0 +1,136 @@
+"""A bundle's generalist: train it (`genrl train-generalist`) and load it for zero-shot use.
+
+The generalist lives in the bundle's `generalist/` folder, laid out as a policy's run folder:
+`policy.pt` (the conditioned actor), `meta.json` (its settings, world model and VLM), `target.pt`
+(the target pool it trained on) and, while it trains, `state.pt` (rerun to resume; Ctrl-C saves).
+Training is per-prompt learning's loop (`learn_policy`) with the generalist's learner and one
+target per trajectory, drawn from the pool (`train.generalist_targets`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from genrl_core.bundle import BundleError, load_torch, load_weights
+from genrl_core.data.store import EpisodeStore
+from genrl_core.models.actor_critic import Actor
+from genrl_core.models.generalist import BoundActor, condition_dim
+from genrl_core.policies import POLICY_FILE, TARGET_FILE, LearnedPolicy, PolicyMeta, read_meta
+from genrl_core.prompt import Prompt
+from genrl_core.train.behaviour import StartStates, learn_policy
+from genrl_core.train.generalist import GeneralistLearner, TargetSampler
+from genrl_core.train.generalist_targets import build_target_pool, read_episode_frames
+
+GENERALIST_DIR = "generalist"
+# a generalist learns many targets at once: more updates than one prompt's default, no time cap
+GENERALIST_SETTINGS: dict[str, Any] = {"updates": 20_000, "max_minutes": 0.0}
+
+
+@dataclasses.dataclass
+class GeneralistPlan:
+    """Where the generalist's targets come from (see train.generalist_targets)."""
+
+    prompts: int = 2000  # prompt-bank targets: the body's task phrases and caption wordings
+    windows: int = 1000  # targets from VLM embeddings of random dataset windows (needs a dataset)
+    random: int = 1000  # data-free targets from random unit embeddings
+    episodes: int = 16  # dataset episodes the window targets are drawn from
+    pool_seed: int = 0  # seed of the target pool (prompt bank, windows, random embeddings)
+
+    def __post_init__(self) -> None:
+        if min(self.prompts, self.windows, self.random, self.episodes) < 0:
+            raise ValueError("prompts, windows, random and episodes must be >= 0")
+        if self.prompts + self.random == 0 and self.windows == 0:
+            raise ValueError("the generalist needs targets: give prompts, windows or random a count above 0")
+
+
+def generalist_dir(bundle: str | Path) -> Path:
+    return Path(bundle) / GENERALIST_DIR
+
+
+def _pool(agent, run_dir: Path, steps: int, plan: GeneralistPlan, data: str | Path | None,
+          log: Callable[[str], None]) -> dict[str, Any]:
+    """The saved pool when resuming (the same targets as before), else a new one."""
+    saved = run_dir / TARGET_FILE
+    if saved.exists():
+        pool = load_torch(saved)
+        if not isinstance(pool, dict) or tuple(pool["stoch"].shape[1:]) != (steps, agent.wm.cfg.stoch):
+            raise BundleError(f"{saved} holds another generalist's targets; delete {run_dir} to start over")
+        return pool
+    episodes = None
+    if data is not None and plan.windows:
+        paths = EpisodeStore(data).paths()
+        if not paths:
+            raise BundleError(f"dataset folder {data} holds no episodes")
+        pick = np.random.default_rng(plan.pool_seed).choice(len(paths), min(plan.episodes, len(paths)), replace=False)
+        episodes = read_episode_frames([paths[i] for i in sorted(pick)])
+    pool = build_target_pool(agent.vlm, agent.aligner, agent.connector, agent.body, steps, plan.prompts,
+                             plan.random, episodes, plan.windows if episodes else 0, plan.pool_seed)
+    log(f"[generalist] {len(pool['source'])} targets: {len(pool['prompts'])} prompts, "
+        f"{pool['source'].count('window')} dataset windows, {pool['source'].count('random')} random")
+    return pool
+
+
+def train_generalist(agent, settings: dict[str, Any] | None = None, plan: GeneralistPlan | None = None,
+                     data: str | Path | None = None, callback: Callable[[dict], None] | None = None,
+                     cancel: threading.Event | None = None, progress: bool = False,
+                     log: Callable[[str], None] = print) -> PolicyMeta:
+    """Train (or resume) the generalist of `agent`'s bundle (a loaded `GenRL`); returns its meta."""
+    plan = plan or GeneralistPlan()
+    cfg = agent.behaviour_config({**GENERALIST_SETTINGS, **(settings or {})})
+    run_dir = generalist_dir(agent.bundle)
+    earlier = read_meta(run_dir)
+    if earlier is not None and earlier.world_model != agent.wm_digest:
+        raise BundleError(f"{run_dir} was trained on another world model; delete it to train a new generalist")
+    pool = _pool(agent, run_dir, cfg.horizon + 1, plan, data, log)
+    gen = torch.Generator().manual_seed(cfg.seed)  # the start states' stream: saved and restored by learn_policy
+    starts = StartStates(agent.wm, agent.bundle, cfg.start, agent.connector, agent.aligner, agent.vlm.embed_dim, gen)
+    targets = TargetSampler(pool, agent.wm.cfg.classes, agent.device, gen)
+    meta = PolicyMeta.start(GENERALIST_DIR, Prompt.text(f"generalist over {len(targets)} targets"), cfg,
+                            agent.body, agent.wm_digest, agent.vlm.name, earlier.created if earlier else None)
+    return learn_policy(agent.wm, targets, starts, cfg, run_dir, agent.wm.cfg.action_dim, meta, callback, cancel,
+                        progress, learner_class=GeneralistLearner)
+
+
+def load_generalist(bundle: str | Path, wm_digest: str, wm_cfg, device: torch.device | str = "cpu"
+                    ) -> tuple[Actor, LearnedPolicy]:
+    """The trained generalist's conditioned actor and its handle; checks it fits this world model."""
+    run_dir = generalist_dir(bundle)
+    meta = read_meta(run_dir)
+    if meta is None or not meta.finished or not (run_dir / POLICY_FILE).exists():
+        raise BundleError(f"{bundle} has no trained generalist; train one with `genrl train-generalist "
+                          f"--bundle {bundle}`")
+    if meta.world_model != wm_digest:
+        raise BundleError(f"{run_dir} was trained on another world model; retrain it with "
+                          f"`genrl train-generalist --bundle {bundle}`")
+    found = LearnedPolicy(meta, run_dir)
+    cfg = found.config
+    actor = Actor(wm_cfg.deter + wm_cfg.stoch_dim + condition_dim(wm_cfg.stoch, wm_cfg.classes),
+                  wm_cfg.action_dim, cfg.hidden, cfg.layers)
+    load_weights(actor, run_dir / POLICY_FILE)
+    return actor.to(device).eval(), found
+
+
+@dataclasses.dataclass(frozen=True)
+class InstantPolicy:
+    """The generalist bound to one prompt's target (`GenRL.act`): no learning, it acts at once.
+    Anything that takes a learned policy (rollout, imagine, alignment, evaluate) takes it."""
+
+    meta: PolicyMeta  # the generalist's, with this prompt and slug
+    actor: BoundActor
+    target: torch.Tensor  # (horizon + 1, stoch, classes): what the actor is conditioned on
+    reused: bool = False
+
+    @property
+    def slug(self) -> str:
+        return self.meta.slug
+
+    @property
+    def config(self):
+        return self.meta.config
