@@ -25,9 +25,9 @@ from pathlib import Path
 
 import torch
 
+from genrl_core.bundle import Bundle
 from genrl_core.config import preset
 from genrl_core.train.behaviour import BehaviourLearner, StartStates
-from genrl_core.train.world_model import load_world_model
 
 ORIGINAL_V100_UPDATES_PER_S = 50_000 / (5 * 3600)
 
@@ -66,28 +66,28 @@ def main() -> None:
     ap.add_argument("--presets", default="paper,small", help="comma-separated behaviour presets")
     ap.add_argument("--modes", default="eager,compiled",
                     help="eager and/or compiled (compiling takes ~1-2 min per row on a CPU)")
-    ap.add_argument("--bf16", choices=("preset", "true", "false"), default="preset",
-                    help="bf16 autocast as the preset has it, or forced on/off for all rows")
+    ap.add_argument("--amp", choices=("preset", "bf16", "none", "auto"), default="preset",
+                    help="autocast as the preset has it, or this amp setting for all rows")
     args = ap.parse_args()
-    wm = load_world_model(args.bundle, args.device).requires_grad_(False)
+    wm = Bundle(args.bundle).load_world_model(args.device).requires_grad_(False)
     rows = []
     for name in args.presets.split(","):
         for mode in args.modes.split(","):
             cfg = dataclasses.replace(preset("behaviour", name)["behaviour"], updates=args.updates,
                                       compile="true" if mode == "compiled" else "false")
-            if args.bf16 != "preset":
-                cfg = dataclasses.replace(cfg, bf16=args.bf16 == "true")
+            if args.amp != "preset":
+                cfg = dataclasses.replace(cfg, amp=args.amp)
             timed = args.updates if name == "small" else max(2, args.updates // 5)
             rows.append((name, mode, cfg, *measure(wm, Path(args.bundle), cfg, timed)))
     eager = {name: ups for name, mode, _, ups, _, _ in rows if mode == "eager"}
     print(f"device {args.device}, threads {torch.get_num_threads()}, torch {torch.__version__}, "
           f"world model {args.bundle}")
-    print("| preset | mode | trajectories | actor/critic width | bf16 | updates/s | first 3 updates s | "
+    print("| preset | mode | trajectories | actor/critic width | amp | updates/s | first 3 updates s | "
           "peak GPU GB | vs eager here | vs original V100 (2.8/s) |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     for name, mode, cfg, ups, warmup, peak in rows:
         ratio = f"{ups / eager[name]:.2f}x" if name in eager else "-"
-        print(f"| {name} | {mode} | {cfg.batch} | {cfg.hidden} | {cfg.bf16} | {ups:.2f} | {warmup:.1f} | "
+        print(f"| {name} | {mode} | {cfg.batch} | {cfg.hidden} | {cfg.amp} | {ups:.2f} | {warmup:.1f} | "
               f"{peak:.2f} | {ratio} | {ups / ORIGINAL_V100_UPDATES_PER_S:.2f}x |")
 
 

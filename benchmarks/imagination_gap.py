@@ -29,12 +29,11 @@ import torch
 from genrl_core.agent import GenRL
 from genrl_core.evaluate import run_policy
 from genrl_core.models.actor_critic import feature
-from genrl_core.train.reward_head import load_reward_heads
 
 
 @torch.no_grad()
 def gaps(agent: GenRL, slug: str, task: str, seed: int, window: int) -> dict[str, float]:
-    heads = load_reward_heads(agent.bundle, agent.wm)
+    heads = agent.files.load_reward_heads(agent.wm)
     column = heads.column(task)
     actor, _ = agent.load_policy(slug)
     ep = {k: v[0] for k, v in run_policy(agent.wm, actor, task, 1, seed, keep_latents=True)["latents"].items()}

@@ -18,10 +18,9 @@ from pathlib import Path
 
 import torch
 
-from genrl_core.bundle import read_config
+from genrl_core.bundle import Bundle, read_config
 from genrl_core.data.replay import split_episodes
 from genrl_core.data.store import EpisodeStore
-from genrl_core.train.world_model import load_world_model
 from genrl_core.wm_eval import open_loop_scores
 
 
@@ -60,7 +59,7 @@ def main() -> None:
     print("| world model | held-out context | held-out open loop | training context | training open loop |")
     print("|---|---|---|---|---|")
     for bundle in args.bundles:
-        model = load_world_model(bundle)
+        model = Bundle(bundle).load_world_model()
         cells = []
         for split in (held, seen):
             scores = open_loop_scores(model, split)[0]

@@ -20,21 +20,21 @@ from typing import Any
 import numpy as np
 import torch
 
-from genrl_core.bundle import BundleError, file_digest, load_torch, load_weights, read_config
+from genrl_core.bundle import Bundle, BundleError, load_torch
 from genrl_core.config import apply_settings
 from genrl_core.config import preset as get_preset
 from genrl_core.envs.pixel_env import PixelEnv
 from genrl_core.envs.tasks import body_tasks
 from genrl_core.evaluate import TASK_PHRASES, run_policy
+from genrl_core.generalist import InstantPolicy, load_generalist
 from genrl_core.models.actor_critic import Actor, feature
 from genrl_core.models.aligner import Aligner
 from genrl_core.models.connector import Connector
+from genrl_core.models.generalist import BoundActor, target_condition
 from genrl_core.models.reward import alignment_scores, oracle_task, similarity_matrix
 from genrl_core.policies import LearnedPolicy, PolicyMeta, PolicyStore, read_meta
 from genrl_core.prompt import Prompt, PromptError, check_steps
 from genrl_core.train.behaviour import BehaviourConfig, LearningCancelled, StartStates, learn_policy
-from genrl_core.train.reward_head import load_reward_heads
-from genrl_core.train.world_model import load_world_model
 from genrl_core.video import read_video_prompt
 from genrl_core.vlm import load_vlm
 
@@ -69,15 +69,16 @@ class _Recent:
 class GenRL:
     def __init__(self, bundle: Path, wm, vlm, connector: Connector, aligner: Aligner, device: torch.device,
                  body: str, policies_dir: Path | None = None, behaviour_preset: str = "small"):
-        self.bundle, self.wm, self.vlm, self.body = bundle, wm, vlm, body
+        self.bundle, self.files, self.wm, self.vlm, self.body = bundle, Bundle(bundle), wm, vlm, body
         self.connector, self.aligner, self.device = connector.eval(), aligner.eval(), device
         self.behaviour_defaults: BehaviourConfig = get_preset("behaviour", behaviour_preset)["behaviour"]
-        self.wm_digest = file_digest(bundle / "world_model.pt")
-        self.policies = PolicyStore(policies_dir or bundle / "policies", bundle / "policies", self.wm_digest)
+        self.wm_digest = self.files.world_model_digest()
+        self.policies = PolicyStore(policies_dir or self.files.policies_dir, self.files.policies_dir, self.wm_digest)
         # prompt identity, aligner -> the longest target rollout made so far: the connector's mode
         # rollout is deterministic, so a shorter target is a prefix of a longer one
         self._targets = _Recent(TARGET_CACHE)
         self._reset_frames = _Recent(RESET_FRAME_CACHE)  # seed -> a real first frame (12 KB)
+        self._generalist: tuple[Actor, LearnedPolicy] | None = None  # loaded on the first act()
 
     @classmethod
     def load(cls, bundle: str | Path, device: str = "cpu", policies_dir: str | Path | None = None,
@@ -86,20 +87,20 @@ class GenRL:
         the bundle's own policies/ are always listed too."""
         get_preset("behaviour", behaviour_preset)  # a bad name fails before anything loads
         bundle = Path(bundle)
-        cfg = read_config(bundle)
+        files = Bundle(bundle)
+        cfg = files.config()
         if not cfg:
             raise BundleError(f"{bundle} is not a bundle (no config.json)")
         if "connector" not in cfg:
             raise BundleError(f"{bundle} has no connector; train one with `genrl train-connector --bundle {bundle}`")
-        wm = load_world_model(bundle, device)
+        wm = files.load_world_model(device)
         vlm = load_vlm(bundle, device=device)
         if cfg["connector"].get("vlm") != vlm.name:
             raise BundleError(f"{bundle}: the connector was trained with VLM {cfg['connector'].get('vlm')}, but the "
                               f"bundle's VLM is {vlm.name}; retrain it with `genrl train-connector`")
         connector = Connector(wm.cfg, vlm.embed_dim)
         aligner = Aligner(vlm.embed_dim)
-        load_weights(connector, bundle / "connector.pt")
-        load_weights(aligner, bundle / "aligner.pt")
+        files.load_connector(connector, aligner)
         dev = torch.device(device)
         for module in (wm, connector, aligner):
             module.requires_grad_(False)  # frozen: behaviour learning only trains the actor and critic
@@ -179,7 +180,7 @@ class GenRL:
             target = self._target(prompt, cfg.horizon + 1, cfg.use_aligner)
         elif target.shape != (want := (cfg.horizon + 1, self.wm.cfg.stoch, self.wm.cfg.classes)):
             raise PromptError(f"a target must have shape {want}, got {tuple(target.shape)}")
-        heads = load_reward_heads(self.bundle, self.wm) if oracle_task(cfg.reward) else None
+        heads = self.files.load_reward_heads(self.wm) if oracle_task(cfg.reward) else None
         gen = torch.Generator().manual_seed(cfg.seed)
         starts = StartStates(self.wm, self.bundle, cfg.start, self.connector, self.aligner, self.vlm.embed_dim, gen)
         run_dir = self.policies.run_dir(slug)
@@ -194,9 +195,24 @@ class GenRL:
         """The meta a policy starts with (learn_policy adds its progress); one schema for all writers."""
         return PolicyMeta.start(slug, Prompt.parse(prompt), cfg, self.body, self.wm_digest, self.vlm.name, created)
 
-    def load_policy(self, policy: str | LearnedPolicy) -> tuple[Actor, LearnedPolicy]:
+    def act(self, prompt: PromptLike) -> InstantPolicy:
+        """Zero-shot: the bundle's generalist conditioned on the prompt's target, at once (no
+        learning). Use it wherever a learned policy goes: imagine, rollout, alignment, evaluate."""
+        prompt = Prompt.parse(prompt)
+        if self._generalist is None:
+            self._generalist = load_generalist(self.bundle, self.wm_digest, self.wm.cfg, self.device)
+        actor, found = self._generalist
+        cfg = found.config
+        target = self._target(prompt, cfg.horizon + 1, cfg.use_aligner)
+        meta = dataclasses.replace(found.meta, slug=f"instant-{self.policies.slug(prompt, cfg, None)}",
+                                   prompt=prompt.name, prompt_kind=prompt.kind)
+        return InstantPolicy(meta, BoundActor(actor, target_condition(target[None])).to(self.device), target)
+
+    def load_policy(self, policy: str | LearnedPolicy | InstantPolicy) -> tuple[Actor, LearnedPolicy]:
         """The actor of a finished policy (by slug or handle) and its handle; checks it was learned
         on this world model."""
+        if isinstance(policy, InstantPolicy):
+            return policy.actor, policy
         found = self.policies.get(policy)
         return self.policies.actor(found, self.wm.cfg, self.device), found
 
@@ -234,7 +250,7 @@ class GenRL:
         Next to the real return it measures how far imagination and the simulator part (None when
         the bundle has no reward heads)."""
         try:
-            heads = load_reward_heads(self.bundle, self.wm)
+            heads = self.files.load_reward_heads(self.wm)
         except BundleError:
             return None
         traj = self.rollout(policy, *self.real_start(episodes, seed), steps - 1)
@@ -257,7 +273,8 @@ class GenRL:
         _, found = self.load_policy(policy)
         cfg = found.config
         if prompt is None:
-            target = load_torch(found.target_file).to(self.device)
+            target = found.target if isinstance(found, InstantPolicy) else load_torch(found.target_file)
+            target = target.to(self.device)
         else:
             target = self._target(Prompt.parse(prompt), cfg.horizon + 1, cfg.use_aligner)
         torch.manual_seed(seed)

@@ -25,6 +25,8 @@ WINDOW = 8  # frames per video embedding, as GenRL (the VLM's, the connector's a
 
 
 AMP_SETTINGS = ("auto", "none", "bf16", "fp16")
+# behaviour learning has no loss scaling, which fp16 gradients need to not underflow
+BEHAVIOUR_AMP_SETTINGS = ("auto", "none", "bf16")
 COMPILE_SETTINGS = ("auto", "true", "false")
 
 
@@ -163,7 +165,8 @@ class BehaviourConfig:
     use_aligner: bool = True  # map the prompt embedding with the aligner (off only for the ablation)
     start: str = "auto"  # dataset | data_free | auto (dataset when the bundle has start states)
     grad_clip: float = 100.0  # gradient norm clip
-    bf16: bool = True  # bf16 autocast: ~2-3x faster on CPUs with AVX512-BF16 and on GPUs
+    # bf16 measured ~2-3x faster than fp32 on CPUs with AVX512-BF16 and on GPUs
+    amp: str = "bf16"  # bf16 | none | auto (bf16 on AVX512-BF16 CPUs; on CUDA fp32 below the paper sizes, bf16 at them)
     compile: str = "auto"  # auto | true | false; auto: CUDA graphs on a GPU for runs of 1000+ updates and 2+ min
     seed: int = 0  # random seed
     log_every: int = 10  # updates between progress reports
@@ -176,6 +179,9 @@ class BehaviourConfig:
             raise ConfigError(f"unknown start {self.start!r}; valid: auto, dataset, data_free")
         if self.compile not in COMPILE_SETTINGS:
             raise ConfigError(f"compile must be auto, true or false, got {self.compile!r}")
+        if self.amp not in BEHAVIOUR_AMP_SETTINGS:
+            raise ConfigError(f"amp must be bf16, none or auto, got {self.amp!r} (fp16 would need loss scaling, "
+                              "which behaviour learning does not do)")
         if self.max_minutes < 0:
             raise ConfigError(f"max_minutes must be >= 0, got {self.max_minutes}")
         if min(self.updates, self.batch, self.horizon, self.align_states, self.log_every) < 1:
@@ -188,6 +194,27 @@ class BehaviourConfig:
 
 # settings that only change bookkeeping, not what a policy learns (left out of its identity)
 BEHAVIOUR_BOOKKEEPING = ("log_every", "checkpoint_minutes", "compile")
+# `amp` replaced the behaviour setting `bf16: bool`: the amp word each old value means
+LEGACY_BF16 = {True: "bf16", False: "none"}
+
+
+def behaviour_identity(cfg: BehaviourConfig) -> dict[str, Any]:
+    """The settings that name a policy (its slug digests them): all but the bookkeeping, with `amp`
+    spelled as policies were first named (`bf16: true|false`), so that a request still finds the
+    policies learned and shipped before the rename; `auto`, which has no old spelling, stays `amp`."""
+    settings = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in BEHAVIOUR_BOOKKEEPING}
+    old = {word: flag for flag, word in LEGACY_BF16.items()}
+    if settings["amp"] in old:
+        settings["bf16"] = old[settings.pop("amp")]
+    return settings
+
+
+def upgrade_behaviour_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
+    """Behaviour settings as a policy's meta recorded them, in this code's names (`bf16` -> `amp`)."""
+    settings = dict(settings)
+    if "bf16" in settings and "amp" not in settings:
+        settings["amp"] = LEGACY_BF16[bool(settings.pop("bf16"))]
+    return settings
 
 # stage -> preset -> section -> config
 PRESETS: dict[str, dict[str, dict[str, Any]]] = {

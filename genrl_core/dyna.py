@@ -122,10 +122,11 @@ def mirror_dataset(src: Path, dst: Path) -> None:
 
 
 def prepare(out: Path, bundle: Path, data: Path) -> None:
+    from genrl_core.bundle import WORLD_MODEL_FILE, Bundle
     from genrl_core.data.store import EpisodeStore
 
-    if not (bundle / "world_model.pt").exists():
-        raise ConfigError(f"--bundle {bundle} has no world_model.pt")
+    if not Bundle(bundle).world_model_file.exists():
+        raise ConfigError(f"--bundle {bundle} has no {WORLD_MODEL_FILE}")
     if not EpisodeStore(data).paths():
         raise ConfigError(f"--data {data} holds no episodes")
     out.mkdir(parents=True, exist_ok=True)
@@ -212,12 +213,12 @@ def learn_and_score(out: Path, plan: DynaPlan, state: dict, record: dict, device
 def run_round(out: Path, r: int, plan: DynaPlan, state: dict, device: str, workers: int, log,
               last: bool) -> None:
     """The unfinished stages of round r; `last` rounds only learn and score."""
-    from genrl_core.bundle import read_config
+    from genrl_core.bundle import Bundle, read_config
     from genrl_core.data.collect import collect
     from genrl_core.train.behaviour import build_start_states
     from genrl_core.train.connector import train_connector
-    from genrl_core.train.reward_head import HEADS_FILE, train_reward_heads
-    from genrl_core.train.world_model import load_world_model, train_world_model
+    from genrl_core.train.reward_head import train_reward_heads
+    from genrl_core.train.world_model import train_world_model
     from genrl_core.vlm import embed_dataset, load_vlm
 
     while len(state["rounds"]) <= r:
@@ -241,9 +242,9 @@ def run_round(out: Path, r: int, plan: DynaPlan, state: dict, device: str, worke
         train_world_model(data, bundle, preset=preset, overrides=overrides, device=device, progress=False, log=log)
 
     def refresh() -> None:
-        wm = load_world_model(bundle, device)
+        wm = Bundle(bundle).load_world_model(device)
         build_start_states(wm, data, bundle, log=log)
-        if (bundle / HEADS_FILE).exists():
+        if Bundle(bundle).reward_heads_file.exists():
             train_reward_heads(wm, data, bundle, progress=False, log=log)
         if plan.connector_updates:
             embed_dataset(data, load_vlm(bundle, device=device), log=log)
@@ -267,12 +268,12 @@ def run_round(out: Path, r: int, plan: DynaPlan, state: dict, device: str, worke
 def run_dyna(bundle: str | Path, data: str | Path, out: str | Path, plan: DynaPlan, device: str = "cpu",
              workers: int = 1, log=print) -> dict[str, Any]:
     """Run (or resume) the plan's rounds plus the closing learn + score; returns the state."""
+    from genrl_core.bundle import Bundle
     from genrl_core.config import BehaviourConfig, apply_settings
-    from genrl_core.train.reward_head import HEADS_FILE
 
     out, bundle, data = Path(out), Path(bundle), Path(data)
     apply_settings(BehaviourConfig(), dict(plan.settings), "behaviour")  # bad settings fail before any work
-    if any(d.oracle for d in plan.drivers) and not (bundle / HEADS_FILE).exists():
+    if any(d.oracle for d in plan.drivers) and not Bundle(bundle).reward_heads_file.exists():
         raise ConfigError(f"oracle prompts need the bundle's reward heads: `genrl train-reward-heads --data {data} "
                           f"--bundle {bundle}`")
     state = read_state(out, plan, bundle, data)

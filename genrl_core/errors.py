@@ -18,3 +18,7 @@ class DataError(GenRLError, ValueError):
 
 class MissingFileError(GenRLError, FileNotFoundError):
     """A file or folder the command needs is not there; the message says how to make it."""
+
+
+class BundleError(GenRLError, ValueError):
+    """A bundle is missing, incomplete, or does not match the code or the request."""

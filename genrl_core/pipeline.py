@@ -60,17 +60,14 @@ def stage_status(out: Path, data: Path, body: str, recipe: str, preset: str) -> 
     wm_steps = cfg.get("world_model_train", {}).get("steps", get_preset("world_model", preset)["train"].steps)
     vlm_train = cfg.get("vlm_train", {})
     conn_train = cfg.get("connector", {}).get("train", {})
-    from genrl_core.bundle import file_digest, load_torch
-    from genrl_core.train.behaviour import START_STATES_FILE
+    from genrl_core.bundle import Bundle
 
-    starts = out / START_STATES_FILE
     return {
         "collect": collected,
         "world_model": cfg.get("world_model_train", {}).get("step", 0) >= wm_steps,
         "vlm": bool(vlm_train) and vlm_train.get("step", 0) >= vlm_train.get("steps", 1),
         "connector": bool(conn_train) and conn_train.get("step", 0) >= conn_train.get("steps", 1),
-        "start_states": starts.exists() and (out / "world_model.pt").exists()
-        and load_torch(starts).get("world_model") == file_digest(out / "world_model.pt"),
+        "start_states": Bundle(out).start_states_current(),
     }
 
 
@@ -78,12 +75,13 @@ def run_pipeline(body: str, out: str | Path, data: str | Path, preset: str = "sm
                  device: str = "cpu", workers: int = 1, budget_minutes: float | None = None,
                  overrides: list[str] | None = None, log=print) -> dict[str, float]:
     """Run the unfinished stages in order; returns seconds spent per stage in this call."""
+    from genrl_core.bundle import Bundle
     from genrl_core.data.collect import collect
     from genrl_core.data.recipes import get_recipe
     from genrl_core.train.behaviour import build_start_states
     from genrl_core.train.connector import train_connector
     from genrl_core.train.vlm import train_vlm
-    from genrl_core.train.world_model import load_world_model, train_world_model
+    from genrl_core.train.world_model import train_world_model
     from genrl_core.vlm import embed_dataset, load_vlm
 
     out, data = Path(out), Path(data)
@@ -96,7 +94,7 @@ def run_pipeline(body: str, out: str | Path, data: str | Path, preset: str = "sm
         ("vlm", lambda: train_vlm(data, out, device=device, preset=preset, log=log)),
         ("connector", lambda: (embed_dataset(data, load_vlm(out, device=device), log=log),
                                train_connector(data, out, device=device, preset=preset, log=log))),
-        ("start_states", lambda: build_start_states(load_world_model(out, device), data, out,
+        ("start_states", lambda: build_start_states(Bundle(out).load_world_model(device), data, out,
                                                     count=512 if preset == "tiny" else 4096, log=log)),
     ]
     deadline = time.time() + budget_minutes * 60 if budget_minutes else None

@@ -21,7 +21,7 @@ from typing import Any
 import torch
 
 from genrl_core.bundle import BundleError, load_weights
-from genrl_core.config import BEHAVIOUR_BOOKKEEPING, BehaviourConfig
+from genrl_core.config import BehaviourConfig, behaviour_identity, upgrade_behaviour_settings
 from genrl_core.fileio import atomic_write
 from genrl_core.models.actor_critic import Actor
 from genrl_core.models.rssm import RSSMConfig
@@ -74,6 +74,7 @@ class PolicyMeta:
         if missing:
             raise BundleError(f"policy meta lacks {', '.join(sorted(missing))}")
         known = {k: v for k, v in raw.items() if k in names}
+        known["settings"] = upgrade_behaviour_settings(raw["settings"])  # a meta written before a rename
         if "prompt_kind" not in raw and str(raw["prompt"]).startswith("video "):
             known["prompt_kind"] = "video"
         return cls(**known)
@@ -132,8 +133,8 @@ class PolicyStore:
         if target is not None:
             classes = target.argmax(-1).to(torch.uint8).cpu().numpy()
             identity += ":target:" + hashlib.sha256(classes.tobytes()).hexdigest()
-        settings = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in BEHAVIOUR_BOOKKEEPING}
-        digest = hashlib.sha256(json.dumps([identity, settings, self.world_model], sort_keys=True).encode())
+        digest = hashlib.sha256(json.dumps([identity, behaviour_identity(cfg), self.world_model],
+                                           sort_keys=True).encode())
         return f"{prompt.slug_name}-{digest.hexdigest()[:8]}"
 
     def run_dir(self, slug: str) -> Path:

@@ -227,13 +227,13 @@ class Practice:
     optimisers and RNG: what a checkpoint holds."""
 
     def __init__(self, out: Path, plan: PracticePlan, device: str, log):
-        from genrl_core.bundle import read_config
+        from genrl_core.bundle import Bundle, read_config
         from genrl_core.data.replay import EpisodeReplay, split_episodes
         from genrl_core.data.store import EpisodeStore, read_arrays
+        from genrl_core.models.reward_heads import RewardHeads
         from genrl_core.train.behaviour import BehaviourLearner
         from genrl_core.train.loop import PAPER_DETER, allow_tf32, resolve_amp
-        from genrl_core.train.reward_head import HEADS_FILE, RewardHeads
-        from genrl_core.train.world_model import load_world_model, resolve_configs
+        from genrl_core.train.world_model import resolve_configs
 
         self.out, self.plan, self.log = out, plan, log
         self.bundle, self.data = out / "bundle", out / "data"
@@ -241,7 +241,7 @@ class Practice:
         config = read_config(self.bundle)
         self.body, self.preset = config.get("body"), config.get("world_model_preset", "small")
         _, self.wm_cfg, _ = resolve_configs(self.bundle, self.preset, [], None)
-        self.wm = load_world_model(self.bundle, device).train().requires_grad_(True)
+        self.wm = Bundle(self.bundle).load_world_model(device).train().requires_grad_(True)
         self.amp = resolve_amp(self.wm_cfg.amp, self.dev, large=self.wm.cfg.deter >= PAPER_DETER)
         allow_tf32(self.dev)
         self.wm_opt = torch.optim.Adam(self.wm.parameters(), lr=self.wm_cfg.lr, eps=self.wm_cfg.eps)
@@ -258,10 +258,11 @@ class Practice:
 
         feat = self.wm.cfg.deter + self.wm.cfg.stoch_dim
         self.heads = RewardHeads(feat, self.tasks).to(self.dev)
-        if (self.bundle / HEADS_FILE).exists():  # start from the bundle's heads (they fit an older model)
+        heads_file = Bundle(self.bundle).reward_heads_file
+        if heads_file.exists():  # start from the bundle's heads (they fit an older model)
             from genrl_core.bundle import load_torch
 
-            saved = load_torch(self.bundle / HEADS_FILE)
+            saved = load_torch(heads_file)
             if saved["tasks"] == self.tasks:
                 self.heads.load_state_dict(saved["state_dict"])
         self.heads_opt = torch.optim.Adam(self.heads.parameters(), lr=1e-3)
@@ -352,10 +353,11 @@ class Practice:
         """Each learner's actor from the starting bundle's finished policy for its prompt; an oracle
         driver takes that of a prompt driver on its task. The practice then goes on from where
         per-prompt learning got, and its first episodes already go where that policy goes."""
-        from genrl_core.bundle import load_weights
+        from genrl_core.bundle import Bundle, load_weights
         from genrl_core.policies import POLICY_FILE, read_meta
 
-        metas = [m for m in map(read_meta, sorted((self.bundle / "policies").glob("*/"))) if m and m.finished]
+        policies = Bundle(self.bundle).policies_dir
+        metas = [m for m in map(read_meta, sorted(policies.glob("*/"))) if m and m.finished]
         by_prompt = {m.prompt: m for m in metas}
         by_task = {d.task: by_prompt[d.prompt] for d in self.plan.drivers
                    if d.kind == "prompt" and d.task and d.prompt in by_prompt}
@@ -371,7 +373,7 @@ class Practice:
                 raise ConfigError(f"--driver {d.spec!r}: the bundle's policy {meta.slug} has {shape}, this "
                                   f"learner hidden={learner.cfg.hidden} layers={learner.cfg.layers}: set those "
                                   "(--set hidden=... layers=...) or pass --no-warm-start")
-            load_weights(learner.actor, self.bundle / "policies" / meta.slug / POLICY_FILE)
+            load_weights(learner.actor, policies / meta.slug / POLICY_FILE)
             learner.updates = meta.updates_done
             self.warm.add(slug)
             self.log(f"[practice] {d.spec}: the actor starts from the bundle's policy {meta.slug} "
@@ -424,11 +426,11 @@ class Practice:
     # -------------------------------------------------------------- acting
     def collect_jobs(self, cycle: int) -> list[dict[str, Any]]:
         """One episode per driver, acting with the current weights (written for the workers)."""
-        from genrl_core.bundle import save_torch
+        from genrl_core.bundle import WORLD_MODEL_FILE, save_torch
         from genrl_core.data.store import EpisodeStore
 
         folder = self.out / COLLECT_DIR
-        save_torch(folder / "world_model.pt", self.wm.state_dict())
+        save_torch(folder / WORLD_MODEL_FILE, self.wm.state_dict())
         for slug, learner in self.learners.items():
             save_torch(folder / f"{slug}.pt", learner.actor.state_dict())
         on_disk, learning = [p.name for p in EpisodeStore(self.data).paths()], list(self.learners)
@@ -440,7 +442,7 @@ class Practice:
             jobs.append({"data": str(self.data), "driver": d.slug, "name": f"{PREFIX}{d.slug}-{index:05d}",
                          "env": d.task or self.body, "init": "random_pose" if d.kind == "explore" else "default",
                          "seed": zlib.crc32(f"{self.plan.seed}/{d.spec}/{index}".encode()),
-                         "policy": f"practice:{d.spec}", "wm": str(folder / "world_model.pt"),
+                         "policy": f"practice:{d.spec}", "wm": str(folder / WORLD_MODEL_FILE),
                          "wm_config": dataclasses.asdict(self.wm.cfg),
                          "actor": None if actor is None else str(folder / f"{actor}.pt"),
                          "hidden": cfg.hidden if cfg else 0, "layers": cfg.layers if cfg else 0})
@@ -611,18 +613,17 @@ def finish(practice: Practice, state: dict[str, Any], device: str, log) -> None:
     """Write OUT/bundle for the final world model: weights, start states, reward heads, connector,
     and each learning driver's policy. Stages are recorded, so a rerun skips the finished ones; new
     frames redo them all."""
-    from genrl_core.bundle import file_digest, read_config, save_torch, write_config
+    from genrl_core.bundle import Bundle, read_config, save_torch, write_config
     from genrl_core.train.behaviour import build_start_states
-    from genrl_core.train.reward_head import HEADS_FILE
-    from genrl_core.train.world_model import WEIGHTS_FILE
 
     bundle, data, plan = practice.bundle, practice.data, practice.plan
+    files = Bundle(bundle)
     frames = collected_frames(state)
     if state.get("finished_at") != frames:
         state["finished"], state["finished_at"] = [], frames
 
     def world_model() -> None:
-        save_torch(bundle / WEIGHTS_FILE, practice.wm.state_dict())
+        files.save_world_model(practice.wm)
         cfg = read_config(bundle)
         train = {**cfg.get("world_model_train", {})}
         base = state.setdefault("start_wm_step", int(train.get("step", 0)))
@@ -631,9 +632,7 @@ def finish(practice: Practice, state: dict[str, Any], device: str, log) -> None:
             "frames": frames, "wm_updates": practice.counters["wm_updates"], "drivers": [d.spec for d in plan.drivers],
             "held_out": list(HELD_OUT), "train_ratio": plan.train_ratio, "minutes": practice.counters["seconds"] / 60}})
         build_start_states(practice.wm.eval(), data, bundle, log=log)
-        save_torch(bundle / HEADS_FILE, {"tasks": practice.heads.tasks, "state_dict": practice.heads.state_dict(),
-                                         "steps": practice.counters["wm_updates"], "heldout_mae": {},
-                                         "world_model": file_digest(bundle / WEIGHTS_FILE)})
+        files.save_reward_heads(practice.heads, steps=practice.counters["wm_updates"], heldout_mae={})
 
     def connector() -> None:
         if not plan.connector_updates:
@@ -652,10 +651,10 @@ def finish(practice: Practice, state: dict[str, Any], device: str, log) -> None:
         from genrl_core.policies import POLICY_FILE, TARGET_FILE, PolicyMeta, PolicyStore, write_meta
         from genrl_core.prompt import Prompt
 
-        for old in (bundle / "policies").glob("*/"):  # learned on an older world model: they no longer load
+        for old in files.policies_dir.glob("*/"):  # learned on an older world model: they no longer load
             shutil.rmtree(old)
-        digest = file_digest(bundle / WEIGHTS_FILE)
-        store = PolicyStore(bundle / "policies", bundle / "policies", digest)
+        digest = files.world_model_digest()
+        store = PolicyStore(files.policies_dir, files.policies_dir, digest)
         vlm = read_config(bundle).get("connector", {}).get("vlm", "")  # the VLM its targets come through
         for slug, learner in practice.learners.items():
             d = practice.drivers[slug]

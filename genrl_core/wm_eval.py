@@ -13,11 +13,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from genrl_core.bundle import read_config
+from genrl_core.bundle import Bundle, read_config
 from genrl_core.data.replay import load_training_arrays
 from genrl_core.data.store import EpisodeStore
 from genrl_core.errors import ConfigError, DataError, MissingFileError
-from genrl_core.train.world_model import load_world_model
 from genrl_core.video import write_mp4
 
 
@@ -65,7 +64,7 @@ def evaluate_open_loop(bundle: str | Path, data: str | Path, out: str | Path, ep
                        log=print) -> dict:
     if context < 1 or horizon < 1:
         raise ConfigError(f"context ({context}) and horizon ({horizon}) must both be >= 1")
-    model = load_world_model(bundle)
+    model = Bundle(bundle).load_world_model()
     held = read_config(bundle).get("world_model_heldout", [])
     store = EpisodeStore(data)
     paths = [store.root / name for name in held if (store.root / name).exists()]

@@ -24,17 +24,16 @@ import torch
 
 
 def learn_one(bundle: str, job: dict, out: str, device: str) -> str:
+    from genrl_core.bundle import Bundle
     from genrl_core.models.reward import oracle_task
     from genrl_core.policies import PolicyMeta
     from genrl_core.train.behaviour import StartStates, learn_policy
-    from genrl_core.train.reward_head import load_reward_heads
-    from genrl_core.train.world_model import load_world_model
 
     torch.set_num_threads(1)
-    wm = load_world_model(bundle, device).requires_grad_(False)
+    wm = Bundle(bundle).load_world_model(device).requires_grad_(False)
     meta = PolicyMeta.from_dict(job["meta"])
     cfg = meta.config
-    heads = load_reward_heads(bundle, wm) if oracle_task(cfg.reward) else None
+    heads = Bundle(bundle).load_reward_heads(wm) if oracle_task(cfg.reward) else None
     starts = StartStates(wm, Path(bundle), cfg.start, generator=torch.Generator().manual_seed(cfg.seed))
     t0 = time.time()
     meta = learn_policy(wm, job["target"].to(device), starts, cfg, Path(out) / job["slug"], wm.cfg.action_dim,

@@ -21,7 +21,7 @@ def _learner(compile_setting: str, device: str = "cpu"
     model_cfg = preset("world_model", "tiny")["model"]
     wm = RSSM(model_cfg).requires_grad_(False).to(device)
     cfg = dataclasses.replace(preset("behaviour", "tiny")["behaviour"], horizon=4, align_states=2, batch=8,
-                              bf16=False, compile=compile_setting)
+                              amp="none", compile=compile_setting)
     gen = torch.Generator().manual_seed(1)
     deter = torch.randn(8, model_cfg.deter, generator=gen)
     stoch = torch.nn.functional.one_hot(torch.randint(model_cfg.classes, (8, model_cfg.stoch), generator=gen),

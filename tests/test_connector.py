@@ -109,12 +109,12 @@ def test_cli_target_writes_video(tiny_bundle, tmp_path, capsys):
 def test_connector_warm_start_goes_on_from_the_bundles_weights(tiny_bundle, tmp_path, walker_random_data):
     import shutil
 
-    from genrl_core.bundle import load_torch
-    from genrl_core.train.connector import STATE_FILE, train_connector
+    from genrl_core.bundle import Bundle, load_torch
+    from genrl_core.train.connector import train_connector
 
     bundle = tmp_path / "bundle"
     shutil.copytree(tiny_bundle, bundle)
-    (bundle / STATE_FILE).unlink()  # as a shipped bundle: weights, no optimizer state
+    Bundle(bundle).train_state_file("connector").unlink()  # as a shipped bundle: weights, no optimizer state
     before = load_torch(bundle / "connector.pt")
     lines: list[str] = []
     result = train_connector(walker_random_data, bundle, preset="tiny", overrides=["train.steps=42", "train.lr=1e-3"],

@@ -7,13 +7,12 @@ import json
 
 import pytest
 
-from genrl_core.bundle import file_digest, load_torch
+from genrl_core.bundle import Bundle, file_digest, load_torch
 from genrl_core.cli import main
 from genrl_core.data.store import EpisodeStore
 from genrl_core.dyna import STAGES, Driver, DynaPlan, report, run_dyna
 from genrl_core.errors import ConfigError
 from genrl_core.policies import read_meta
-from genrl_core.train.behaviour import START_STATES_FILE
 
 FAST = (("updates", "4"), ("batch", "8"), ("hidden", "32"), ("layers", "1"), ("log_every", "1"))
 
@@ -39,7 +38,7 @@ def test_one_round_collects_with_the_policy_fine_tunes_and_a_rerun_resumes(tiny_
     assert wm != source_wm
     assert read_meta(out / "round_01" / "policies" / closing["policies"][name]["slug"]).world_model == wm
     assert read_meta(out / "round_00" / "policies" / first["policies"][name]["slug"]).world_model == source_wm
-    assert load_torch(out / "bundle" / START_STATES_FILE)["world_model"] == wm
+    assert load_torch(Bundle(out / "bundle").start_states_file)["world_model"] == wm
     # round 0's policy collected its episode into the run's data, not into the source dataset
     new = [p.name for p in EpisodeStore(out / "data").paths() if p.name.startswith("learned_")]
     assert new == [f"learned_{first['policies'][name]['slug']}-00000.npz"]

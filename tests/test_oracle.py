@@ -8,14 +8,13 @@ import pytest
 import torch
 
 from genrl_core.agent import GenRL, PromptError
-from genrl_core.bundle import BundleError
+from genrl_core.bundle import Bundle, BundleError
 from genrl_core.cli import main
 from genrl_core.data import EpisodeStore, load_episode
 from genrl_core.errors import ConfigError
 from genrl_core.models.actor_critic import feature
 from genrl_core.models.nets import mode_onehot
 from genrl_core.train.behaviour import BehaviourLearner, actor_rollout
-from genrl_core.train.reward_head import HEADS_FILE, load_reward_heads
 from genrl_core.vlm.captions import WORDINGS
 
 FAST = {"updates": 4, "batch": 8, "hidden": 32, "layers": 1, "log_every": 1}
@@ -32,7 +31,7 @@ def oracle_bundle(tiny_bundle, walker_random_data, tmp_path_factory):
 
 def test_reward_heads_predict_true_rewards_better_than_their_mean(oracle_bundle, walker_random_data):
     agent = GenRL.load(oracle_bundle)
-    heads = load_reward_heads(oracle_bundle, agent.wm)
+    heads = Bundle(oracle_bundle).load_reward_heads(agent.wm)
     ep = load_episode(EpisodeStore(walker_random_data).paths()[0])
     with torch.no_grad():
         obs = agent.wm.observe(*(torch.from_numpy(ep[k])[None] for k in ("image", "action", "is_first")))
@@ -48,7 +47,7 @@ def test_reward_heads_predict_true_rewards_better_than_their_mean(oracle_bundle,
 
 def test_oracle_reward_is_the_heads_prediction_on_imagined_states(oracle_bundle):
     agent = GenRL.load(oracle_bundle)
-    heads = load_reward_heads(oracle_bundle, agent.wm)
+    heads = Bundle(oracle_bundle).load_reward_heads(agent.wm)
     cfg = agent.behaviour_config({**FAST, "reward": "oracle:walker_walk"})
     learner = BehaviourLearner(agent.wm, cfg, agent.wm.cfg.action_dim, heads)
     torch.manual_seed(0)
@@ -68,7 +67,7 @@ def test_imagined_return_sums_the_heads_over_the_policys_own_dream(oracle_bundle
     agent = GenRL.load(oracle_bundle, policies_dir=tmp_path)
     policy = agent.learn("walk forward", FAST)
     actor, _ = agent.load_policy(policy)
-    heads = load_reward_heads(oracle_bundle, agent.wm)
+    heads = Bundle(oracle_bundle).load_reward_heads(agent.wm)
     deter, stoch = agent.real_start(2, seed=5)
     total = torch.zeros(2)
     with torch.no_grad():  # three steps by hand, from the same real reset frames
@@ -88,14 +87,15 @@ def test_oracle_errors_name_the_fix(oracle_bundle, tiny_bundle, tmp_path):
     with pytest.raises(ConfigError, match="oracle:TASK"):
         agent.learn("x", {**FAST, "reward": "oracles"})
     bare = GenRL.load(tiny_bundle, policies_dir=tmp_path)
-    if not (tiny_bundle / HEADS_FILE).exists():
+    if not Bundle(tiny_bundle).reward_heads_file.exists():
         with pytest.raises(BundleError, match="genrl train-reward-heads"):
             bare.learn("x", {**FAST, "reward": "oracle:walker_walk"})
     stale = tmp_path / "stale"
     shutil.copytree(oracle_bundle, stale)
-    torch.save({k: v + 0.01 for k, v in torch.load(stale / "world_model.pt").items()}, stale / "world_model.pt")
+    weights = Bundle(stale).world_model_file
+    torch.save({k: v + 0.01 for k, v in torch.load(weights).items()}, weights)
     with pytest.raises(BundleError, match="another world model"):
-        load_reward_heads(stale, GenRL.load(stale).wm)
+        Bundle(stale).load_reward_heads(GenRL.load(stale).wm)
 
 
 def test_an_explicit_target_is_learned_and_named_by_its_states(oracle_bundle, tmp_path):

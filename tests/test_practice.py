@@ -9,13 +9,11 @@ import json
 import pytest
 
 from genrl_core.agent import GenRL
-from genrl_core.bundle import file_digest, load_torch
+from genrl_core.bundle import Bundle, file_digest, load_torch
 from genrl_core.cli import main
 from genrl_core.data.store import EpisodeStore
 from genrl_core.errors import ConfigError
 from genrl_core.practice import FINISH_STAGES, PREFIX, TRAIN_STATE, PracticeDriver, PracticePlan, run_practice
-from genrl_core.train.behaviour import START_STATES_FILE
-from genrl_core.train.reward_head import HEADS_FILE
 
 FAST = (("batch", "8"), ("hidden", "32"), ("layers", "1"), ("horizon", "8"), ("align_states", "4"))
 DRIVERS = ("oracle:walker_stand", "stand up straight@walker_stand", "explore")
@@ -52,8 +50,8 @@ def test_practice_collects_learns_scores_resumes_and_writes_a_bundle(tiny_bundle
     bundle = out / "bundle"
     wm = file_digest(bundle / "world_model.pt")
     assert wm != source_wm and state["finished"] == list(FINISH_STAGES)
-    assert load_torch(bundle / START_STATES_FILE)["world_model"] == wm
-    assert load_torch(bundle / HEADS_FILE)["world_model"] == wm
+    assert load_torch(Bundle(bundle).start_states_file)["world_model"] == wm
+    assert load_torch(Bundle(bundle).reward_heads_file)["world_model"] == wm
     agent = GenRL.load(bundle)
     policies = {p.meta.prompt: p for p in agent.policies.list()}
     assert set(policies) == {"oracle walker_stand", "stand up straight"}

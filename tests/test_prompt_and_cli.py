@@ -69,11 +69,11 @@ def test_steps_means_one_thing_everywhere():
 
 def test_one_settings_syntax_for_text_and_typed_values():
     cfg = BehaviourConfig()
-    text = parse_settings(["updates=7", "bf16=false", "actor_lr=1e-3"])
-    assert text == {"updates": "7", "bf16": "false", "actor_lr": "1e-3"}
+    text = parse_settings(["updates=7", "use_aligner=false", "actor_lr=1e-3"])
+    assert text == {"updates": "7", "use_aligner": "false", "actor_lr": "1e-3"}
     typed = apply_settings(cfg, text, "behaviour")  # the command line's text and JSON's typed values alike
-    assert (typed.updates, typed.bf16, typed.actor_lr) == (7, False, 1e-3)
-    assert apply_settings(cfg, {"updates": 7, "bf16": False, "actor_lr": 1e-3}, "behaviour") == typed
+    assert (typed.updates, typed.use_aligner, typed.actor_lr) == (7, False, 1e-3)
+    assert apply_settings(cfg, {"updates": 7, "use_aligner": False, "actor_lr": 1e-3}, "behaviour") == typed
     sections = apply_overrides(preset("world_model", "tiny"), ["model.deter=48", "train.amp=none"])
     assert sections["model"].deter == 48 and sections["train"].amp == "none"
     for bad, message in ((["updates=many"], "bad value for behaviour.updates: expected int, got 'many'"),

@@ -76,7 +76,7 @@ def outputs() -> dict[str, dict]:
 
     # two behaviour updates: imagination with the actor, the reward, returns, both optimisers
     wm.requires_grad_(False)
-    cfg = dataclasses.replace(preset("behaviour", "tiny")["behaviour"], horizon=8, align_states=4, batch=8, bf16=False)
+    cfg = dataclasses.replace(preset("behaviour", "tiny")["behaviour"], horizon=8, align_states=4, batch=8, amp="none")
     torch.manual_seed(3)
     learner = BehaviourLearner(wm, cfg, model_cfg.action_dim)
     starts = (obs["deter"][:, -1].repeat(4, 1), obs["stoch"][:, -1].repeat(4, 1, 1))

@@ -2,11 +2,12 @@
 
 import json
 
+import numpy as np
 import pytest
 import torch
 
 from genrl_core.config import WMTrainConfig
-from genrl_core.train.loop import resolve_amp, should_compile
+from genrl_core.train.loop import TrainState, numpy_rng, resolve_amp, should_compile, torch_rng
 from genrl_core.train.world_model import SNAPSHOT_DIR, train_world_model
 
 QUIET = {"progress": False, "log": lambda *_: None}
@@ -43,3 +44,17 @@ def test_snapshots_and_a_time_budget_stop_with_a_checkpoint(walker_random_data, 
     assert 1 <= result["step"] < 100000
     saved = json.loads((budget / "config.json").read_text())["world_model_train"]
     assert saved["step"] == result["step"] and (budget / "train_state" / "world_model.pt").exists()
+
+
+def test_a_train_state_restores_its_step_time_and_random_streams(tmp_path):
+    rng = np.random.default_rng(0)
+    gen = torch.Generator().manual_seed(1)
+    streams = {"torch_rng": torch_rng(), "rng": numpy_rng(rng), "gen": (gen.get_state, gen.set_state)}
+    TrainState(tmp_path / "state.pt", streams).save(7, 12.5, model={"w": torch.ones(2)})
+    want = (torch.rand(3), rng.random(3), torch.rand(3, generator=gen))
+    run = TrainState(tmp_path / "state.pt", streams)
+    state = run.load()
+    assert (run.step, run.elapsed) == (7, 12.5) and torch.equal(state["model"]["w"], torch.ones(2))
+    got = (torch.rand(3), rng.random(3), torch.rand(3, generator=gen))
+    assert torch.equal(got[0], want[0]) and np.array_equal(got[1], want[1]) and torch.equal(got[2], want[2])
+    assert TrainState(tmp_path / "none.pt", streams).load() is None

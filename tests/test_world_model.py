@@ -11,11 +11,11 @@ import pytest
 import torch
 from helpers_state import assert_same_state
 
-from genrl_core.bundle import BundleError, load_weights
+from genrl_core.bundle import Bundle, BundleError, load_weights
 from genrl_core.cli import main
 from genrl_core.data import EpisodeStore, load_episode
 from genrl_core.models.rssm import RSSM, RSSMConfig
-from genrl_core.train.world_model import STATE_FILE, TrainingDiverged, train_world_model
+from genrl_core.train.world_model import TrainingDiverged, train_world_model
 
 TINY = RSSMConfig(deter=32, stoch=4, classes=4, hidden=32, depth=4)
 QUIET = {"progress": False, "log": lambda *_: None}
@@ -76,13 +76,13 @@ def test_resume_is_exact_20_plus_10_equals_30(tmp_path, walker_random_data):
     fresh process-level start that resumes, and 10 more give bit-identical tensors to 30 straight."""
     resumed, straight = tmp_path / "resumed", tmp_path / "straight"
     train_world_model(walker_random_data, resumed, preset="tiny", overrides=["train.steps=20"], **QUIET)
-    assert torch.load(resumed / STATE_FILE, weights_only=True)["step"] == 20
+    assert torch.load(Bundle(resumed).train_state_file("world_model"), weights_only=True)["step"] == 20
     at_20 = torch.load(resumed / "world_model.pt", weights_only=True)
     res = train_world_model(walker_random_data, resumed, preset="tiny", overrides=["train.steps=30"], **QUIET)
     train_world_model(walker_random_data, straight, preset="tiny", overrides=["train.steps=30"], **QUIET)
     assert [r["step"] for r in _log(resumed)] == [10, 20, 30]  # the second run logged only step 30
-    a = torch.load(resumed / STATE_FILE, weights_only=True)
-    b = torch.load(straight / STATE_FILE, weights_only=True)
+    a = torch.load(Bundle(resumed).train_state_file("world_model"), weights_only=True)
+    b = torch.load(Bundle(straight).train_state_file("world_model"), weights_only=True)
     assert a.keys() == b.keys() >= {"model", "optimizer", "torch_rng", "replay_rng", "step"}
     a.pop("elapsed"), b.pop("elapsed")  # wall-clock seconds: the only field allowed to differ
     assert_same_state(a, b)  # weights, Adam moments and step counts, torch and sampler RNG streams
@@ -124,7 +124,7 @@ def test_nan_loss_stops_and_keeps_last_checkpoint(tmp_path, walker_random_data):
     with pytest.raises(TrainingDiverged, match="last good checkpoint"):
         train_world_model(poisoned.root, bundle, preset="tiny", overrides=["train.steps=10"], **QUIET)
     assert (bundle / "world_model.pt").read_bytes() == before
-    assert torch.load(bundle / STATE_FILE, weights_only=True)["step"] == 5
+    assert torch.load(Bundle(bundle).train_state_file("world_model"), weights_only=True)["step"] == 5
 
 
 def test_ddp_two_processes_stay_in_sync_and_average_their_gradients(tmp_path, walker_random_data):
@@ -193,5 +193,5 @@ def test_sigterm_saves_a_checkpoint_and_exits(tmp_path, walker_random_data):
     proc.terminate()  # SIGTERM, as `kill PID` or a job scheduler sends
     out, _ = proc.communicate(timeout=60)
     assert proc.returncode == 130 and "interrupted at step" in out
-    step = torch.load(bundle / STATE_FILE, weights_only=True)["step"]
+    step = torch.load(Bundle(bundle).train_state_file("world_model"), weights_only=True)["step"]
     assert step >= 10 and json.loads((bundle / "config.json").read_text())["world_model_train"]["step"] == step

@@ -51,7 +51,7 @@ class Policy:
 
     @classmethod
     def _learned(cls, folder: Path, body: str, bundle: str | Path | None) -> Policy:
-        from genrl_core.bundle import file_digest, read_config
+        from genrl_core.bundle import Bundle, read_config
         from genrl_core.policies import POLICY_FILE, read_meta
 
         meta = read_meta(folder)
@@ -59,8 +59,8 @@ class Policy:
             raise ConfigError(f"{folder} is not a finished policy folder (meta.json and {POLICY_FILE})")
         if bundle is None:
             raise ConfigError(f"learned:{folder} needs the bundle it was learned on (--bundle)")
-        weights = Path(bundle) / "world_model.pt"
-        if not weights.exists() or file_digest(weights) != meta.world_model:
+        files = Bundle(bundle)
+        if not files.world_model_file.exists() or files.world_model_digest() != meta.world_model:
             raise ConfigError(f"policy {meta.slug} was not learned on the world model of {bundle}")
         if read_config(bundle).get("body") != body:
             raise ConfigError(f"{bundle} is a bundle for {read_config(bundle).get('body')!r}, not {body!r}")
@@ -91,11 +91,11 @@ class PixelActor:
 
     @classmethod
     def from_policy(cls, policy: Policy, seed: int) -> PixelActor:
+        from genrl_core.bundle import Bundle
         from genrl_core.policies import LearnedPolicy, load_actor, read_meta
-        from genrl_core.train.world_model import load_world_model
 
         torch.manual_seed(seed)
-        wm = load_world_model(policy.bundle)
+        wm = Bundle(policy.bundle).load_world_model()
         folder = Path(policy.path)
         return cls(wm, load_actor(LearnedPolicy(read_meta(folder), folder), wm.cfg))
 

@@ -18,26 +18,16 @@ from typing import Any
 
 import torch
 
-from genrl_core.bundle import BundleError, load_torch, read_config, relative_to_bundle, save_torch, write_config
+from genrl_core.bundle import Bundle, BundleError, relative_to_bundle
 from genrl_core.config import ConnectorTrainConfig, apply_overrides
 from genrl_core.config import preset as get_preset
 from genrl_core.data.replay import EpisodeReplay
 from genrl_core.errors import MissingFileError
 from genrl_core.models.aligner import Aligner
 from genrl_core.models.connector import Connector
-from genrl_core.train.loop import (
-    PAPER_DETER,
-    ProgressLog,
-    allow_tf32,
-    autocast,
-    compile_for,
-    resolve_amp,
-    should_compile,
-)
-from genrl_core.train.world_model import load_world_model
+from genrl_core.train.loop import PAPER_DETER, DeviceChoice, ProgressLog, TrainState, torch_rng
 from genrl_core.vlm import WINDOW, embeddings_dir, load_vlm, load_window_embeddings
 
-STATE_FILE = Path("train_state") / "connector.pt"
 LOG_FILE = Path("logs") / "connector.jsonl"
 
 
@@ -61,8 +51,9 @@ def train_connector(data: str | Path, bundle: str | Path, preset: str = "small",
     weights (counting on from their recorded step) rather than afresh, e.g. to refit them to a world
     model that practice went on training."""
     bundle, dev = Path(bundle), torch.device(device)
+    files = Bundle(bundle)
     cfg: ConnectorTrainConfig = apply_overrides(get_preset("connector", preset), overrides or [])["train"]
-    wm = load_world_model(bundle, device)
+    wm = files.load_world_model(device)
     for p in wm.parameters():
         p.requires_grad_(False)
     vlm = load_vlm(bundle, device=device)
@@ -78,64 +69,56 @@ def train_connector(data: str | Path, bundle: str | Path, preset: str = "small",
     aligner = Aligner(vlm.embed_dim).to(dev)
     params = list(connector.parameters()) + list(aligner.parameters())
     opt = torch.optim.Adam(params, lr=cfg.lr, fused=dev.type == "cuda")
-    config = read_config(bundle)
-    step, elapsed_before = 0, 0.0
-    if (bundle / STATE_FILE).exists():
-        state = load_torch(bundle / STATE_FILE)
+    config = files.config()
+    step = 0
+    run = TrainState(files.train_state_file("connector"), {"replay_rng": (replay.get_state, replay.set_state),
+                                                           "torch_rng": torch_rng()})
+    if (state := run.load()) is not None:
         if state.get("vlm") != vlm.name:
             raise BundleError(f"{bundle}: the connector was trained on VLM {state.get('vlm')}, the bundle now has "
-                              f"{vlm.name}; delete {bundle / STATE_FILE} to start the connector over")
+                              f"{vlm.name}; delete {run.path} to start the connector over")
         connector.load_state_dict(state["connector"])
         aligner.load_state_dict(state["aligner"])
         opt.load_state_dict(state["optimizer"])
-        step, elapsed_before = int(state["step"]), float(state["elapsed"])
-        replay.set_state(state["replay_rng"])
-        torch.set_rng_state(state["torch_rng"])
+        step = run.step
         log(f"[train-connector] resumed {bundle} at step {step}")
-    elif warm_start and (bundle / "connector.pt").exists() and (bundle / "aligner.pt").exists():
+    elif warm_start and files.connector_file.exists() and files.aligner_file.exists():
         trained_on = config.get("connector", {}).get("vlm")
         if trained_on != vlm.name:
             raise BundleError(f"{bundle}: its connector was trained on VLM {trained_on}, the bundle now has "
                               f"{vlm.name}; train one afresh without --warm-start")
         try:
-            connector.load_state_dict(load_torch(bundle / "connector.pt"))
-            aligner.load_state_dict(load_torch(bundle / "aligner.pt"))
-        except RuntimeError as e:  # another world-model size or VLM width
+            files.load_connector(connector, aligner)
+        except BundleError as e:  # another world-model size or VLM width
             raise BundleError(f"{bundle}: its connector does not fit its world model and VLM ({e}); "
                               f"train one afresh without --warm-start") from None
         step = int(config.get("connector", {}).get("train", {}).get("step", 0))
         log(f"[train-connector] {bundle}: starting from its connector and aligner at step {step}")
 
     def checkpoint(elapsed: float) -> None:
-        save_torch(bundle / STATE_FILE, {
-            "connector": connector.state_dict(), "aligner": aligner.state_dict(), "optimizer": opt.state_dict(),
-            "step": step, "elapsed": elapsed, "vlm": vlm.name, "replay_rng": replay.get_state(),
-            "torch_rng": torch.get_rng_state()})
-        save_torch(bundle / "connector.pt", connector.state_dict())
-        save_torch(bundle / "aligner.pt", aligner.state_dict())
-        write_config(bundle, {**read_config(bundle), "connector": {
+        run.save(step, elapsed, connector=connector.state_dict(), aligner=aligner.state_dict(),
+                 optimizer=opt.state_dict(), vlm=vlm.name)
+        files.save_connector(connector, aligner)
+        files.update_config({"connector": {
             "embed_dim": vlm.embed_dim, "vlm": vlm.name, "data": relative_to_bundle(data, bundle),
             "heldout": [p.name for p in held],
             "train": {**dataclasses.asdict(cfg), "step": step, "train_seconds": round(elapsed, 1),
-                      "device": str(dev), "amp": str(amp), "compiled": compiled}}})
+                      "device": str(dev), **choice.record()}}})
 
-    amp = resolve_amp(cfg.amp, dev, large=wm.cfg.deter >= PAPER_DETER)
-    allow_tf32(dev)
+    choice = DeviceChoice.choose(dev, cfg.amp, cfg.compile, wm.cfg.deter >= PAPER_DETER, cfg.steps - step)
 
     def losses(batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        with autocast(dev, amp):
+        with choice.autocast():
             conn_loss = connector_batch_loss(wm, connector, batch)
             align_loss = aligner.loss(batch["embedding"].flatten(0, 1).float())
         return conn_loss.float(), align_loss.float()
 
-    compiled = should_compile(cfg.compile, dev, cfg.steps - step)
-    if compiled:
-        losses = compile_for(losses, dev)
+    losses = choice.compile(losses)
     log(f"[train-connector] {replay.num_episodes} episodes, VLM {vlm.name}, "
         f"world model {config.get('world_model_preset')} at step {config.get('world_model_train', {}).get('step')}; "
-        f"device {dev}, amp {amp}, compile {compiled}")
+        f"{choice}")
     plog = ProgressLog(bundle / LOG_FILE, cfg.steps, step, cfg.log_every, cfg.checkpoint_minutes,
-                       "train-connector", progress, elapsed_before)
+                       "train-connector", progress, run.elapsed)
     with plog.saving_on_interrupt(lambda: checkpoint(plog.elapsed), log):
         while step < cfg.steps:
             batch = replay.sample(cfg.batch)

@@ -1,18 +1,24 @@
-"""What every training loop shares: averaged JSONL metrics with rates, the same scalars as
-TensorBoard event files beside them (`tensorboard/<log name>/`, opened by `genrl logs`), a
-progress bar with ETA, a wall-clock checkpoint timer, and the choice of precision and of
-compiling for a device."""
+"""What every training loop shares: its resumable state file (`TrainState`: step, training
+seconds and random streams, saved and restored the same way by every trainer), the choice of
+precision and of compiling for a device (`DeviceChoice`), averaged JSONL metrics with rates, the
+same scalars as TensorBoard event files beside them (`tensorboard/<log name>/`, opened by `genrl
+logs`), a progress bar with ETA and a wall-clock checkpoint timer (`ProgressLog`)."""
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import torch
 from tqdm import tqdm
+
+from genrl_core.bundle import load_torch, save_torch
 
 TENSORBOARD_DIR = "tensorboard"
 PAPER_DETER = 1024  # from this world-model size up, bf16 beats fp32 on a GPU; below it the casts cost more
@@ -37,7 +43,12 @@ def resolve_amp(amp: str, device: torch.device, large: bool = True) -> torch.dty
     return torch.bfloat16 if ("avx512_bf16" in flags or "amx_bf16" in flags) else None
 
 
-COMPILE_MIN_UPDATES = 2000  # compiling takes over a minute: on a GPU it pays off after about this many updates
+# `compile=auto` compiles on a GPU for runs with at least this many updates left. Compiling takes
+# about a minute either way; what differs is the time it saves per update (docs/EXPERIMENTS.md, "Speed"):
+COMPILE_MIN_UPDATES = 2000  # a trainer's step (world model, VLM, connector): ~75 s to compile pays off after ~2,000
+# a behaviour update is 16 imagined steps of small kernels, bound by their launches when eager, so
+# compiling saves more per update and pays back within ~1,000
+COMPILE_MIN_BEHAVIOUR_UPDATES = 1000
 
 
 def should_compile(setting: str, device: torch.device, remaining: int, min_updates: int = COMPILE_MIN_UPDATES) -> bool:
@@ -63,6 +74,84 @@ def allow_tf32(device: torch.device) -> None:
     """fp32 matmuls and convolutions on TF32 tensor cores, where fp32 is what `resolve_amp` chose."""
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+
+
+@dataclasses.dataclass(frozen=True)
+class DeviceChoice:
+    """A trainer's precision and compiling for its device, as its log line and config.json record them."""
+
+    device: torch.device
+    amp: torch.dtype | None  # the autocast dtype; None: fp32 (on TF32 tensor cores on a GPU)
+    compiled: bool
+
+    @classmethod
+    def choose(cls, device: torch.device, amp: str, compile: str, large: bool, remaining: int) -> DeviceChoice:
+        """`amp` and `compile` as a trainer's config gives them; `large`: a model of the paper's sizes
+        (see `resolve_amp`); `remaining`: the updates this run has left (see `should_compile`)."""
+        allow_tf32(device)
+        return cls(device, resolve_amp(amp, device, large), should_compile(compile, device, remaining))
+
+    def compile(self, fn: Callable) -> Callable:
+        """`fn` compiled for the device where compiling was chosen, else `fn` itself."""
+        return compile_for(fn, self.device) if self.compiled else fn
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        return autocast(self.device, self.amp)
+
+    def record(self) -> dict[str, Any]:
+        """What config.json records of the choice."""
+        return {"amp": str(self.amp), "compiled": self.compiled}
+
+    def __str__(self) -> str:
+        return f"device {self.device}, amp {self.amp}, compile {self.compiled}"
+
+
+RngStream = tuple[Callable[[], Any], Callable[[Any], None]]  # how to read and how to restore one random stream
+
+
+def torch_rng() -> RngStream:
+    """The global torch CPU stream (weight init, dropout, sampled latents)."""
+    return torch.get_rng_state, torch.set_rng_state
+
+
+def cuda_rng(device: torch.device) -> RngStream:
+    return (lambda: torch.cuda.get_rng_state(device)), (lambda state: torch.cuda.set_rng_state(state, device))
+
+
+def numpy_rng(rng: np.random.Generator) -> RngStream:
+    """A numpy generator, stored as its JSON state (a torch state file holds only tensors and plain data)."""
+
+    def restore(state: str) -> None:
+        rng.bit_generator.state = json.loads(state)
+
+    return (lambda: json.dumps(rng.bit_generator.state)), restore
+
+
+class TrainState:
+    """A trainer's resumable state file: its own parts (models, optimisers) beside what every
+    trainer keeps the same way: the step, the training seconds so far (over all runs) and its
+    random streams, so that a resumed run draws what an uninterrupted one would have drawn."""
+
+    def __init__(self, path: Path, rngs: dict[str, RngStream]):
+        self.path, self.rngs = Path(path), rngs
+        self.step, self.elapsed = 0, 0.0
+
+    def load(self, restore_rng: bool = True) -> dict[str, Any] | None:
+        """The saved state, or None where there is none; sets `step` and `elapsed` and, with
+        `restore_rng`, restores the random streams that were saved."""
+        if not self.path.exists():
+            return None
+        state = load_torch(self.path)
+        self.step, self.elapsed = int(state.get("step", 0)), float(state.get("elapsed", 0.0))
+        if restore_rng:
+            for key, (_, restore) in self.rngs.items():
+                if state.get(key) is not None:
+                    restore(state[key])
+        return state
+
+    def save(self, step: int, elapsed: float, **parts: Any) -> None:
+        save_torch(self.path, {**parts, "step": step, "elapsed": elapsed,
+                               **{key: read() for key, (read, _) in self.rngs.items()}})
 
 
 def event_writer(folder: Path):

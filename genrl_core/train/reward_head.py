@@ -7,8 +7,8 @@ ladder (`benchmarks/score_ladder.py`). A policy learned with `reward=oracle:walk
 shows what the world model plus the actor-critic can reach when the reward is right, so a
 gap between it and a prompt's score is the prompt's (VLM, aligner, connector, matching
 reward), not the learner's. One MLP predicts every task reward column of the dataset from
-the posterior features [h, s] of the frozen world model; it is stored in
-`reward_heads.pt` with the digest of the world model it was trained on.
+the posterior features [h, s] of the frozen world model (`models.reward_heads`); the bundle
+stores it with the digest of the world model it was trained on (`Bundle.save_reward_heads`).
 """
 
 from __future__ import annotations
@@ -20,32 +20,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from genrl_core.bundle import BundleError, file_digest, load_torch, save_torch
+from genrl_core.bundle import Bundle
 from genrl_core.data.replay import EpisodeReplay
 from genrl_core.data.store import read_arrays
 from genrl_core.models.actor_critic import feature
-from genrl_core.models.nets import mlp
+from genrl_core.models.reward_heads import RewardHeads
 from genrl_core.models.rssm import RSSM
 from genrl_core.train.loop import ProgressLog
-
-HEADS_FILE = "reward_heads.pt"
-
-
-class RewardHeads(torch.nn.Module):
-    """feature [h, s] -> one predicted reward per task (per agent step, as the dataset stores it)."""
-
-    def __init__(self, feat_dim: int, tasks: list[str], hidden: int = 256):
-        super().__init__()
-        self.tasks = list(tasks)
-        self.net = mlp(feat_dim, hidden, len(tasks), layers=2)
-
-    def forward(self, feat: torch.Tensor) -> torch.Tensor:
-        return self.net(feat)
-
-    def column(self, task: str) -> int:
-        if task not in self.tasks:
-            raise BundleError(f"no oracle reward head for {task!r}; the bundle has: {', '.join(self.tasks)}")
-        return self.tasks.index(task)
 
 
 def _task_names(path: Path) -> list[str]:
@@ -56,7 +37,7 @@ def train_reward_heads(wm: RSSM, data: str | Path, bundle: str | Path, steps: in
                        seq_len: int = 32, lr: float = 1e-3, seed: int = 0, progress: bool = True,
                        log=print) -> dict[str, Any]:
     """Fit the heads on the training split; report the held-out error per task; save to the bundle."""
-    bundle = Path(bundle)
+    bundle = Bundle(bundle)
     device = next(wm.parameters()).device
     extras = {"task_rewards": lambda p: read_arrays(p, ("task_rewards",))["task_rewards"]}
     replay, held = EpisodeReplay.from_dir(data, seq_len, device, seed=seed, extras=extras, log=log)
@@ -70,7 +51,7 @@ def train_reward_heads(wm: RSSM, data: str | Path, bundle: str | Path, steps: in
         obs = wm.observe(sample["image"], sample["action"], sample["is_first"])
         return feature(obs["deter"], obs["stoch"])[:, seq_len // 4:]  # past the warm-up steps
 
-    plog = ProgressLog(bundle / "logs" / "reward_heads.jsonl", steps, 0, max(1, min(100, steps // 10)), 1e9,
+    plog = ProgressLog(bundle.path / "logs" / "reward_heads.jsonl", steps, 0, max(1, min(100, steps // 10)), 1e9,
                        "train-reward-heads", progress)
     for step in range(1, steps + 1):
         sample = replay.sample(batch)
@@ -81,10 +62,9 @@ def train_reward_heads(wm: RSSM, data: str | Path, bundle: str | Path, steps: in
         plog.update(step, {"mse": loss.detach()})
     plog.close()
     errors = heldout_errors(wm, heads, held, seq_len) if held else {}
-    save_torch(bundle / HEADS_FILE, {"tasks": tasks, "state_dict": heads.state_dict(), "steps": steps,
-                                     "heldout_mae": errors, "world_model": file_digest(bundle / "world_model.pt")})
+    bundle.save_reward_heads(heads, steps, errors)
     log(f"[reward-heads] {len(tasks)} tasks, {steps} steps; held-out mean abs error per step: "
-        + ", ".join(f"{t} {e:.3f}" for t, e in errors.items()) + f" -> {bundle / HEADS_FILE}")
+        + ", ".join(f"{t} {e:.3f}" for t, e in errors.items()) + f" -> {bundle.reward_heads_file}")
     return {"tasks": tasks, "heldout_mae": errors}
 
 
@@ -101,15 +81,3 @@ def heldout_errors(wm: RSSM, heads: RewardHeads, paths: list[Path], seq_len: int
     mae = torch.stack(errs).mean(0).numpy()
     return {t: round(float(e), 4) for t, e in zip(heads.tasks, np.asarray(mae), strict=True)}
 
-
-def load_reward_heads(bundle: str | Path, wm: RSSM) -> RewardHeads:
-    path = Path(bundle) / HEADS_FILE
-    if not path.exists():
-        raise BundleError(f"{bundle} has no oracle reward heads; train them with "
-                          f"`genrl train-reward-heads --data DIR --bundle {bundle}`")
-    state = load_torch(path)
-    if state.get("world_model") != file_digest(Path(bundle) / "world_model.pt"):
-        raise BundleError(f"{path} was trained for another world model; retrain it with `genrl train-reward-heads`")
-    heads = RewardHeads(wm.cfg.deter + wm.cfg.stoch_dim, state["tasks"])
-    heads.load_state_dict(state["state_dict"])
-    return heads.to(next(wm.parameters()).device).eval().requires_grad_(False)

@@ -13,7 +13,6 @@ config.json['vlm'].
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -23,19 +22,17 @@ import open_clip
 import torch
 import torch.nn.functional as F
 
-from genrl_core.bundle import BundleError, load_torch, read_config, relative_to_bundle, save_torch, write_config
+from genrl_core.bundle import Bundle, BundleError, relative_to_bundle
 from genrl_core.config import EmbeddedVLMConfig, VLMTrainConfig, apply_overrides
 from genrl_core.config import preset as get_preset
 from genrl_core.data.replay import split_episodes
 from genrl_core.data.store import EpisodeStore, load_episode
 from genrl_core.errors import DataError, MissingFileError
-from genrl_core.train.loop import ProgressLog, allow_tf32, autocast, compile_for, resolve_amp, should_compile
+from genrl_core.train.loop import DeviceChoice, ProgressLog, TrainState, numpy_rng
 from genrl_core.vlm.base import WINDOW, window_indices
 from genrl_core.vlm.captions import caption, window_concepts
 from genrl_core.vlm.embedded import EmbeddedVLM, VideoCLIP, make_tokenizer
 
-STATE_FILE = Path("train_state") / "vlm.pt"
-WEIGHTS_FILE = "vlm.pt"
 LOG_FILE = Path("logs") / "vlm.jsonl"
 LARGE_VIT_WIDTH = 768
 
@@ -111,7 +108,8 @@ def train_vlm(data: str | Path, out: str | Path, preset: str = "small", override
     out, dev = Path(out), torch.device(device)
     cfg: VLMTrainConfig = sections["train"]
     model_cfg: EmbeddedVLMConfig = sections["model"]
-    bundle = read_config(out)
+    files = Bundle(out)
+    bundle = files.config()
     saved = bundle.get("vlm", {}).get("config")
     if saved and not any(item.startswith("model.") for item in overrides):
         model_cfg = EmbeddedVLMConfig(**saved)
@@ -127,13 +125,12 @@ def train_vlm(data: str | Path, out: str | Path, preset: str = "small", override
     model = VideoCLIP(model_cfg).to(dev)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=dev.type == "cuda")
-    step, elapsed_before = 0, 0.0
-    if (out / STATE_FILE).exists():
-        state = load_torch(out / STATE_FILE)
+    step = 0
+    run = TrainState(files.train_state_file("vlm"), {"rng": numpy_rng(rng)})
+    if (state := run.load()) is not None:
         model.load_state_dict(state["model"], strict=False)
         opt.load_state_dict(state["optimizer"])
-        step, elapsed_before = int(state["step"]), float(state["elapsed"])
-        rng.bit_generator.state = json.loads(state["rng"])
+        step = run.step
         log(f"[train-vlm] resumed {out} at step {step}")
     loss_fn = open_clip.ClipLoss()
     captions = CaptionCache(model, dev)
@@ -142,29 +139,25 @@ def train_vlm(data: str | Path, out: str | Path, preset: str = "small", override
         "heldout": [p.name for p in held]}}
 
     def checkpoint(elapsed: float) -> None:
-        save_torch(out / STATE_FILE, {"model": model.trainable_state(), "optimizer": opt.state_dict(), "step": step,
-                                      "elapsed": elapsed, "rng": json.dumps(rng.bit_generator.state)})
-        save_torch(out / WEIGHTS_FILE, model.trainable_state())
-        write_config(out, {**read_config(out), **meta, "vlm_train": {
+        run.save(step, elapsed, model=model.trainable_state(), optimizer=opt.state_dict())
+        files.save_vlm(model.trainable_state())
+        files.update_config({**meta, "vlm_train": {
             **dataclasses.asdict(cfg), "step": step, "train_seconds": round(elapsed, 1), "device": str(dev),
-            "amp": str(amp), "compiled": compiled}})
+            **choice.record()}})
 
     plog = ProgressLog(out / LOG_FILE, cfg.steps, step, cfg.log_every, cfg.checkpoint_minutes, "train-vlm",
-                       progress, elapsed_before)
+                       progress, run.elapsed)
     # ViT-B width and up counts as large (bf16 on CUDA), by analogy with the world model, where small
     # models are launch-bound on a GPU and the casts cost more than they save
-    amp = resolve_amp(cfg.amp, dev, large=model_cfg.width >= LARGE_VIT_WIDTH)
-    allow_tf32(dev)
+    choice = DeviceChoice.choose(dev, cfg.amp, cfg.compile, model_cfg.width >= LARGE_VIT_WIDTH, cfg.steps - step)
 
     def batch_loss(frames: torch.Tensor, text: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        with autocast(dev, amp):
+        with choice.autocast():
             video = F.normalize(model.encode_video(frames).float(), dim=-1)
         return loss_fn(video, text, model.logit_scale.exp()), video
 
-    compiled = should_compile(cfg.compile, dev, cfg.steps - step)
-    if compiled:
-        batch_loss = compile_for(batch_loss, dev)
-    log(f"[train-vlm] device {dev}, amp {amp}, compile {compiled}")
+    batch_loss = choice.compile(batch_loss)
+    log(f"[train-vlm] {choice}")
     model.train()
     with plog.saving_on_interrupt(lambda: checkpoint(plog.elapsed), log):
         while step < cfg.steps:

@@ -19,33 +19,15 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from genrl_core.bundle import (
-    BundleError,
-    load_torch,
-    load_weights,
-    read_config,
-    relative_to_bundle,
-    save_torch,
-    write_config,
-)
+from genrl_core.bundle import TRAIN_STATE_DIR, Bundle, BundleError, load_weights, relative_to_bundle, save_torch
 from genrl_core.config import WMTrainConfig, apply_overrides
 from genrl_core.config import preset as get_preset
 from genrl_core.data.replay import EpisodeReplay
 from genrl_core.errors import ConfigError, GenRLError
 from genrl_core.models.rssm import RSSM, RSSMConfig, config_from_dict
-from genrl_core.train.loop import (
-    PAPER_DETER,
-    ProgressLog,
-    allow_tf32,
-    autocast,
-    compile_for,
-    resolve_amp,
-    should_compile,
-)
+from genrl_core.train.loop import PAPER_DETER, DeviceChoice, ProgressLog, TrainState, cuda_rng, torch_rng
 
-STATE_FILE = Path("train_state") / "world_model.pt"
-SNAPSHOT_DIR = Path("train_state") / "snapshots"
-WEIGHTS_FILE = "world_model.pt"
+SNAPSHOT_DIR = Path(TRAIN_STATE_DIR) / "snapshots"
 LOG_FILE = Path("logs") / "world_model.jsonl"
 
 
@@ -65,7 +47,7 @@ def resolve_configs(out: Path, preset: str, overrides: list[str],
         model_cfg = dataclasses.replace(model_cfg, action_dim=action_dim)
     sections = apply_overrides({"model": model_cfg, "train": train_cfg}, overrides)
     model_cfg, train_cfg = sections["model"], sections["train"]
-    bundle = read_config(out)
+    bundle = Bundle(out).config()
     if "world_model" in bundle:
         saved = config_from_dict(bundle["world_model"])
         old_preset = bundle.get("world_model_preset")
@@ -110,35 +92,28 @@ def train_world_model(data: str | Path, out: str | Path, preset: str = "small", 
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, eps=cfg.eps, fused=dev.type == "cuda")
-    step, elapsed_before = 0, 0.0
-    state_path, weights_path = out / STATE_FILE, out / WEIGHTS_FILE
-    if state_path.exists():
-        state = load_torch(state_path)
+    files = Bundle(out)
+    step = 0
+    run = TrainState(files.train_state_file("world_model"), {
+        "torch_rng": torch_rng(), "replay_rng": (replay.get_state, replay.set_state),
+        **({"cuda_rng": cuda_rng(dev)} if dev.type == "cuda" else {})})
+    if (state := run.load(restore_rng=rank == 0)) is not None:
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
-        step, elapsed_before = int(state["step"]), float(state.get("elapsed", 0.0))
-        if rank == 0:
-            torch.set_rng_state(state["torch_rng"])
-            replay.set_state(state["replay_rng"])
-            if dev.type == "cuda" and "cuda_rng" in state:
-                torch.cuda.set_rng_state(state["cuda_rng"], dev)
-        else:  # other ranks draw their own fresh streams per resume point
+        step = run.step
+        if rank != 0:  # other ranks draw their own fresh streams per resume point
             torch.manual_seed(1000 * cfg.seed + rank + step)
             replay.generator.manual_seed(1000 * cfg.seed + rank + step)
         log(f"[train-wm] resumed {out} at step {step}")
-    elif weights_path.exists():
-        load_weights(model, weights_path)
+    elif files.world_model_file.exists():
+        load_weights(model, files.world_model_file)
         step = int(bundle.get("world_model_train", {}).get("step", 0))
-        log(f"[train-wm] warm start from {weights_path} at step {step} (no optimizer state found)")
+        log(f"[train-wm] warm start from {files.world_model_file} at step {step} (no optimizer state found)")
 
-    amp_dtype = resolve_amp(cfg.amp, dev, large=model_cfg.deter >= PAPER_DETER)
-    allow_tf32(dev)
+    choice = DeviceChoice.choose(dev, cfg.amp, cfg.compile, model_cfg.deter >= PAPER_DETER, cfg.steps - step)
     # RSSM.forward is the loss, so DDP's gradient hooks see the whole update
-    loss_fn = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
-    compiled = should_compile(cfg.compile, dev, cfg.steps - step)
-    if compiled:
-        loss_fn = compile_for(loss_fn, dev)
-    scaler = torch.amp.GradScaler(dev.type, enabled=amp_dtype == torch.float16)
+    loss_fn = choice.compile(torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model)
+    scaler = torch.amp.GradScaler(dev.type, enabled=choice.amp == torch.float16)
 
     meta = {
         "body": body or bundle.get("body"), "world_model": dataclasses.asdict(model_cfg),
@@ -149,14 +124,11 @@ def train_world_model(data: str | Path, out: str | Path, preset: str = "small", 
     def checkpoint(step: int, elapsed: float) -> None:
         if rank != 0:
             return
-        save_torch(state_path, {"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step,
-                                "elapsed": elapsed, "torch_rng": torch.get_rng_state(),
-                                "replay_rng": replay.get_state(),
-                                **({"cuda_rng": torch.cuda.get_rng_state(dev)} if dev.type == "cuda" else {})})
-        save_torch(weights_path, model.state_dict())
-        write_config(out, {**read_config(out), **meta, "world_model_train": {
+        run.save(step, elapsed, model=model.state_dict(), optimizer=opt.state_dict())
+        files.save_world_model(model)
+        files.update_config({**meta, "world_model_train": {
             **dataclasses.asdict(cfg), "step": step, "train_seconds": round(elapsed, 1),
-            "device": str(dev), "world_size": world, "amp": str(amp_dtype), "compiled": compiled,
+            "device": str(dev), "world_size": world, **choice.record(),
             "dataset_steps": replay.num_steps, "dataset_episodes": replay.num_episodes}})
 
     def decide(loss: torch.Tensor) -> tuple[bool, bool]:
@@ -171,7 +143,7 @@ def train_world_model(data: str | Path, out: str | Path, preset: str = "small", 
         diverged, due, stop = flags.tolist()
         if diverged:
             raise TrainingDiverged(f"loss became {loss.item()} by step {step}; stopped. The last good "
-                                   f"checkpoint ({state_path}) is kept; try a lower train.lr")
+                                   f"checkpoint ({run.path}) is kept; try a lower train.lr")
         return bool(due), bool(stop)
 
     def snapshot(step: int) -> None:
@@ -181,14 +153,14 @@ def train_world_model(data: str | Path, out: str | Path, preset: str = "small", 
     if rank == 0:
         log(f"[train-wm] {replay.num_episodes} episodes ({replay.num_steps} frames) for training, "
             f"{len(held_out)} held out; {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M params; "
-            f"device {dev}, amp {amp_dtype}, compile {compiled}, world size {world}")
+            f"{choice}, world size {world}")
     plog = ProgressLog(out / LOG_FILE, cfg.steps, step, cfg.log_every, cfg.checkpoint_minutes, "train-wm",
-                       progress, elapsed_before, frames_per_step=cfg.batch * cfg.seq_len * world, enabled=rank == 0)
+                       progress, run.elapsed, frames_per_step=cfg.batch * cfg.seq_len * world, enabled=rank == 0)
     run_start = plog.elapsed
     with plog.saving_on_interrupt(lambda: checkpoint(step, plog.elapsed), log):
         while step < cfg.steps:
             batch = replay.sample(cfg.batch)
-            with autocast(dev, amp_dtype):
+            with choice.autocast():
                 loss, metrics = loss_fn(batch["image"], batch["action"], batch["is_first"])
             due, stop = decide(loss) if (step + 1) % cfg.log_every == 0 else (False, False)
             opt.zero_grad(set_to_none=True)
@@ -212,12 +184,9 @@ def train_world_model(data: str | Path, out: str | Path, preset: str = "small", 
     return {"step": step, "model": model, "params": sum(p.numel() for p in model.parameters())}
 
 
+
 def load_world_model(bundle: str | Path, device: str = "cpu") -> RSSM:
-    """The trained RSSM of a bundle, in eval mode; clear errors when it is missing or mismatched."""
-    cfg = read_config(bundle)
-    if "world_model" not in cfg:
-        raise BundleError(f"{bundle} has no world model (config.json missing or without 'world_model'); "
-                          f"train one with `genrl train-wm --out {bundle}`")
-    model = RSSM(config_from_dict(cfg["world_model"]))
-    load_weights(model, Path(bundle) / WEIGHTS_FILE)
-    return model.to(device).eval()
+    """`Bundle(bundle).load_world_model(device)`, under the name genrl_core/cli.py's start-states and
+    train-reward-heads commands still import from here (cli.py is being moved: point them at Bundle
+    there, then delete this)."""
+    return Bundle(bundle).load_world_model(device)

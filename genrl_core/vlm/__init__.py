@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from genrl_core.bundle import BundleError, file_digest, load_torch, read_config
+from genrl_core.bundle import Bundle, BundleError, file_digest, load_torch
 from genrl_core.errors import MissingFileError
 from genrl_core.fileio import atomic_write
 from genrl_core.vlm.base import VLM, WINDOW, VLMError, window_indices
@@ -30,12 +30,12 @@ def load_vlm(bundle: str | Path | None = None, backend: str = "embedded", arch: 
         raise VLMError(f"unknown VLM back end {backend!r}; valid: embedded, open_clip")
     if bundle is None:
         raise VLMError("the embedded VLM is loaded from a bundle folder (--bundle)")
-    cfg = read_config(bundle)
-    if "vlm" not in cfg or not (Path(bundle) / "vlm.pt").exists():
+    files = Bundle(bundle)
+    cfg, weights = files.config(), files.vlm_file
+    if "vlm" not in cfg or not weights.exists():
         raise BundleError(f"{bundle} has no trained VLM; train one with `genrl train-vlm --out {bundle}`")
     from genrl_core.vlm.embedded import EmbeddedVLM
 
-    weights = Path(bundle) / "vlm.pt"
     return EmbeddedVLM.from_state(cfg["vlm"]["config"], load_torch(weights), device,
                                   name=f"embedded-{file_digest(weights)}")
 
