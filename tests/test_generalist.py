@@ -5,6 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from genrl_core.agent import GenRL
+from genrl_core.generalist import GeneralistPlan, train_generalist
 from genrl_core.models.actor_critic import feature
 from genrl_core.models.generalist import target_condition
 from genrl_core.models.reward import REWARD_KINDS, aligned_reward, similarity_matrix
@@ -94,8 +95,8 @@ def test_a_tiny_generalist_learns_and_its_reward_rises_on_targets_it_never_saw(a
     gen = torch.Generator().manual_seed(0)
     starts = StartStates(agent.wm, agent.bundle, "auto", agent.connector, agent.aligner, agent.vlm.embed_dim, gen)
     pool = build_target_pool(agent.vlm, agent.aligner, agent.connector, "walker", steps=9, prompts=0, random=96)
-    train = TargetSampler(pool["stoch"][:64], agent.wm.cfg.classes, agent.device, gen)
-    held_out = TargetSampler(pool["stoch"][64:], agent.wm.cfg.classes, agent.device,
+    train = TargetSampler({"stoch": pool["stoch"][:64]}, agent.wm.cfg.classes, agent.device, gen)
+    held_out = TargetSampler({"stoch": pool["stoch"][64:]}, agent.wm.cfg.classes, agent.device,
                              torch.Generator().manual_seed(1))
     eval_starts, eval_targets = starts.sample(64), held_out.sample(64)
 
@@ -110,3 +111,74 @@ def test_a_tiny_generalist_learns_and_its_reward_rises_on_targets_it_never_saw(a
     for _ in range(150):
         learner.update(*starts.sample(cfg.batch), train.sample(cfg.batch))
     assert matching_reward() > before
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, tiny_bundle, walker_random_data):
+    """A copy of the tiny bundle with a generalist trained for a few updates (windows included)."""
+    import shutil
+
+    bundle = tmp_path_factory.mktemp("generalist") / "bundle"
+    shutil.copytree(tiny_bundle, bundle)
+    agent = GenRL.load(bundle)
+    plan = GeneralistPlan(prompts=20, windows=8, random=8, episodes=2)
+    meta = train_generalist(agent, {**SMALL, "updates": 6, "log_every": 1}, plan, walker_random_data,
+                            log=lambda *_: None)
+    return bundle, meta
+
+
+def test_train_generalist_writes_a_generalist_that_acts_on_any_prompt(trained):
+    bundle, meta = trained
+    assert meta.finished and meta.updates_done == 6
+    pool = torch.load(bundle / "generalist" / "target.pt", weights_only=True)
+    assert pool["source"].count("window") == 8 and len(pool["source"]) == 36
+    agent = GenRL.load(bundle)
+    policy = agent.act("do a cartwheel")  # a prompt it never trained on
+    assert policy.slug.startswith("instant-") and policy.meta.prompt == "do a cartwheel"
+    frames = agent.imagine(policy, steps=8)
+    assert frames.shape == (8, 64, 64, 3)
+    out = agent.evaluate(policy, "walker_stand", episodes=1, max_steps=5)
+    assert out["task"] == "walker_stand" and out["env_steps"] == 10
+    # two prompts, two conditions: the instant actors differ
+    other = agent.act("lie down on your back")
+    assert not torch.equal(policy.actor.cond, other.actor.cond) or torch.equal(policy.target, other.target)
+
+
+def test_a_cancelled_generalist_resumes_to_the_same_weights_as_an_uninterrupted_one(trained, tmp_path):
+    import shutil
+    import threading
+
+    from genrl_core.train.behaviour import LearningCancelled
+
+    bundle, _ = trained
+    settings = {**SMALL, "updates": 6, "log_every": 1}
+    plan = GeneralistPlan(prompts=5, windows=0, random=3)
+    weights = []
+    for cancel_at in (None, 3):
+        copy = tmp_path / f"bundle-{cancel_at}"
+        shutil.copytree(bundle, copy, ignore=shutil.ignore_patterns("generalist"))
+        agent = GenRL.load(copy)
+        if cancel_at:
+            cancel = threading.Event()
+            with pytest.raises(LearningCancelled):
+                train_generalist(agent, settings, plan, cancel=cancel, log=lambda *_: None,
+                                 callback=lambda m, at=cancel_at, stop=cancel: m["update"] == at and stop.set())
+            pool = torch.load(copy / "generalist" / "target.pt", weights_only=True)
+            # the rerun asks for another pool: the saved one is kept, as the run began with it
+            meta = train_generalist(agent, settings, GeneralistPlan(prompts=2, windows=0, random=1),
+                                    log=lambda *_: None)
+            assert torch.equal(torch.load(copy / "generalist" / "target.pt", weights_only=True)["stoch"],
+                               pool["stoch"])
+        else:
+            meta = train_generalist(agent, settings, plan, log=lambda *_: None)
+        assert meta.updates_done == 6
+        weights.append(torch.load(copy / "generalist" / "policy.pt", weights_only=True))
+    for key in weights[0]:
+        torch.testing.assert_close(weights[0][key], weights[1][key], rtol=0, atol=0)
+
+
+def test_act_without_a_generalist_names_the_command_to_train_one(agent):
+    from genrl_core.bundle import BundleError
+
+    with pytest.raises(BundleError, match="train-generalist"):
+        agent.act("stand up straight")
