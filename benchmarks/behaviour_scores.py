@@ -2,6 +2,7 @@
 
     python benchmarks/behaviour_scores.py --bundle checkpoints/walker --episodes 5   # defaults: <= 20 min each
     python benchmarks/behaviour_scores.py --tasks walker_stand,walker_walk --minutes 5 --ablation-tasks ''
+    python benchmarks/behaviour_scores.py --generalist --no-learn --episodes 3   # zero-shot column only
 
 For each (task, prompt) pair: learn a policy in imagination (at most --minutes or --updates),
 roll it in the real simulator from pixels for --episodes episodes of 1000 env steps and score
@@ -59,6 +60,14 @@ def run_one(agent: GenRL, task: str, prompt: str, settings: dict, episodes: int,
             "mean_return": ev["mean_return"], "normalised": ev["normalised"], "returns": ev["returns"]}
 
 
+def run_instant(agent: GenRL, task: str, prompt: str, episodes: int, seed: int, video_dir: Path) -> dict:
+    """The bundle's generalist on the prompt, zero-shot: no learning, scored as a learned policy is."""
+    policy = agent.act(prompt)
+    ev = agent.evaluate(policy, task, episodes=episodes, seed=seed, video=video_dir / f"instant_{task}.mp4")
+    return {"generalist_updates": policy.meta.updates_done, "mean_return": ev["mean_return"],
+            "normalised": ev["normalised"], "returns": ev["returns"]}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--bundle", default="checkpoints/walker", help="bundle folder")
@@ -71,6 +80,9 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=1000, help="first evaluation seed")
     ap.add_argument("--ablation-tasks", default="walker_stand,walker_walk",
                     help="tasks that also get an aligner-off policy (comma-separated; empty for none)")
+    ap.add_argument("--generalist", action="store_true",
+                    help="add a zero-shot column: the bundle's generalist (genrl train-generalist) on each prompt")
+    ap.add_argument("--no-learn", action="store_true", help="skip per-prompt learning (e.g. zero-shot only)")
     ap.add_argument("--device", default="cpu", help="cpu | cuda")
     ap.add_argument("--out", default="runs/behaviour_scores/scores.json", help="results JSON")
     args = ap.parse_args()
@@ -91,8 +103,12 @@ def main() -> None:
                 randoms = random_returns(agent.body, args.episodes, args.seed)
             ret = randoms[task]
             row["random"] = {"mean_return": round(ret, 1), "normalised": round(normalised_score(task, ret), 3)}
-        variants = {"genrl": base}
-        if task in args.ablation_tasks.split(","):
+        if args.generalist:
+            row["instant"] = run_instant(agent, task, PROMPTS[task], args.episodes, args.seed, out.parent / "videos")
+            results[task] = row
+            out.write_text(json.dumps(results, indent=1))
+        variants = {} if args.no_learn else {"genrl": base}
+        if task in args.ablation_tasks.split(",") and not args.no_learn:
             variants["no_aligner"] = {**base, "use_aligner": False}
         for name, settings in variants.items():
             row[name] = run_one(agent, task, PROMPTS[task], settings, args.episodes, args.seed, out.parent / "videos")
@@ -101,16 +117,16 @@ def main() -> None:
     cfg = agent.behaviour_config(base)
     print(f"\n{args.episodes} episodes per policy, seeds {args.seed}+; learning <= {cfg.max_minutes} min / "
           f"{cfg.updates} updates; device {args.device}")
-    print("| task | in data | prompt | GenRL score | return | learn min | updates | random score | "
-          "no-aligner score |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("| task | in data | prompt | GenRL score | return | learn min | updates | zero-shot score | "
+          "random score | no-aligner score |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for task, row in results.items():
-        g, r, a = row.get("genrl", {}), row["random"], row.get("no_aligner", {})
+        g, r, a, z = row.get("genrl", {}), row["random"], row.get("no_aligner", {}), row.get("instant", {})
         fmt = lambda x: "n/a" if x is None else f"{x:.2f}"  # noqa: E731
         print(f"| {task} | {'yes' if task in IN_DATASET else 'held out'} | {row['prompt']} | "
               f"{fmt(g.get('normalised'))} | {g.get('mean_return', 'n/a')} | "
-              f"{g.get('learn_seconds', 0) / 60:.1f} | {g.get('updates', 'n/a')} | {fmt(r['normalised'])} | "
-              f"{fmt(a.get('normalised'))} |")
+              f"{g.get('learn_seconds', 0) / 60:.1f} | {g.get('updates', 'n/a')} | {fmt(z.get('normalised'))} | "
+              f"{fmt(r['normalised'])} | {fmt(a.get('normalised'))} |")
 
 
 if __name__ == "__main__":
