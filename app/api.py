@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError,
 
 from app.config import AppConfig
 from app.errors import AppError, error_responses
+from app.instant import VIDEOS
 from app.job import Job
 from app.job_recipe import ARTEFACTS
 from app.service import Services
@@ -21,6 +22,7 @@ from genrl_core.prompt import MAX_PROMPT_CHARS, MAX_STEPS, MIN_STEPS, PROMPT_PAT
 
 JOB_ID = Path(pattern=r"^[0-9a-f]{16}$", description="a job id from /learn or /jobs")
 Reward = Literal[REWARD_KINDS]  # the kinds a request may pick (not the ladder's oracle:TASK)
+InstantVideo = Literal[tuple(VIDEOS)]
 # What a usable text prompt is, for the OpenAPI document only: the service checks it itself (in
 # genrl_core/prompt.py) and answers 400 (empty, or only invisible characters) or 422 (over maxLength, or
 # a character the pattern excludes) with a message that says so, rather than pydantic's generic wording.
@@ -80,6 +82,25 @@ def learn_options(cfg: AppConfig) -> tuple[type[LearnOptions], type[LearnOptions
     text = create_model("TextLearnOptions", __base__=options, __doc__=TextLearnOptions.__doc__,
                         prompt=(str, TextLearnOptions.model_fields["prompt"]))
     return options, text
+
+
+class ActOptions(BaseModel):
+    """An instant request (GET /act): the bundle's generalist on a text prompt, no learning."""
+
+    model_config = ConfigDict(extra="forbid")
+    prompt: str = Field(description=PROMPT_HELP, json_schema_extra=PROMPT_SPEC)
+    body: str | None = Field(None, description="body to act for (GET /bodies); default: the first served")
+    task: str | None = Field(None, description="real-env task to score on (default: nearest to the prompt)")
+    # the maximum here is AppConfig's default; act_options declares a server's own
+    episodes: int = Field(1, ge=1, le=AppConfig.max_act_episodes, description="real-env episodes")
+    steps: int = Field(32, ge=MIN_STEPS, le=MAX_STEPS, description=f"length of the imagined rollout: {STEPS_HELP}")
+
+
+def act_options(cfg: AppConfig) -> type[ActOptions]:
+    """ActOptions with this server's cap on episodes, declared in its OpenAPI document."""
+    return create_model("ActOptions", __base__=ActOptions, __doc__=ActOptions.__doc__,
+                        episodes=(int, Field(1, ge=1, le=cfg.max_act_episodes,
+                                             description=f"real-env episodes (1-{cfg.max_act_episodes})")))
 
 
 def validation_message(errors: list[dict[str, Any]]) -> str:
@@ -209,6 +230,24 @@ def build_router(svc: Services) -> APIRouter:
             raise AppError(422, validation_message(exc.errors())) from None
         job = await run_in_threadpool(lambda: svc.submit(video=video, **options.model_dump()))
         return _accepted(job)
+
+    def act_get(options: ActOptions) -> dict[str, Any]:
+        return svc.act(**options.model_dump()).public()
+
+    act_get.__annotations__["options"] = Annotated[act_options(svc.cfg), Query()]  # as learn_get's
+    router.get("/act", tags=["instant"], dependencies=guarded,
+               responses=error_responses(400, 401, 404, 409, 422, 429, 503),
+               summary="act on a text prompt at once with the bundle's generalist (no learning): its real-env "
+                       "return and score, the seconds it took, URLs of its real-env and imagined mp4s")(act_get)
+
+    @router.get("/act/{run_id}/{name}", tags=["instant"], response_class=FileResponse,
+                responses={200: {"content": {"video/mp4": BINARY}, "description": "the video as mp4"},
+                           **error_responses(404, 422)},
+                summary="a video of an instant run: real (episode 0 in the real env) | imagined")
+    def act_video(run_id: Annotated[str, Path(pattern=r"^[0-9a-f]{24}$", description="an id from GET /act")],
+                  name: InstantVideo) -> FileResponse:
+        path = svc.instant_video(run_id, name)
+        return FileResponse(path, media_type="video/mp4", filename=f"{run_id}-{name}.mp4")
 
     @router.get("/jobs", tags=["jobs"], responses=error_responses(422), summary="recent jobs, newest first")
     def jobs(state: Literal["queued", "running", "succeeded", "failed", "cancelled", "interrupted"] | None = None,

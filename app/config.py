@@ -29,6 +29,7 @@ class AppConfig:
     max_updates: int = 100_000                        # refuse absurd requests
     eval_episodes: int = 1                            # real-env episodes per job by default (0: skip)
     max_eval_episodes: int = 5
+    max_act_episodes: int = 5                         # real-env episodes an /act request may ask for
     max_upload_mb: float = 20.0                       # request bodies and video uploads
     upload_keep_hours: float = 24.0                   # uploads older than this are deleted (not those of live jobs)
     upload_keep_mb: float = 1024.0                    # ... and the oldest beyond this much in all

@@ -38,7 +38,7 @@ ERROR_MEANINGS: dict[int, str] = {
     400: "bad input: an empty prompt, a prompt the model cannot use, malformed JSON, a video that does not decode",
     401: "the server has an API token and the request did not send it",
     404: "no such body, job, artefact or policy",
-    409: "the job has already finished",
+    409: "the job has already finished; /act: the bundle has no (usable) generalist (`genrl train-generalist`)",
     413: "the request body or an upload is over its size limit",
     415: "a content type or video format the route does not take",
     422: "a parameter or option out of range (a prompt over its maxLength too), of the wrong type, or unknown; "

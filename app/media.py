@@ -26,7 +26,8 @@ def write_video(path: Path, frames: np.ndarray, fps: int = 20) -> Path:
     return write_mp4(path, frames, fps=fps, upscale=UPSCALE)
 
 
-def _digest(*parts: Any) -> str:
+def digest(*parts: Any) -> str:
+    """A short stable name for what `parts` describe: cache keys, server-chosen ids."""
     return hashlib.sha256("\x1f".join(map(str, parts)).encode()).hexdigest()[:24]
 
 
@@ -40,7 +41,7 @@ class TargetCache:
         self.hits = self.misses = 0
 
     def path(self, body: str, version: str, prompt: str, steps: int, use_aligner: bool) -> Path:
-        return self.folder / f"{_digest(body, version, prompt, steps, use_aligner)}.mp4"
+        return self.folder / f"{digest(body, version, prompt, steps, use_aligner)}.mp4"
 
     def get(self, path: Path) -> Path | None:
         if path.exists():

@@ -1,9 +1,11 @@
 """What the REST API and the UI both do, validated once: render a target, take an upload, start,
-cancel and show jobs, list and replay policies. The front ends call nothing else: this is their
-whole view of the app. Every user error is an AppError with a status and a clear message."""
+cancel and show jobs, list and replay policies, act on a prompt at once with the bundle's generalist.
+The front ends call nothing else: this is their whole view of the app. Every user error is an
+AppError with a status and a clear message."""
 
 from __future__ import annotations
 
+import dataclasses
 import hmac
 import time
 from dataclasses import dataclass
@@ -15,14 +17,27 @@ from app.bodies import Bodies
 from app.config import AppConfig
 from app.errors import AppError
 from app.executors import make_jobs
+from app.instant import VIDEOS, Instant, InstantCache
 from app.job import Job
 from app.job_recipe import artefact_file, find_artefact
 from app.job_store import JobStore
 from app.jobs import JobManager
-from app.media import TargetCache, prune_tree, prune_uploads, save_upload, save_upload_path, write_video
+from app.media import (
+    TargetCache,
+    copy_file,
+    digest,
+    prune_tree,
+    prune_uploads,
+    save_upload,
+    save_upload_path,
+    write_video,
+)
 from genrl_core import prompt as prompt_limits
-from genrl_core.errors import GenRLError
+from genrl_core.config import BEHAVIOUR_BOOKKEEPING, BehaviourConfig, preset
+from genrl_core.errors import BundleError, GenRLError
+from genrl_core.evaluate import RECORD_VIDEO, read_record
 from genrl_core.models.reward import REWARD_KINDS
+from genrl_core.policies import LearnedPolicy
 from genrl_core.prompt import Prompt, PromptEmpty, PromptError
 
 EXAMPLE_PROMPTS = ["stand up straight", "run fast", "walk forward", "lie down on your back",
@@ -46,14 +61,27 @@ def check_steps(steps: int) -> int:
         raise AppError(422, str(exc)) from None
 
 
+def parse_prompt(prompt: str | Path) -> Prompt:
+    """A text prompt, or a stored video prompt (a Path: only ever an upload this server kept)."""
+    try:
+        return Prompt.video(prompt) if isinstance(prompt, Path) else text_prompt(prompt)
+    except PromptError as exc:
+        raise AppError(400, str(exc)) from None
+
+
 @dataclass(frozen=True)
 class Replay:
     """What replaying a learned policy shows: the latest job that ran it (its artefacts), or else
-    an `imagined` rollout of the policy."""
+    an `imagined` rollout of the policy; and the policy's recorded real-env episode (`real`, its
+    score `record`: genrl evaluate --record) when no job evaluated it."""
 
     prompt: str
+    slug: str
+    updates: int | None
     job: Job | None = None
     imagined: Path | None = None
+    real: Path | None = None
+    record: dict[str, Any] | None = None
 
 
 @dataclass
@@ -63,6 +91,7 @@ class Services:
     store: JobStore
     jobs: JobManager
     targets: TargetCache
+    instants: InstantCache
     started: float
     ui_files: Path | None = None  # Gradio's temporary files (the UI's uploads and shown videos), when it has a UI
 
@@ -73,8 +102,9 @@ class Services:
                         cfg.behaviour_preset)
         store = JobStore(cfg.db)
         jobs = make_jobs(cfg, store, bodies)  # threads here, worker processes or a Ray cluster
-        return cls(cfg, bodies, store, jobs, TargetCache(cfg.runs / "cache" / "targets", cfg.target_cache),
-                   time.time())
+        cache = cfg.runs / "cache"
+        return cls(cfg, bodies, store, jobs, TargetCache(cache / "targets", cfg.target_cache),
+                   InstantCache(cache / "instant", cfg.target_cache), time.time())
 
     def start(self) -> None:
         """Start loading the bundles (unless the settings leave it to the first request) and running jobs."""
@@ -132,14 +162,32 @@ class Services:
         """The real-env evaluation tasks of a body; an AppError while it is unknown or not loaded."""
         return list(self.bodies.agent(body).tasks())
 
+    def _check_task(self, body: str, task: str) -> None:
+        tasks = self.bodies.agent(body, wait=60).tasks()
+        if task not in tasks:
+            raise AppError(422, f"unknown task {task!r} for {body}; valid: {', '.join(tasks)}")
+
+    # -- learning defaults ---------------------------------------------------------------------
+    @property
+    def behaviour_defaults(self) -> BehaviourConfig:
+        """The learning settings a request leaves out: the served preset's (`default_updates` aside)."""
+        return preset("behaviour", self.cfg.behaviour_preset)["behaviour"]
+
+    def default_updates(self) -> int:
+        """The updates a job learns for when its request names none (`max_minutes` may end it sooner)."""
+        return self.cfg.default_updates or self.behaviour_defaults.updates
+
+    def changed_settings(self, settings: dict[str, Any]) -> dict[str, Any]:
+        """The settings of a policy that differ from the defaults: what tells policies of one prompt
+        apart (bookkeeping, which changes nothing learned, left out)."""
+        defaults = dataclasses.asdict(self.behaviour_defaults)
+        return {k: v for k, v in settings.items() if k not in BEHAVIOUR_BOOKKEEPING and defaults.get(k, v) != v}
+
     # -- targets -------------------------------------------------------------------------------
     def render_target(self, body: str | None, prompt: str | Path, steps: int = 32, use_aligner: bool = True) -> Path:
         """An mp4 of the decoded target of a text prompt or a stored video prompt (cached)."""
         steps = check_steps(steps)
-        try:
-            parsed = Prompt.video(prompt) if isinstance(prompt, Path) else text_prompt(prompt)
-        except PromptError as exc:
-            raise AppError(400, str(exc)) from None
+        parsed = parse_prompt(prompt)
         b = self.bodies.body(body)
         agent = self.bodies.agent(b.name, wait=60)
         path = self.targets.path(b.name, b.version, parsed.identity, steps, use_aligner)
@@ -174,9 +222,7 @@ class Services:
         if not 0 <= episodes <= self.cfg.max_eval_episodes:
             raise AppError(422, f"eval_episodes must be between 0 and {self.cfg.max_eval_episodes}, got {episodes}")
         if task:
-            tasks = self.bodies.agent(b.name, wait=60).tasks()
-            if task not in tasks:
-                raise AppError(422, f"unknown task {task!r} for {b.name}; valid: {', '.join(tasks)}")
+            self._check_task(b.name, task)
         settings = {k: v for k, v in (("updates", updates), ("reward", reward), ("seed", seed),
                                       ("use_aligner", use_aligner)) if v is not None}
         options = {"steps": steps, "task": task or None, "eval_episodes": episodes}
@@ -215,18 +261,32 @@ class Services:
         job that reused a finished policy learned nothing itself: its curve is the one the policy's own
         training logged, over the updates that training made."""
         updates = job.metrics.get("updates") or job.settings.get("updates")
-        if job.history or not job.reused or not job.slug:
+        if job.history or not job.reused:
             return job.history, updates
-        try:
-            policy = self.bodies.agent(job.body).policies.find(job.slug)
-        except AppError:  # the body is unavailable: no curve rather than a failed tick
-            return [], updates
+        policy = self._policy_of(job)
         if policy is None:
             return [], updates
         return plots.log_history(policy.path / "log.jsonl"), policy.meta.updates_done or None
 
+    def _policy_of(self, job: Job) -> LearnedPolicy | None:
+        """The finished policy a job learned or reused; None before it has one, or while its body is
+        unavailable (the UI then shows less rather than failing a tick)."""
+        if not job.slug:
+            return None
+        try:
+            return self.bodies.agent(job.body).policies.find(job.slug)
+        except AppError:
+            return None
+
+    def updates_done(self, job: Job) -> int | None:
+        """The updates the policy of a job learned for (a reused policy's own), once it has one."""
+        policy = self._policy_of(job)
+        return policy.meta.updates_done if policy is not None else None
+
     def policies(self, body: str | None) -> list[dict[str, Any]]:
-        """Finished policies of a body (learned here or shipped), with the latest job that showed each."""
+        """Finished policies of a body (learned here or shipped), with the latest job that showed each
+        and the real-env score of that job, else the policy's recorded one (`evaluated`: job | record),
+        and the settings that differ from the defaults (`changed`)."""
         b = self.bodies.body(body)
         agent = self.bodies.agent(b.name)
         jobs: dict[str, dict[str, Any]] = {}
@@ -237,27 +297,99 @@ class Services:
         for policy in agent.policies.list():
             meta = policy.meta
             job = jobs.get(policy.slug)
-            ev = (job or {}).get("result", {}).get("evaluation", {}) if job else {}
+            ev = (job.get("result") or {}).get("evaluation") if job else None
+            evaluated = "job" if ev else None
+            if ev is None and (ev := read_record(policy.path)) is not None:
+                evaluated = "record"
+            ev = ev or {}
             out.append({"slug": policy.slug, "prompt": meta.prompt, "settings": meta.settings,
-                        "updates": meta.updates_done, "train_seconds": meta.train_seconds,
-                        "job": job["id"] if job else None, "task": ev.get("task"),
-                        "mean_return": ev.get("mean_return"), "normalised": ev.get("normalised")})
+                        "changed": self.changed_settings(meta.settings), "updates": meta.updates_done,
+                        "train_seconds": meta.train_seconds, "job": job["id"] if job else None,
+                        "evaluated": evaluated, "task": ev.get("task"), "mean_return": ev.get("mean_return"),
+                        "normalised": ev.get("normalised")})
         return out
 
     def replay(self, body: str | None, slug: str) -> Replay:
         """What to show of a learned policy: the latest job that showed it, else an imagined rollout
-        (rendered once, then cached)."""
+        (rendered once, then cached); and its recorded real-env episode when no job evaluated it."""
         match = next((p for p in self.policies(body) if p["slug"] == slug), None)
         if match is None:
             raise AppError(404, f"no policy {slug!r} for {body}")
-        if match["job"]:
-            return Replay(match["prompt"], job=self.job(match["job"]))
         agent = self.bodies.agent(body)
-        path = self.cfg.runs / "cache" / "replays" / f"{body}-{slug}.mp4"
-        if not path.exists():
-            with self.bodies.gate():
-                write_video(path, agent.imagine(slug))
-        return Replay(match["prompt"], imagined=path)
+        replays = self.cfg.runs / "cache" / "replays"
+        shown = Replay(match["prompt"], slug, match["updates"])
+        if match["job"]:
+            shown = dataclasses.replace(shown, job=self.job(match["job"]))
+        else:
+            path = replays / f"{body}-{slug}.mp4"
+            if not path.exists():
+                with self.bodies.gate():
+                    write_video(path, agent.imagine(slug))
+            shown = dataclasses.replace(shown, imagined=path)
+        if match["evaluated"] == "record":
+            folder = agent.policies.get(slug).path
+            recorded = folder / RECORD_VIDEO
+            if recorded.is_file():
+                # the UI serves only the app's own folders: a copy there, renewed when the record is
+                real = replays / f"{body}-{slug}-real.mp4"
+                if not real.exists() or real.stat().st_mtime < recorded.stat().st_mtime:
+                    copy_file(recorded, real)
+                shown = dataclasses.replace(shown, real=real)
+            shown = dataclasses.replace(shown, record=read_record(folder))
+        return shown
+
+    # -- instant (the bundle's generalist, no learning) -----------------------------------------
+    def act(self, body: str | None, prompt: str | Path, task: str | None = None, episodes: int = 1,
+            steps: int = 32) -> Instant:
+        """Zero-shot: the bundle's generalist conditioned on the prompt, imagined for `steps` and run
+        for `episodes` real episodes at once, under the inference gate as a target render is. The
+        same request (same generalist) is served from the cache."""
+        steps = check_steps(steps)
+        if not 1 <= episodes <= self.cfg.max_act_episodes:
+            raise AppError(422, f"episodes must be between 1 and {self.cfg.max_act_episodes}, got {episodes}")
+        parsed = parse_prompt(prompt)
+        b = self.bodies.body(body)
+        agent = self.bodies.agent(b.name, wait=60)
+        if task:
+            self._check_task(b.name, task)
+        with self.bodies.gate():
+            t0 = time.perf_counter()
+            try:
+                policy = agent.act(parsed)
+            except BundleError as exc:  # no (usable) generalist: the bundle lacks it, the request is fine
+                raise AppError(409, str(exc)) from None
+            except GenRLError as exc:
+                raise AppError(400, str(exc)) from None
+            t_policy = time.perf_counter()
+            task = task or agent.guess_task(parsed)
+            run_id = digest(b.name, b.version, policy.slug, policy.meta.updates_done, task, episodes, steps)
+            if (done := self.instants.get(run_id)) is not None:
+                return dataclasses.replace(done, cached=True)
+            write_video(self.instants.file(run_id, "imagined"), agent.imagine(policy, steps=steps))
+            t_imagined = time.perf_counter()
+            ev = agent.evaluate(policy, task, episodes, video=self.instants.file(run_id, "real"))
+            t_real = time.perf_counter()
+        seconds = {"policy": t_policy - t0, "imagined": t_imagined - t_policy, "real": t_real - t_imagined,
+                   "total": t_real - t0}
+        return self.instants.put(Instant(run_id, b.name, parsed.name, policy.slug,
+                                         {k: v for k, v in ev.items() if k != "video"},
+                                         {k: round(v, 3) for k, v in seconds.items()}))
+
+    def instant(self, run_id: str) -> Instant:
+        """An instant run by its id (from act)."""
+        run = self.instants.get(run_id)
+        if run is None:
+            raise AppError(404, f"no instant run {run_id!r} (runs are cached for a while: act again)")
+        return run
+
+    def instant_video(self, run_id: str, name: str) -> Path:
+        """The real-env or imagined mp4 of an instant run, by its id and a whitelisted name."""
+        if name not in VIDEOS:
+            raise AppError(404, f"unknown video {name!r}; valid: {', '.join(VIDEOS)}")
+        path = self.instants.file(self.instant(run_id).id, name)
+        if not path.is_file():
+            raise AppError(404, f"instant run {run_id} has no {name} video")
+        return path
 
     def health(self) -> dict[str, Any]:
         bodies = self.bodies.info()

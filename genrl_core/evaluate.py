@@ -3,16 +3,23 @@
 The policy acts from 64x64 pixels only: each frame goes through the world model's posterior,
 h is carried by the RSSM recurrence, the actor's mean action is applied with action repeat 2
 for 1000 env steps. Normalised score = (return - random) / (expert - random).
+
+A policy's folder may keep its real-env record (`genrl evaluate --record`): `real.json` (the score,
+`RECORD_KEYS` of run_policy's result, no server paths) and `real.mp4` (episode 0), which the app
+shows for a policy no job of its own has evaluated (the bundle's shipped policies).
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
 from genrl_core.envs.pixel_env import PixelEnv
+from genrl_core.fileio import atomic_write
 from genrl_core.models.actor_critic import Actor, feature
 from genrl_core.models.rssm import RSSM
 from genrl_core.video import write_mp4
@@ -111,3 +118,36 @@ def run_policy(wm: RSSM, actor: Actor, task: str, episodes: int = 1, seed: int =
             **({"actions": np.stack(actions)} if keep_actions else {}),
             **({"latents": {key: torch.stack([row[key] for row in latents], 1) for key in latents[0]}}
                if keep_latents else {})}
+
+
+# a policy folder's real-env record: its score and episode 0's video
+RECORD_FILE = "real.json"
+RECORD_VIDEO = "real.mp4"
+# what the record keeps of a run_policy result (plus `episodes` and `seeds`); the references come
+# from REFERENCE_RETURNS, which may be revised, so a record never stores them
+RECORD_KEYS = ("task", "returns", "mean_return", "normalised")
+
+
+def write_record(folder: str | Path, result: dict[str, Any], seed: int) -> Path:
+    """Keep a whole-episode run_policy `result` (its episodes from `seed` on; episode 0's video
+    already at `folder/RECORD_VIDEO`) as `folder/RECORD_FILE`."""
+    if result.get("truncated"):
+        raise ValueError("a record keeps whole episodes only: evaluate without max_steps")
+    episodes = len(result["returns"])
+    record = {**{key: result[key] for key in RECORD_KEYS}, "episodes": episodes,
+              "seeds": list(range(seed, seed + episodes))}
+    text = json.dumps(record, indent=1) + "\n"
+    return atomic_write(Path(folder) / RECORD_FILE, lambda f: f.write(text.encode()))
+
+
+def read_record(folder: str | Path) -> dict[str, Any] | None:
+    """A policy folder's real-env record, with the task's references (`random_return`,
+    `expert_return`) where it has them; None when it has none (or an unreadable one)."""
+    try:
+        record = json.loads((Path(folder) / RECORD_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(record, dict) or not all(key in record for key in RECORD_KEYS):
+        return None
+    low, high, _ = REFERENCE_RETURNS.get(record["task"], (None, None, None))
+    return {**record, "random_return": low, "expert_return": high}

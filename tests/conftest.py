@@ -45,3 +45,18 @@ def tiny_bundle(tmp_path_factory, walker_random_data):
     train_connector(walker_random_data, bundle, preset="tiny",
                     overrides=["train.steps=40", "train.log_every=10", "train.lr=1e-3"], **QUIET)
     return bundle
+
+
+@pytest.fixture(scope="session")
+def generalist_bundle(tmp_path_factory, tiny_bundle):
+    """A copy of the tiny bundle with a tiny trained generalist (zero-shot use: GenRL.act, /act)."""
+    import shutil
+
+    from genrl_core.agent import GenRL
+    from genrl_core.generalist import GeneralistPlan, train_generalist
+
+    bundle = tmp_path_factory.mktemp("generalist") / "bundle"
+    shutil.copytree(tiny_bundle, bundle)
+    train_generalist(GenRL.load(bundle), {"updates": 4, "batch": 8, "hidden": 32, "layers": 1},
+                     GeneralistPlan(prompts=10, windows=0, random=4), log=lambda *_: None)
+    return bundle

@@ -26,3 +26,13 @@ def wait(store, job_id, states=FINISHED, timeout=20.0, check=None):
 def learning(job):
     """Running and reporting learning progress in this attempt (a requeued job keeps its old history)."""
     return job["state"] == "running" and job["stage"].startswith("learning: update") and bool(job["history"])
+
+
+def finished(svc, job_id, timeout=180.0):
+    """Wait for a job of `svc` (app.service.Services) to end; it must have succeeded."""
+    deadline = time.monotonic() + timeout
+    while not (job := svc.job(job_id)).done:
+        assert time.monotonic() < deadline, f"job {job_id} still {job.state} ({job.stage})"
+        time.sleep(0.1)
+    assert job.state == "succeeded", job.error
+    return job

@@ -115,6 +115,8 @@ GUARDED = {
         "/learn", files={"video": ("clip.mp4", b"\0" * 4096, "video/mp4")},
         data={"options": json.dumps({"updates": 100_000})}, headers=h),
     "POST /jobs/{job_id}/cancel": lambda c, h: c.post(f"/jobs/{c.job_id}/cancel", headers=h),
+    # the generalist in the real env: seconds of CPU a request (issue 28)
+    "GET /act": lambda c, h: c.get("/act", params={"prompt": "stand"}, headers=h),
     # an upload of up to the size limit plus a decode: a way to fill the disk or the CPU (issue 13)
     "POST /target": lambda c, h: c.post("/target", files={"video": ("clip.mp4", b"\0" * 4096, "video/mp4")},
                                         headers=h),
@@ -140,9 +142,9 @@ def guarded_client(tiny_bundle, tmp_path_factory):
 
 def test_every_mutating_route_is_guarded_or_open_by_design(guarded_client):
     """From the published API: a route is guarded when it takes the token headers; every route that
-    is not a GET or HEAD (and GET /learn, which starts a job) must be guarded and tried below, or be listed
-    as open, so a new route cannot slip through untested."""
-    guarded, mutating = set(), {"GET /learn"}
+    is not a GET or HEAD (and GET /learn, which starts a job, and GET /act, which runs the real env) must be
+    guarded and tried below, or be listed as open, so a new route cannot slip through untested."""
+    guarded, mutating = set(), {"GET /learn", "GET /act"}
     for path, ops in guarded_client.get("/openapi.json").json()["paths"].items():
         for method, op in ops.items():
             name = f"{method.upper()} {path}"

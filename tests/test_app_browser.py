@@ -1,5 +1,6 @@
 """The UI in a real headless Chromium (Debian's, driven by Playwright): type a prompt, see the
-target video, start learning, see live progress and the results; save a screenshot."""
+target video, start learning, see live progress and the results, act at once with Instant; save a
+screenshot."""
 
 import os
 import shutil
@@ -22,6 +23,8 @@ ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-f
         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 # gradio's own use of pandas, not ours
 pytestmark = pytest.mark.filterwarnings("ignore:.*no_silent_downcasting", "ignore:The copy keyword is deprecated")
+# the ids of the panels showing an "Error" badge
+BADGES = "[...document.querySelectorAll('.wrap > .error')].map(e => (e.closest('[id]') || {}).id)"
 SCREENSHOT = Path(os.environ.get("GENRL_UI_SCREENSHOT", "out/ui_browser_test.png"))
 
 
@@ -38,16 +41,19 @@ def chromium() -> str:
     pytest.skip(reason)
 
 
-def test_prompt_target_learn_progress_in_chromium(chromium, tiny_bundle, tmp_path):
+def test_prompt_target_learn_progress_in_chromium(chromium, generalist_bundle, tmp_path):
+    """The whole first tab at 1400 x 1000 (issue 26 item 9): every result beside the request without
+    scrolling, a hint under a score of 30 updates, a failed action that empties the old results, and
+    Instant's imagined rollout and real-env video."""
     from playwright.sync_api import sync_playwright
 
-    app = create_app(tiny_bundle, db=tmp_path / "jobs.sqlite", runs=tmp_path / "runs", default_updates=30,
+    app = create_app(generalist_bundle, db=tmp_path / "jobs.sqlite", runs=tmp_path / "runs", default_updates=30,
                      eval_episodes=0)
     errors: list[str] = []
     with running(app) as url, sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=chromium, args=ARGS)
         try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1250})
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
             page.on("pageerror", lambda exc: errors.append(str(exc)))
             page.goto(f"{url}/ui/")
             page.wait_for_selector("#prompt textarea", timeout=30_000)
@@ -65,6 +71,27 @@ def test_prompt_target_learn_progress_in_chromium(chromium, tiny_bundle, tmp_pat
             page.wait_for_selector("#imagined-video video[src]", timeout=120_000)
             page.wait_for_selector("#alignment img", timeout=30_000)
             assert "succeeded" in page.inner_text("#progress") and "t_a" in page.inner_text("#score")
+            assert "Only 30 updates" in page.inner_text("#score")  # and what the default is
+            for panel in ("#target-video", "#imagined-video", "#real-video", "#score", "#progress", "#reward-plot",
+                          "#alignment"):  # all above the fold
+                box = page.locator(panel).bounding_box()
+                assert box is not None and box["y"] >= 0 and box["y"] + box["height"] <= 1000, (panel, box)
+
+            # a failed action: its message, and none of the previous job's results left below it
+            page.fill("#prompt textarea", "   ")
+            page.click("#target-btn")
+            page.wait_for_selector(".toast-body:has-text('prompt is empty')", timeout=30_000)
+            page.wait_for_function(f"JSON.stringify({BADGES}) == '[\"target-video\"]'", timeout=30_000)
+            page.wait_for_selector("#imagined-video video[src]", state="detached", timeout=30_000)
+            assert page.inner_text("#score").strip() == "" and not page.query_selector("#alignment img")
+
+            page.fill("#prompt textarea", "stand up straight")
+            page.click("#instant-btn")
+            page.wait_for_selector("#real-video video[src]", timeout=60_000)
+            page.wait_for_selector("#imagined-video video[src]", timeout=30_000)
+            page.wait_for_function(f"{text('#score')}.includes('Instant')", timeout=30_000)
+            assert "true return" in page.inner_text("#score") and "cached" not in page.inner_text("#score")
+            assert page.evaluate(BADGES) == []  # the target's error went with the action after it
             SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
             page.wait_for_timeout(1000)  # let the videos paint a frame
             page.screenshot(path=str(SCREENSHOT), full_page=True)
@@ -81,7 +108,6 @@ def test_a_refused_learn_is_one_message_not_an_error_badge_on_every_panel(chromi
 
     app = create_app(tiny_bundle, db=tmp_path / "jobs.sqlite", runs=tmp_path / "runs", token="s3cret",
                      eval_episodes=0)
-    badges = "[...document.querySelectorAll('.wrap > .error')].map(e => (e.closest('[id]') || {}).id)"
     with running(app) as url, sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=chromium, args=ARGS)
         try:
@@ -96,7 +122,7 @@ def test_a_refused_learn_is_one_message_not_an_error_badge_on_every_panel(chromi
                 # the badges, when there are any, come with the same status update as the toast: two
                 # animation frames later the page has drawn everything that update brings
                 page.evaluate("new Promise(done => requestAnimationFrame(() => requestAnimationFrame(done)))")
-                assert page.evaluate(badges) == [], (message, page.evaluate(badges))
+                assert page.evaluate(BADGES) == [], (message, page.evaluate(BADGES))
                 toast.query_selector(".toast-close").click()
                 page.wait_for_selector(".toast-body", state="detached", timeout=30_000)
         finally:

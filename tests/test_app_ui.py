@@ -4,11 +4,11 @@ after its server died shows nothing of its last attempt as current."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 
 import pytest
 from fastapi.testclient import TestClient
+from helpers_jobs import finished
 
 from app.job import Job
 from app.job_store import JobStore
@@ -28,15 +28,6 @@ def svc(tiny_bundle, tmp_path_factory) -> Iterator[Services]:
                      behaviour_preset="tiny")
     with TestClient(app):
         yield app.state.services
-
-
-def finished(svc: Services, job_id: str, timeout: float = 180.0) -> Job:
-    deadline = time.monotonic() + timeout
-    while not (job := svc.job(job_id)).done:
-        assert time.monotonic() < deadline, f"job {job_id} still {job.state} ({job.stage})"
-        time.sleep(0.1)
-    assert job.state == "succeeded", job.error
-    return job
 
 
 def test_a_reused_policy_shows_its_reward_curve_and_its_target(svc):
