@@ -312,6 +312,7 @@ class Services:
     def replay(self, body: str | None, slug: str) -> Replay:
         """What to show of a learned policy: the latest job that showed it, else an imagined rollout
         (rendered once, then cached); and its recorded real-env episode when no job evaluated it."""
+        body = self.bodies.body(body).name  # the default body's name, when the request names none
         match = next((p for p in self.policies(body) if p["slug"] == slug), None)
         if match is None:
             raise AppError(404, f"no policy {slug!r} for {body}")

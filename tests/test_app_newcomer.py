@@ -87,6 +87,7 @@ def test_a_shipped_policy_shows_its_recorded_score_and_replays_its_real_env_vide
     assert Path(real).is_relative_to(svc.cfg.runs.resolve() / "cache")  # a copy the UI may serve
     assert "Recorded (2 episode(s), seeds 1000-1001" in text and "walker_stand" in text
     assert "no real-env run recorded" not in text
+    assert svc.replay(None, slug).real.name == f"walker-{slug}-real.mp4"  # no body named: the default's
 
 
 def test_policies_of_one_prompt_show_the_settings_that_tell_them_apart(svc, shipped):
