@@ -31,7 +31,7 @@ from genrl_core.models.actor_critic import Actor, feature
 from genrl_core.models.aligner import Aligner
 from genrl_core.models.connector import Connector
 from genrl_core.models.generalist import BoundActor, target_condition
-from genrl_core.models.reward import alignment_scores, oracle_task, similarity_matrix
+from genrl_core.models.reward import alignment_scores, make_reward, similarity_matrix
 from genrl_core.policies import LearnedPolicy, PolicyMeta, PolicyStore, read_meta
 from genrl_core.prompt import Prompt, PromptError, check_steps
 from genrl_core.train.behaviour import BehaviourConfig, LearningCancelled, StartStates, learn_policy
@@ -180,14 +180,14 @@ class GenRL:
             target = self._target(prompt, cfg.horizon + 1, cfg.use_aligner)
         elif target.shape != (want := (cfg.horizon + 1, self.wm.cfg.stoch, self.wm.cfg.classes)):
             raise PromptError(f"a target must have shape {want}, got {tuple(target.shape)}")
-        heads = self.files.load_reward_heads(self.wm) if oracle_task(cfg.reward) else None
+        reward = make_reward(cfg.reward, self.wm, self.files, cfg.align_states)  # an oracle loads its heads here
         gen = torch.Generator().manual_seed(cfg.seed)
         starts = StartStates(self.wm, self.bundle, cfg.start, self.connector, self.aligner, self.vlm.embed_dim, gen)
         run_dir = self.policies.run_dir(slug)
         earlier = read_meta(run_dir)
         meta = self.policy_meta(slug, prompt, cfg, earlier.created if earlier else None)
         final = learn_policy(self.wm, target.to(self.device), starts, cfg, run_dir, self.wm.cfg.action_dim, meta,
-                             callback, cancel, progress, heads)
+                             callback, cancel, progress, reward)
         return LearnedPolicy(final, run_dir)
 
     def policy_meta(self, slug: str, prompt: PromptLike, cfg: BehaviourConfig,

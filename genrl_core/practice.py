@@ -52,6 +52,7 @@ from genrl_core.config import preset as get_preset
 from genrl_core.dyna import Driver, prepare, read_run_state, write_run_state
 from genrl_core.errors import ConfigError
 from genrl_core.fileio import atomic_write
+from genrl_core.models.reward import REWARD_KINDS, make_reward
 
 STATE_FILE = "practice.json"
 TRAIN_STATE = Path("train_state") / "practice.pt"
@@ -98,7 +99,7 @@ class PracticeDriver:
         """The learner's settings; `for_bundle`: as a `genrl learn` request with them names its policy
         (with the preset's time limit), so that the app and the CLI reuse the practised policy."""
         cfg = apply_settings(get_preset("behaviour", "small")["behaviour"], settings, "behaviour")
-        if cfg.reward.startswith("oracle:"):
+        if cfg.reward not in REWARD_KINDS:
             raise ConfigError(f"--set reward={cfg.reward}: practice gives each oracle:TASK driver its task's reward, "
                               "and a prompt driver learns from its prompt; give a prompt reward or none")
         reward = f"oracle:{self.task}" if self.kind == "oracle" else cfg.reward
@@ -269,8 +270,13 @@ class Practice:
 
         torch.manual_seed(plan.seed)
         settings = dict(plan.settings)
-        self.learners = {d.slug: BehaviourLearner(self.wm, d.behaviour(settings), self.wm.cfg.action_dim, self.heads)
-                         for d in plan.drivers if d.learns}
+        self.learners: dict[str, BehaviourLearner] = {}
+        for d in plan.drivers:
+            if d.learns:
+                cfg = d.behaviour(settings)
+                # an oracle driver's reward reads the heads trained here, as they learn
+                reward = make_reward(cfg.reward, self.wm, self.heads, cfg.align_states)
+                self.learners[d.slug] = BehaviourLearner(self.wm, cfg, self.wm.cfg.action_dim, reward)
         self.drivers = {d.slug: d for d in plan.drivers}
         folder = out / TARGETS_DIR
         write_prompt_targets(self.bundle, plan, folder, device)

@@ -25,7 +25,7 @@ import torch
 
 def learn_one(bundle: str, job: dict, out: str, device: str) -> str:
     from genrl_core.bundle import Bundle
-    from genrl_core.models.reward import oracle_task
+    from genrl_core.models.reward import make_reward
     from genrl_core.policies import PolicyMeta
     from genrl_core.train.behaviour import StartStates, learn_policy
 
@@ -33,11 +33,11 @@ def learn_one(bundle: str, job: dict, out: str, device: str) -> str:
     wm = Bundle(bundle).load_world_model(device).requires_grad_(False)
     meta = PolicyMeta.from_dict(job["meta"])
     cfg = meta.config
-    heads = Bundle(bundle).load_reward_heads(wm) if oracle_task(cfg.reward) else None
+    reward = make_reward(cfg.reward, wm, Bundle(bundle), cfg.align_states)
     starts = StartStates(wm, Path(bundle), cfg.start, generator=torch.Generator().manual_seed(cfg.seed))
     t0 = time.time()
     meta = learn_policy(wm, job["target"].to(device), starts, cfg, Path(out) / job["slug"], wm.cfg.action_dim,
-                        meta, reward_heads=heads)
+                        meta, reward=reward)
     return f"{job['slug']}: {meta.updates_done} updates in {time.time() - t0:.0f}s"
 
 

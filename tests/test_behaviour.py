@@ -18,8 +18,16 @@ from genrl_core.envs.pixel_env import PixelEnv
 from genrl_core.envs.tasks import TASKS
 from genrl_core.errors import ConfigError
 from genrl_core.evaluate import REFERENCE_RETURNS, normalised_score
-from genrl_core.models.reward import aligned_reward, alignment_scores, similarity_matrix
-from genrl_core.train.behaviour import lambda_returns
+from genrl_core.models.reward import (
+    REWARD_KINDS,
+    aligned_reward,
+    alignment_scores,
+    make_reward,
+    parse_reward,
+    similarity_matrix,
+)
+from genrl_core.train.behaviour import BehaviourConfig, lambda_returns
+from genrl_core.train.generalist import GeneralistLearner
 from genrl_core.video import write_mp4
 
 FAST = {"updates": 6, "batch": 8, "hidden": 32, "layers": 1, "log_every": 1}
@@ -54,7 +62,7 @@ def test_alignment_finds_each_rows_offset_and_clamps_to_the_last_target_state(of
         assert torch.equal(reward[row, offset + target:], sim[row, offset + target:, target - 1])
 
 
-@pytest.mark.parametrize("kind", ["max_cosine", "cosine", "kl"])
+@pytest.mark.parametrize("kind", REWARD_KINDS)
 def test_reward_is_highest_for_a_rollout_identical_to_the_target(agent, kind):
     torch.manual_seed(0)
     cfg = agent.wm.cfg
@@ -62,10 +70,24 @@ def test_reward_is_highest_for_a_rollout_identical_to_the_target(agent, kind):
     others = F.one_hot(torch.randint(cfg.classes, (5, 17, cfg.stoch)), cfg.classes).float()
     rollouts = torch.cat([target[None], others])
     probs = 0.9 * rollouts + 0.1 / cfg.classes  # a confident prior on each rollout's own states
-    reward, t_a = aligned_reward(similarity_matrix(kind, agent.wm, rollouts, target, probs), 8)
+    reward, t_a = make_reward(kind, agent.wm, None, 8)({"stoch": rollouts, "probs": probs}, target)
+    assert torch.equal(reward, aligned_reward(similarity_matrix(kind, agent.wm, rollouts, target, probs), 8)[0])
     totals = reward.sum(1)
     assert int(totals.argmax()) == 0 and t_a[0] == 0
     assert totals[0] > totals[1:].max()
+
+
+def test_the_reward_registry_names_every_kind_and_what_each_needs(agent):
+    assert REWARD_KINDS == ("max_cosine", "cosine", "kl")  # what a request may pick: no oracle
+    assert parse_reward("oracle:walker_walk")[1] == "walker_walk" and parse_reward("kl")[1] == ""
+    for bad in ("euclid", "oracle", "oracle:", "cosine:walker_walk"):
+        with pytest.raises(ConfigError, match="valid: max_cosine, cosine, kl, oracle:TASK"):
+            BehaviourConfig(reward=bad)
+    with pytest.raises(ConfigError, match="needs the bundle's oracle reward heads"):
+        make_reward("oracle:walker_walk", agent.wm, None, 8)
+    cfg = BehaviourConfig(reward="oracle:walker_walk")
+    with pytest.raises(ConfigError, match="trajectory matching"):  # the generalist's reward needs a target
+        GeneralistLearner(agent.wm, cfg, agent.wm.cfg.action_dim)
 
 
 def test_lambda_returns_match_a_hand_computation():

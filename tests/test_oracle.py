@@ -14,6 +14,7 @@ from genrl_core.data import EpisodeStore, load_episode
 from genrl_core.errors import ConfigError
 from genrl_core.models.actor_critic import feature
 from genrl_core.models.nets import mode_onehot
+from genrl_core.models.reward import make_reward
 from genrl_core.train.behaviour import BehaviourLearner, actor_rollout
 from genrl_core.vlm.captions import WORDINGS
 
@@ -49,7 +50,8 @@ def test_oracle_reward_is_the_heads_prediction_on_imagined_states(oracle_bundle)
     agent = GenRL.load(oracle_bundle)
     heads = Bundle(oracle_bundle).load_reward_heads(agent.wm)
     cfg = agent.behaviour_config({**FAST, "reward": "oracle:walker_walk"})
-    learner = BehaviourLearner(agent.wm, cfg, agent.wm.cfg.action_dim, heads)
+    learner = BehaviourLearner(agent.wm, cfg, agent.wm.cfg.action_dim,
+                               make_reward(cfg.reward, agent.wm, heads, cfg.align_states))
     torch.manual_seed(0)
     deter = torch.zeros(8, agent.wm.cfg.deter)
     stoch = torch.nn.functional.one_hot(torch.randint(agent.wm.cfg.classes, (8, agent.wm.cfg.stoch)),

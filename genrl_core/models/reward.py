@@ -1,32 +1,69 @@
-"""Trajectory-matching reward with temporal alignment (docs/GENRL.md section 6).
+"""The rewards a policy learns from, one registry of kinds (docs/GENRL.md section 6).
 
-The reward of imagined state i is its similarity to the target state max(0, i - t_a), where
-t_a is the offset at which the target's first `align_states` states best match the imagined
-trajectory. Everything is one batched similarity matrix per update; no loop over offsets.
+`make_reward(kind, wm, heads, align_states)` is the one place a reward kind is read: it returns
+the reward function `(traj, target) -> (reward (B, I), t_a (B,))` of an imagined trajectory.
+
+- trajectory matching (`max_cosine`, `cosine`, `kl`): the reward of imagined state i is its
+  similarity to the target state max(0, i - t_a), where t_a is the offset at which the target's
+  first `align_states` states best match the imagined trajectory. Everything is one batched
+  similarity matrix per update; no loop over offsets. These are the kinds a request may pick.
+- `oracle:TASK`: the task's true reward as a reward head on the latent predicts it (trained on
+  the dataset's rewards: the score ladder's ceiling, not GenRL's method); no target, no alignment.
 """
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Callable
+from functools import partial
+from typing import TYPE_CHECKING
+
 import torch
 import torch.nn.functional as F
 
-# the trajectory-matching similarities; `oracle:TASK` (a reward head on the latent, trained on the
-# dataset's true reward: the score ladder's ceiling) is the one other kind a policy may use
-REWARD_KINDS = ("max_cosine", "cosine", "kl")
-ORACLE_PREFIX = "oracle:"
+from genrl_core.errors import ConfigError
+from genrl_core.models.actor_critic import feature
+from genrl_core.models.reward_heads import RewardHeads
+from genrl_core.models.rssm import RSSM
+
+if TYPE_CHECKING:  # the oracle loads its heads through a bundle it is handed; models never load files
+    from genrl_core.bundle import Bundle
+
+    # where the oracle's heads come from: the heads themselves, or the bundle that loads them
+    HeadsSource = Bundle | RewardHeads | None
+
+# (traj of RSSM.imagine, target) -> (reward (B, I) of every imagined state, offsets t_a (B,))
+RewardFn = Callable[[dict[str, torch.Tensor], torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+# (wm, imagined (B, I, stoch, classes), target (J | B, J, stoch, classes), prior probs) -> S (B, I, J)
+Similarity = Callable[[RSSM, torch.Tensor, torch.Tensor, torch.Tensor | None], torch.Tensor]
 
 
-def oracle_task(reward: str) -> str | None:
-    """`oracle:walker_walk` -> `walker_walk`; any other reward kind -> None."""
-    return reward[len(ORACLE_PREFIX):] if reward.startswith(ORACLE_PREFIX) else None
+# ------------------------------------------------------------------ trajectory matching
+def _max_cosine(wm: RSSM, imagined: torch.Tensor, target: torch.Tensor, probs: torch.Tensor | None) -> torch.Tensor:
+    """u.v / max(|u|, |v|)^2: a cosine that also penalises a norm mismatch (GenRL's default)."""
+    u, v = wm.latent_features(imagined), wm.latent_features(target)
+    dots = u @ v.mT
+    norm_u, norm_v = u.norm(dim=-1), v.norm(dim=-1)
+    return dots / torch.maximum(norm_u[..., :, None], norm_v[..., None, :]).clamp_min(1e-6) ** 2
 
 
-def latent_features(wm, stoch: torch.Tensor) -> torch.Tensor:
-    """One-hot stoch (..., stoch, classes) through the decoder's first linear layer (no bias)."""
-    return stoch.flatten(-2) @ wm.decoder.proj.weight.t()
+def _cosine(wm: RSSM, imagined: torch.Tensor, target: torch.Tensor, probs: torch.Tensor | None) -> torch.Tensor:
+    u, v = wm.latent_features(imagined), wm.latent_features(target)
+    return F.normalize(u, dim=-1) @ F.normalize(v, dim=-1).mT
 
 
-def similarity_matrix(kind: str, wm, imagined: torch.Tensor, target: torch.Tensor,
+def _kl(wm: RSSM, imagined: torch.Tensor, target: torch.Tensor, probs: torch.Tensor | None) -> torch.Tensor:
+    """-KL(one-hot target || prior) = mean over variables of log p_prior(target class)."""
+    if probs is None:
+        raise ValueError("the kl reward needs the imagined prior probabilities")
+    logp = probs.clamp_min(1e-8).log().flatten(-2)  # (B, I, stoch*classes)
+    return logp @ target.flatten(-2).mT / target.shape[-2]
+
+
+SIMILARITIES: dict[str, Similarity] = {"max_cosine": _max_cosine, "cosine": _cosine, "kl": _kl}
+
+
+def similarity_matrix(kind: str, wm: RSSM, imagined: torch.Tensor, target: torch.Tensor,
                       imagined_probs: torch.Tensor | None = None) -> torch.Tensor:
     """S[b, i, j] = sim(imagined state i of trajectory b, target state j).
 
@@ -34,20 +71,9 @@ def similarity_matrix(kind: str, wm, imagined: torch.Tensor, target: torch.Tenso
     trajectory, or (B, J, stoch, classes), one target per trajectory (the generalist's batches);
     imagined_probs (B, I, stoch, classes) prior probabilities, needed for `kl`.
     """
-    if kind == "kl":
-        if imagined_probs is None:
-            raise ValueError("the kl reward needs the imagined prior probabilities")
-        # -KL(one-hot target || prior) = mean over variables of log p_prior(target class)
-        logp = imagined_probs.clamp_min(1e-8).log().flatten(-2)  # (B, I, stoch*classes)
-        return logp @ target.flatten(-2).mT / target.shape[-2]
-    u, v = latent_features(wm, imagined), latent_features(wm, target)
-    if kind == "cosine":
-        return F.normalize(u, dim=-1) @ F.normalize(v, dim=-1).mT
-    if kind == "max_cosine":  # u.v / max(|u|, |v|)^2: also penalises a norm mismatch
-        dots = u @ v.mT
-        norm_u, norm_v = u.norm(dim=-1), v.norm(dim=-1)
-        return dots / torch.maximum(norm_u[..., :, None], norm_v[..., None, :]).clamp_min(1e-6) ** 2
-    raise ValueError(f"unknown reward {kind!r}; valid: {', '.join(REWARD_KINDS)}")
+    if kind not in SIMILARITIES:
+        raise ValueError(f"{kind!r} is no trajectory-matching reward; valid: {', '.join(SIMILARITIES)}")
+    return SIMILARITIES[kind](wm, imagined, target, imagined_probs)
 
 
 def alignment_scores(sim: torch.Tensor, align_states: int) -> torch.Tensor:
@@ -71,3 +97,63 @@ def aligned_reward(sim: torch.Tensor, align_states: int) -> tuple[torch.Tensor, 
     i = torch.arange(sim.shape[1], device=sim.device)[None, :]
     j = (i - t_a[:, None]).clamp(0, sim.shape[2] - 1)
     return sim.gather(2, j[..., None])[..., 0], t_a
+
+
+# ------------------------------------------------------------------ the registry
+def _matching(similarity: Similarity, kind: str, wm: RSSM, arg: str, heads: HeadsSource,
+              align_states: int) -> RewardFn:
+    """Similarity to the target state after temporal alignment (one target, or one per trajectory)."""
+    def reward(traj: dict[str, torch.Tensor], target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return aligned_reward(similarity(wm, traj["stoch"], target, traj["probs"]), align_states)
+
+    return reward
+
+
+def _oracle(kind: str, wm: RSSM, task: str, heads: HeadsSource, align_states: int) -> RewardFn:
+    """The task's true reward as its head predicts it from [h, s]; t_a is 0 (nothing to align)."""
+    if heads is None:
+        raise ConfigError(f"reward {kind!r} needs the bundle's oracle reward heads")
+    if not isinstance(heads, RewardHeads):
+        heads = heads.load_reward_heads(wm)
+    column = heads.column(task)  # an unknown task fails here, before any learning
+
+    def reward(traj: dict[str, torch.Tensor], target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        value = heads(feature(traj["deter"], traj["stoch"]))[..., column]
+        return value, torch.zeros(len(value), dtype=torch.long, device=value.device)
+
+    return reward
+
+
+@dataclasses.dataclass(frozen=True)
+class RewardKind:
+    """One registered kind: `build(kind, wm, arg, heads, align_states)` makes its reward function."""
+
+    build: Callable[[str, RSSM, str, HeadsSource, int], RewardFn]
+    arg: str = ""  # what the kind takes after a colon (oracle:TASK); "" for a kind that takes nothing
+
+
+# name -> kind, as dreamerv3 dispatches module kinds; a new reward is one entry here
+REWARDS: dict[str, RewardKind] = {
+    **{name: RewardKind(partial(_matching, sim)) for name, sim in SIMILARITIES.items()},
+    "oracle": RewardKind(_oracle, arg="TASK"),
+}
+# the kinds a request may pick: trajectory matching against the prompt's target (an oracle needs
+# a task's true reward, which a user's prompt does not have)
+REWARD_KINDS = tuple(SIMILARITIES)
+
+
+def parse_reward(kind: str) -> tuple[RewardKind, str]:
+    """A reward kind's registry entry and its argument (`oracle:walker_walk` -> oracle, walker_walk)."""
+    name, colon, arg = kind.partition(":")
+    entry = REWARDS.get(name)
+    if entry is None or bool(arg) != bool(entry.arg) or bool(colon) != bool(entry.arg):
+        valid = ", ".join(f"{n}:{e.arg}" if e.arg else n for n, e in REWARDS.items())
+        raise ConfigError(f"unknown reward {kind!r}; valid: {valid}")
+    return entry, arg
+
+
+def make_reward(kind: str, wm: RSSM, heads: HeadsSource, align_states: int) -> RewardFn:
+    """The reward function of `kind` on this world model; `heads` (the reward heads, or the bundle
+    that loads them) is read only by a kind that needs it (oracle:TASK)."""
+    entry, arg = parse_reward(kind)
+    return entry.build(kind, wm, arg, heads, align_states)

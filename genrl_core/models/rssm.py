@@ -110,6 +110,12 @@ class RSSM(nn.Module):
         """p(x | s) mean image (..., 3, 64, 64) in [-0.5, 0.5] from one-hot stoch (..., stoch, classes)."""
         return self.decoder(stoch.flatten(-2))
 
+    def latent_features(self, stoch: torch.Tensor) -> torch.Tensor:
+        """One-hot stoch (..., stoch, classes) through the decoder's first linear layer without its bias
+        (..., 8 * depth * 16): the space where trajectory matching compares states (GenRL's reward),
+        in which states that decode alike lie close."""
+        return stoch.flatten(-2) @ self.decoder.proj.weight.t()
+
     # ---------------------------------------------------------------- sequences
     def observe(self, images: torch.Tensor, actions: torch.Tensor, is_first: torch.Tensor,
                 deter: torch.Tensor | None = None, stoch: torch.Tensor | None = None,

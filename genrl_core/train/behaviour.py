@@ -33,8 +33,7 @@ from genrl_core.config import BehaviourConfig
 from genrl_core.data.replay import EpisodeReplay
 from genrl_core.errors import ConfigError, GenRLError
 from genrl_core.models.actor_critic import Actor, Critic, ReturnNorm, feature
-from genrl_core.models.reward import aligned_reward, oracle_task, similarity_matrix
-from genrl_core.models.reward_heads import RewardHeads
+from genrl_core.models.reward import RewardFn, make_reward
 from genrl_core.models.rssm import RSSM
 from genrl_core.policies import POLICY_FILE, STATE_FILE, TARGET_FILE, PolicyMeta, write_meta
 from genrl_core.train.loop import (
@@ -157,12 +156,11 @@ class BehaviourLearner:
     backward, replayed as a CUDA graph on a GPU. State that persists across updates (the return
     percentiles, the slow critic, the update count) is written outside the graphs."""
 
-    def __init__(self, wm: RSSM, cfg: BehaviourConfig, action_dim: int, reward_heads: RewardHeads | None = None):
+    def __init__(self, wm: RSSM, cfg: BehaviourConfig, action_dim: int, reward: RewardFn | None = None):
+        """`reward`: `models.reward.make_reward`'s function for cfg.reward (made here when None, for a
+        kind that needs nothing from the bundle)."""
         self.wm, self.cfg = wm, cfg
-        task = oracle_task(cfg.reward)
-        if task is not None and reward_heads is None:
-            raise ConfigError(f"reward {cfg.reward!r} needs the bundle's oracle reward heads")
-        self.oracle = None if task is None else (reward_heads, reward_heads.column(task))
+        self.rewards = make_reward(cfg.reward, wm, None, cfg.align_states) if reward is None else reward
         dev = next(wm.parameters()).device
         in_dim = wm.cfg.deter + wm.cfg.stoch_dim + self.condition_dim()
         self.actor = Actor(in_dim, action_dim, cfg.hidden, cfg.layers).to(dev)
@@ -195,14 +193,6 @@ class BehaviourLearner:
 
     def critic_input(self, feat: torch.Tensor, cond: torch.Tensor | None) -> torch.Tensor:
         return feat
-
-    def rewards(self, traj: dict[str, torch.Tensor], target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        if self.oracle is not None:  # the true task reward as the head predicts it; no alignment
-            heads, column = self.oracle
-            reward = heads(feature(traj["deter"], traj["stoch"]))[..., column]
-            return reward, torch.zeros(len(reward), dtype=torch.long, device=reward.device)
-        sim = similarity_matrix(self.cfg.reward, self.wm, traj["stoch"], target, traj["probs"])
-        return aligned_reward(sim, self.cfg.align_states)
 
     def autocast(self, device: torch.device) -> torch.autocast:
         """Autocast to `amp`'s dtype (off for fp32), without its weight-cast cache, which a
@@ -311,15 +301,16 @@ class FixedTarget:
 def learn_policy(wm: RSSM, target: torch.Tensor | TargetSource, starts: StartStates, cfg: BehaviourConfig,
                  run_dir: Path, action_dim: int, meta: PolicyMeta, callback: Callable[[dict], None] | None = None,
                  cancel: threading.Event | None = None, progress: bool = False,
-                 reward_heads: RewardHeads | None = None,
+                 reward: RewardFn | None = None,
                  learner_class: type[BehaviourLearner] | None = None) -> PolicyMeta:
     """Learn (or resume) one policy in `run_dir`; returns its final meta. `target` is one prompt's
-    target or a source of targets per update; `learner_class` replaces the per-prompt learner
+    target or a source of targets per update; `reward` is `make_reward`'s for cfg.reward (needed
+    for a kind that reads the bundle, oracle:TASK); `learner_class` replaces the per-prompt learner
     (the generalist's), built after the seed is set so that its initial weights follow the seed."""
     run_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
     source = FixedTarget(target) if isinstance(target, torch.Tensor) else target
-    learner = (learner_class or BehaviourLearner)(wm, cfg, action_dim, reward_heads)
+    learner = (learner_class or BehaviourLearner)(wm, cfg, action_dim, reward)
     if learner.compiled and progress:
         print("[learn] compiling the update" + (" into CUDA graphs" if learner.cuda_graphs else "")
               + " (about a minute, once per process)", file=sys.stderr, flush=True)

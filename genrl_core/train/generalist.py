@@ -12,20 +12,23 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from genrl_core.config import BehaviourConfig
 from genrl_core.errors import ConfigError
 from genrl_core.models.actor_critic import Actor
 from genrl_core.models.generalist import BoundActor, condition_dim, target_condition, with_condition
-from genrl_core.models.reward import oracle_task
+from genrl_core.models.reward import REWARD_KINDS, RewardFn
+from genrl_core.models.rssm import RSSM
 from genrl_core.train.behaviour import BehaviourLearner
 
 
 class GeneralistLearner(BehaviourLearner):
     """`update(deter, stoch, targets)` with targets (B, J, stoch, classes): one per trajectory."""
 
-    def __init__(self, wm, cfg, action_dim: int, reward_heads=None):
-        if oracle_task(cfg.reward):
-            raise ConfigError("the generalist learns from trajectory matching; an oracle reward has no target")
-        super().__init__(wm, cfg, action_dim)
+    def __init__(self, wm: RSSM, cfg: BehaviourConfig, action_dim: int, reward: RewardFn | None = None):
+        if cfg.reward not in REWARD_KINDS:
+            raise ConfigError(f"the generalist learns from trajectory matching ({', '.join(REWARD_KINDS)}); "
+                              f"{cfg.reward!r} has no target")
+        super().__init__(wm, cfg, action_dim, reward)
 
     def condition_dim(self) -> int:
         return condition_dim(self.wm.cfg.stoch, self.wm.cfg.classes)
