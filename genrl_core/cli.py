@@ -1,4 +1,8 @@
-"""`genrl` command line: one subcommand per job; every argument documented in --help."""
+"""`genrl` command line: one subcommand per job; every argument documented in --help.
+
+These are the core's commands; the app's (`serve`, `worker`) join them in app/cli.py, whose `main`
+is the `genrl` console script, so that genrl_core never imports the app.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,7 @@ import argparse
 import signal
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from genrl_core.cli_flags import (
@@ -22,8 +26,10 @@ from genrl_core.config import parse_settings
 from genrl_core.errors import ConfigError, GenRLError, MissingFileError
 from genrl_core.prompt import STEPS_HELP
 
-# PracticePlan fields with flags of their own (--driver, --set), not generated
-PRACTICE_OWN_FLAGS = ("drivers", "settings")
+# PracticePlan and DynaPlan fields with flags of their own (--driver / --prompt, --set), not generated
+PRACTICE_OWN_FLAGS = DYNA_OWN_FLAGS = ("drivers", "settings")
+# what a front end adds to the core's subcommands (app/cli.py: serve, worker)
+AddCommands = Callable[[argparse._SubParsersAction], None]
 
 
 def _cmd_envs(args: argparse.Namespace) -> None:
@@ -195,9 +201,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
 def _cmd_dyna(args: argparse.Namespace) -> None:
     from genrl_core.dyna import Driver, DynaPlan, run_dyna
 
-    plan = DynaPlan(drivers=tuple(Driver.parse(p) for p in args.prompt), rounds=args.rounds, episodes=args.episodes,
-                    wm_updates=args.wm_updates, wm_minutes=args.wm_minutes, connector_updates=args.connector_updates,
-                    eval_episodes=args.eval_episodes, settings=tuple(parse_settings(args.set).items()))
+    plan = DynaPlan(drivers=tuple(Driver.parse(p) for p in args.prompt),
+                    settings=tuple(parse_settings(args.set).items()), **plan_values(args, DynaPlan, DYNA_OWN_FLAGS))
     run_dyna(args.bundle, args.data, args.out, plan, device=args.device, workers=args.workers)
 
 
@@ -243,25 +248,18 @@ def _cmd_policies(args: argparse.Namespace) -> None:
 
 
 def _cmd_start_states(args: argparse.Namespace) -> None:
+    from genrl_core.bundle import Bundle
     from genrl_core.train.behaviour import build_start_states
-    from genrl_core.train.world_model import load_world_model
 
-    build_start_states(load_world_model(args.bundle, args.device), args.data, args.bundle, count=args.count)
+    build_start_states(Bundle(args.bundle).load_world_model(args.device), args.data, args.bundle, count=args.count)
 
 
 def _cmd_train_reward_heads(args: argparse.Namespace) -> None:
+    from genrl_core.bundle import Bundle
     from genrl_core.train.reward_head import train_reward_heads
-    from genrl_core.train.world_model import load_world_model
 
-    train_reward_heads(load_world_model(args.bundle, args.device), args.data, args.bundle, steps=args.updates,
+    train_reward_heads(Bundle(args.bundle).load_world_model(args.device), args.data, args.bundle, steps=args.updates,
                        progress=not args.no_progress)
-
-
-def _cmd_serve(args: argparse.Namespace) -> None:
-    from app.main import serve
-
-    serve(bundle=args.bundle, host=args.host, port=args.port, db=args.db, max_jobs=args.max_jobs, token=args.token,
-          workers=args.workers, executor=args.executor, ray_address=args.ray_address, runs=args.runs)
 
 
 def _cmd_logs(args: argparse.Namespace) -> None:
@@ -298,19 +296,8 @@ def _last_logged_step(run: Path) -> int | None:
     return max(steps) if steps else None
 
 
-def _cmd_worker(args: argparse.Namespace) -> None:
-    from app.config import AppConfig
-    from app.workers import run_worker
-
-    if args.jobs < 1:
-        raise ConfigError(f"--jobs must be at least 1, got {args.jobs}")
-    if args.claim_timeout is not None and args.claim_timeout <= 0:
-        raise ConfigError(f"--claim-timeout must be positive, got {args.claim_timeout}")
-    run_worker(AppConfig.from_env(bundles=args.bundle, db=args.db, runs=args.runs, device=args.device,
-                                  max_jobs=args.jobs, claim_timeout=args.claim_timeout))
-
-
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(add_commands: AddCommands | None = None) -> argparse.ArgumentParser:
+    """The core's subcommands, and those `add_commands` adds to them (app/cli.py's)."""
     from genrl_core.data.recipes import POLICY_HELP
     from genrl_core.dyna import DynaPlan
 
@@ -430,25 +417,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_evaluate)
 
     p = sub.add_parser("dyna", help="rounds of: learn policies, collect with them, fine-tune the world model (resumes)")
-    dyna = DynaPlan.__dataclass_fields__
     p.add_argument("--prompt", action="append", required=True,
                    help='repeatable: "TEXT", "TEXT@TASK" (scored on TASK) or "oracle:TASK" (the task\'s reward head)')
     add_flags(p, "bundle", "data", "device", "workers", bundle={"help": "bundle to start from (copied, not changed)"},
               workers={"help": "collection worker processes"})
     p.add_argument("--out", required=True, help="run folder: the updated bundle, data and dyna.json (rerun to resume)")
-    p.add_argument("--rounds", type=int, default=dyna["rounds"].default,
-                   help="collect + fine-tune rounds; a larger number continues a finished run (default %(default)s)")
-    p.add_argument("--episodes", type=int, default=dyna["episodes"].default,
-                   help="episodes each policy collects a round (default %(default)s)")
-    p.add_argument("--wm-updates", type=int, default=dyna["wm_updates"].default,
-                   help="world-model steps a round (default %(default)s)")
-    p.add_argument("--wm-minutes", type=float, default=dyna["wm_minutes"].default,
-                   help="and at most this many minutes of them (default %(default)s: no limit)")
-    p.add_argument("--connector-updates", type=int, default=dyna["connector_updates"].default,
-                   help="connector steps a round (default %(default)s: keep the connector)")
-    p.add_argument("--eval-episodes", type=int, default=dyna["eval_episodes"].default,
-                   help="real episodes scoring each policy that names a task, seeds 1000, 1001, ... "
-                        "(default %(default)s)")
+    add_plan_flags(p, DynaPlan, DYNA_OWN_FLAGS)
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                    help="behaviour settings for every policy, as `genrl learn` takes them, e.g. max_minutes=5")
     p.set_defaults(func=_cmd_dyna)
@@ -516,39 +490,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--updates", type=int, default=2000, help="updates of batch 16 x 32 steps")
     p.set_defaults(func=_cmd_train_reward_heads)
 
-    p = sub.add_parser("serve", help="start the web app (REST API + UI) on a bundle")
-    add_flags(p, "bundle", "db")
-    p.add_argument("--runs", default=None,
-                   help="folder of job artefacts, uploads, learned policies and caches, and of the job database "
-                        "unless --db says otherwise (default: GENRL_RUNS, else runs/app)")
-    p.add_argument("--host", default="127.0.0.1", help="0.0.0.0 to listen on all interfaces")
-    p.add_argument("--port", type=int, default=7860, help="port")
-    p.add_argument("--max-jobs", type=int, default=1, help="learning jobs that run at once; others queue")
-    p.add_argument("--token", default=None, help="API token required to start/cancel jobs (or GENRL_API_TOKEN)")
-    p.add_argument("--workers", type=int, default=None,
-                   help="run jobs in N worker processes (one per GPU) instead of the server's threads")
-    p.add_argument("--executor", choices=("local", "ray"), default=None,
-                   help="local (default) | ray: each job a Ray task with one GPU (or CPU); Ray is in requirements")
-    p.add_argument("--ray-address", default=None, help="Ray cluster to join (default: RAY_ADDRESS, else a local one)")
-    p.set_defaults(func=_cmd_serve)
-
-    p = sub.add_parser("worker", help="run queued learning jobs of a server's job database (e.g. one per GPU)")
-    add_flags(p, "bundle", "db", "device",
-              bundle={"default": None, "help": "bundle folder(s), comma-separated, as the server's "
-                                               "(default: GENRL_BUNDLE, else checkpoints/walker)"},
-              device={"default": None, "help": "cpu | cuda | cuda:K | auto (default: GENRL_DEVICE, else auto)"})
-    p.add_argument("--runs", default=None, help="the server's runs folder (default: GENRL_RUNS, else runs/app)")
-    p.add_argument("--jobs", type=int, default=1, help="jobs this worker runs at once")
-    p.add_argument("--claim-timeout", type=float, default=None,
-                   help="seconds without a heartbeat before a dead worker's job is re-queued (default 30)")
-    p.set_defaults(func=_cmd_worker)
-
     p = sub.add_parser("experts", help="measure the MPC experts' true returns (1000 env steps per episode)")
     add_flags(p, "workers", workers={"help": "parallel episodes (each planner also uses its threads)"})
     p.add_argument("--tasks", required=True, help="comma-separated tasks, e.g. walker_stand,walker_run")
     p.add_argument("--episodes", type=int, default=5, help="episodes per task")
     p.add_argument("--record", action="store_true", help="write the measured returns into checkpoints/experts/")
     p.set_defaults(func=_cmd_experts)
+    if add_commands is not None:
+        add_commands(sub)
     return parser
 
 
@@ -556,8 +505,10 @@ def _stop_on_sigterm(signum, frame) -> None:
     raise KeyboardInterrupt  # training loops checkpoint on it, so `kill PID` loses nothing
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def main(argv: Sequence[str] | None = None, parser: argparse.ArgumentParser | None = None) -> int:
+    """Run one command (of `parser`, the core's by default); returns the exit status: 2 for a
+    user's error, printed without a traceback."""
+    args = (parser or build_parser()).parse_args(argv)
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _stop_on_sigterm)
     try:

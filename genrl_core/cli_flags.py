@@ -18,7 +18,6 @@ FLAGS: dict[str, tuple[str, dict]] = {
     "seed": ("--seed", {"type": int, "default": 0, "help": "seed (episodes use seed, seed + 1, ...)"}),
     "size": ("--size", {"type": int, "default": 64, "help": "rendered frame size in pixels"}),
     "body": ("--body", {"required": True, "help": "walker | cheetah | quadruped"}),
-    "db": ("--db", {"default": None, "help": "SQLite job database (default: RUNS/jobs.sqlite)"}),
     "vlm-backend": ("--vlm-backend", {"default": "embedded", "help": "embedded (the bundle's, default) | open_clip"}),
     "vlm-arch": ("--vlm-arch", {"default": None, "help": "open_clip architecture, e.g. ViT-B-32"}),
     "vlm-pretrained": ("--vlm-pretrained", {"default": None,

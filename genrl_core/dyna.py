@@ -85,12 +85,12 @@ class Driver:
 @dataclasses.dataclass(frozen=True)
 class DynaPlan:
     drivers: tuple[Driver, ...]
-    rounds: int = 3  # collect -> fine-tune cycles; each run ends with one more learn + score
+    rounds: int = 3  # collect -> fine-tune cycles, then one more learn + score; more continues a finished run
     episodes: int = 8  # episodes each policy collects per round
     wm_updates: int = 4000  # world-model steps per round (long on a CPU, quick compiled on a GPU)
     wm_minutes: float = 0.0  # and at most this many minutes of them; 0 = no limit
     connector_updates: int = 0  # connector steps per round; 0 keeps it (retraining it did not lift the scores)
-    eval_episodes: int = 3  # real episodes that score each policy (mean action, seeds 1000, 1001, ...)
+    eval_episodes: int = 3  # real episodes that score each policy naming a task (mean action, seeds 1000, 1001, ...)
     settings: tuple[tuple[str, str], ...] = ()  # behaviour settings for every policy (KEY, VALUE)
 
     def __post_init__(self):

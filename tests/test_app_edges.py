@@ -20,9 +20,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 from app.background import free_port, running
+from app.cli import build_parser
 from app.errors import AppError
 from app.main import create_app
-from genrl_core.cli import build_parser
 from genrl_core.prompt import MAX_PROMPT_CHARS, Prompt, PromptEmpty, PromptError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -291,13 +291,13 @@ def test_serve_takes_a_runs_folder(tiny_bundle, tmp_path):
     GENRL_RUNS env var set it). The real command in a process of its own."""
     runs = tmp_path / "served"
     assert build_parser().parse_args(["serve", "--runs", str(runs)]).runs == str(runs)
-    help_text = subprocess.run([sys.executable, "-m", "genrl_core.cli", "serve", "--help"], cwd=ROOT,
+    help_text = subprocess.run([sys.executable, "-m", "app.cli", "serve", "--help"], cwd=ROOT,
                                capture_output=True, text=True, timeout=120).stdout
     assert "--runs" in help_text and "GENRL_RUNS" in help_text
     port = free_port()
     log = tmp_path / "serve.log"
     with log.open("w") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "genrl_core.cli", "serve", "--bundle", str(tiny_bundle),
+        proc = subprocess.Popen([sys.executable, "-m", "app.cli", "serve", "--bundle", str(tiny_bundle),
                                  "--runs", str(runs), "--port", str(port)], cwd=ROOT, stdout=out,
                                 stderr=subprocess.STDOUT)
     try:

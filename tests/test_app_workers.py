@@ -17,13 +17,13 @@ from fastapi.testclient import TestClient
 from helpers_jobs import learning
 
 from app.bodies import Bodies
+from app.cli import main as genrl
 from app.config import AppConfig
 from app.executors import import_ray, make_jobs
 from app.job_store import CANCEL, JobStore
 from app.jobs import JobManager
 from app.liveness import Owners
 from app.main import create_app
-from genrl_core.cli import main as genrl
 from genrl_core.errors import ConfigError
 
 OPTS = {"steps": 8, "task": None, "eval_episodes": 0}
@@ -134,7 +134,7 @@ def test_the_default_app_never_imports_ray(tmp_path):
 def start_worker(bundle, runs, db, log_file, claim_timeout=10):
     """`genrl worker` in a process of its own, on the CPU with the tiny behaviour preset."""
     env = {**os.environ, "GENRL_BEHAVIOUR_PRESET": "tiny", "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "genrl_core.cli", "worker", "--bundle", str(bundle), "--runs", str(runs),
+    cmd = [sys.executable, "-m", "app.cli", "worker", "--bundle", str(bundle), "--runs", str(runs),
            "--db", str(db), "--device", "cpu", "--claim-timeout", str(claim_timeout)]
     return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log_file, stderr=subprocess.STDOUT)
 

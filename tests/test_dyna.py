@@ -8,7 +8,8 @@ import json
 import pytest
 
 from genrl_core.bundle import Bundle, file_digest, load_torch
-from genrl_core.cli import main
+from genrl_core.cli import DYNA_OWN_FLAGS, build_parser, main
+from genrl_core.cli_flags import plan_values
 from genrl_core.data.store import EpisodeStore
 from genrl_core.dyna import STAGES, Driver, DynaPlan, report, run_dyna
 from genrl_core.errors import ConfigError
@@ -82,3 +83,14 @@ def test_bad_dyna_requests_are_named(tiny_bundle, walker_random_data, tmp_path, 
     code = main(["dyna", "--bundle", str(tiny_bundle), "--data", str(walker_random_data), "--out", str(tmp_path / "y"),
                  "--prompt", "run", "--set", "speed=3"])
     assert code == 2 and "speed" in capsys.readouterr().err and not (tmp_path / "y").exists()
+
+
+def test_dyna_flags_are_its_plans_fields_under_their_names():
+    base = ["dyna", "--bundle", "b", "--data", "d", "--out", "o", "--prompt", "run"]
+    args = build_parser().parse_args(base)
+    assert plan_values(args, DynaPlan, DYNA_OWN_FLAGS) == {
+        "rounds": 3, "episodes": 8, "wm_updates": 4000, "wm_minutes": 0.0, "connector_updates": 0, "eval_episodes": 3}
+    args = build_parser().parse_args([*base, "--rounds", "2", "--episodes", "1", "--wm-updates", "5", "--wm-minutes",
+                                      "1.5", "--connector-updates", "7", "--eval-episodes", "0"])
+    assert plan_values(args, DynaPlan, DYNA_OWN_FLAGS) == {
+        "rounds": 2, "episodes": 1, "wm_updates": 5, "wm_minutes": 1.5, "connector_updates": 7, "eval_episodes": 0}

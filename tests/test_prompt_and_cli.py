@@ -3,7 +3,6 @@ documented configs (issue 14)."""
 
 from __future__ import annotations
 
-import ast
 import dataclasses
 from pathlib import Path
 
@@ -23,8 +22,6 @@ from genrl_core.config import (
 )
 from genrl_core.errors import ConfigError, GenRLError
 from genrl_core.prompt import MAX_PROMPT_CHARS, Prompt, PromptError, PromptTooLong, check_steps
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_a_text_prompt_is_validated_and_identified_once():
@@ -105,6 +102,18 @@ def test_every_setting_is_documented_and_its_help_generated():
                 assert docs[field.name].replace("%", "%%") in flags[flag], (command, flag)
 
 
+def test_the_app_adds_serve_and_worker_to_the_core_commands():
+    from app.cli import build_parser as genrl_parser
+
+    core = set(build_parser()._subparsers._group_actions[0].choices)
+    full = genrl_parser()._subparsers._group_actions[0].choices
+    assert set(full) == core | {"serve", "worker"} and not core & {"serve", "worker"}
+    flags = {c: {f for a in full[c]._actions for f in a.option_strings} for c in ("serve", "worker")}
+    assert flags["serve"] == {"-h", "--help", "--bundle", "--db", "--runs", "--host", "--port", "--max-jobs", "--token",
+                              "--workers", "--executor", "--ray-address"}
+    assert flags["worker"] == {"-h", "--help", "--bundle", "--db", "--runs", "--device", "--jobs", "--claim-timeout"}
+
+
 def test_a_setting_is_a_flag_or_a_set_string_alike():
     args = build_parser().parse_args(["learn", "run", "--updates", "3", "--set", "batch=8", "--use_aligner", "false"])
     assert sorted(settings_given(args)) == ["batch=8", "updates=3", "use_aligner=false"]
@@ -134,35 +143,3 @@ def test_train_wm_writes_event_files_and_a_relative_dataset_path(tmp_path, walke
     assert main(["logs", str(bundle), "--list"]) == 0
     assert "logs/tensorboard/world_model: last step 20" in capsys.readouterr().out
     assert main(["logs", str(tmp_path / "nothing-here"), "--list"]) == 2
-
-
-def _imports(path: Path) -> set[str]:
-    """genrl_core modules a file imports (top level or inside functions)."""
-    found = set()
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("genrl_core"):
-            found.add(node.module)
-            found.update(f"{node.module}.{a.name}" for a in node.names)
-        elif isinstance(node, ast.Import):
-            found.update(a.name for a in node.names if a.name.startswith("genrl_core"))
-    return found
-
-
-def test_genrl_core_imports_have_no_cycles():
-    modules = {".".join(p.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__"): p
-               for p in (ROOT / "genrl_core").rglob("*.py")}
-    graph = {name: {m for m in _imports(path) if m in modules and m != name} for name, path in modules.items()}
-    done: set[str] = set()
-
-    def visit(name: str, trail: list[str]) -> None:
-        if name in trail:
-            raise AssertionError("import cycle: " + " -> ".join([*trail[trail.index(name):], name]))
-        if name in done:
-            return
-        for dep in graph[name]:
-            if not name.startswith(dep + "."):  # a package's own __init__ is not a cycle
-                visit(dep, [*trail, name])
-        done.add(name)
-
-    for name in graph:
-        visit(name, [])

@@ -183,10 +183,3 @@ def train_world_model(data: str | Path, out: str | Path, preset: str = "small", 
         log(f"[train-wm] done: step {step}, {plog.elapsed:.0f}s of training -> {out}")
     return {"step": step, "model": model, "params": sum(p.numel() for p in model.parameters())}
 
-
-
-def load_world_model(bundle: str | Path, device: str = "cpu") -> RSSM:
-    """`Bundle(bundle).load_world_model(device)`, under the name genrl_core/cli.py's start-states and
-    train-reward-heads commands still import from here (cli.py is being moved: point them at Bundle
-    there, then delete this)."""
-    return Bundle(bundle).load_world_model(device)
