@@ -35,6 +35,7 @@ from genrl_core.models.reward import alignment_scores, make_reward, similarity_m
 from genrl_core.policies import LearnedPolicy, PolicyMeta, PolicyStore, read_meta
 from genrl_core.prompt import Prompt, PromptError, check_steps
 from genrl_core.train.behaviour import BehaviourConfig, LearningCancelled, StartStates, learn_policy
+from genrl_core.train.generalist import refining
 from genrl_core.video import read_video_prompt
 from genrl_core.vlm import load_vlm
 
@@ -186,8 +187,12 @@ class GenRL:
         run_dir = self.policies.run_dir(slug)
         earlier = read_meta(run_dir)
         meta = self.policy_meta(slug, prompt, cfg, earlier.created if earlier else None)
+        learner = None
+        if cfg.init == "generalist":  # refine the generalist on this target (the loaded actor is its copy's base)
+            actor, _ = self._load_generalist()
+            learner = refining(actor.state_dict())
         final = learn_policy(self.wm, target.to(self.device), starts, cfg, run_dir, self.wm.cfg.action_dim, meta,
-                             callback, cancel, progress, reward)
+                             callback, cancel, progress, reward, learner)
         return LearnedPolicy(final, run_dir)
 
     def policy_meta(self, slug: str, prompt: PromptLike, cfg: BehaviourConfig,
@@ -195,13 +200,16 @@ class GenRL:
         """The meta a policy starts with (learn_policy adds its progress); one schema for all writers."""
         return PolicyMeta.start(slug, Prompt.parse(prompt), cfg, self.body, self.wm_digest, self.vlm.name, created)
 
+    def _load_generalist(self) -> tuple[Actor, LearnedPolicy]:
+        if self._generalist is None:
+            self._generalist = load_generalist(self.bundle, self.wm_digest, self.wm.cfg, self.device)
+        return self._generalist
+
     def act(self, prompt: PromptLike) -> InstantPolicy:
         """Zero-shot: the bundle's generalist conditioned on the prompt's target, at once (no
         learning). Use it wherever a learned policy goes: imagine, rollout, alignment, evaluate."""
         prompt = Prompt.parse(prompt)
-        if self._generalist is None:
-            self._generalist = load_generalist(self.bundle, self.wm_digest, self.wm.cfg, self.device)
-        actor, found = self._generalist
+        actor, found = self._load_generalist()
         cfg = found.config
         target = self._target(prompt, cfg.horizon + 1, cfg.use_aligner)
         meta = dataclasses.replace(found.meta, slug=f"instant-{self.policies.slug(prompt, cfg, None)}",

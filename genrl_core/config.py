@@ -164,6 +164,7 @@ class BehaviourConfig:
     align_states: int = 8  # b: initial target states slid over the imagined window
     use_aligner: bool = True  # map the prompt embedding with the aligner (off only for the ablation)
     start: str = "auto"  # dataset | data_free | auto (dataset when the bundle has start states)
+    init: str = "scratch"  # scratch | generalist: start from the bundle's generalist on this prompt (refine it)
     grad_clip: float = 100.0  # gradient norm clip
     # bf16 measured ~2-3x faster than fp32 on CPUs with AVX512-BF16 and on GPUs
     amp: str = "bf16"  # bf16 | none | auto (bf16 on AVX512-BF16 CPUs; on CUDA fp32 below the paper sizes, bf16 at them)
@@ -178,6 +179,11 @@ class BehaviourConfig:
             raise ConfigError(f"unknown start {self.start!r}; valid: auto, dataset, data_free")
         if self.compile not in COMPILE_SETTINGS:
             raise ConfigError(f"compile must be auto, true or false, got {self.compile!r}")
+        if self.init not in BEHAVIOUR_INITS:
+            raise ConfigError(f"unknown init {self.init!r}; valid: {', '.join(BEHAVIOUR_INITS)}")
+        if self.init == "generalist" and self.reward.startswith("oracle:"):
+            raise ConfigError("init=generalist refines the generalist's trajectory matching; an oracle reward has "
+                              "no target to condition it on")
         if self.amp not in BEHAVIOUR_AMP_SETTINGS:
             raise ConfigError(f"amp must be bf16, none or auto, got {self.amp!r} (fp16 would need loss scaling, "
                               "which behaviour learning does not do)")
@@ -191,6 +197,9 @@ class BehaviourConfig:
             raise ConfigError("need 0 < gamma <= 1, 0 <= lam <= 1 and positive learning rates")
 
 
+# where a policy's actor starts: its own random weights, or the bundle's generalist (genrl_core/generalist.py)
+BEHAVIOUR_INITS = ("scratch", "generalist")
+
 # settings that only change bookkeeping, not what a policy learns (left out of its identity)
 BEHAVIOUR_BOOKKEEPING = ("log_every", "checkpoint_minutes", "compile")
 # `amp` replaced the behaviour setting `bf16: bool`: the amp word each old value means
@@ -202,6 +211,8 @@ def behaviour_identity(cfg: BehaviourConfig) -> dict[str, Any]:
     spelled as policies were first named (`bf16: true|false`), so that a request still finds the
     policies learned and shipped before the rename; `auto`, which has no old spelling, stays `amp`."""
     settings = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in BEHAVIOUR_BOOKKEEPING}
+    if settings["init"] == "scratch":  # the setting came later: a from-scratch policy keeps its old name
+        del settings["init"]
     old = {word: flag for flag, word in LEGACY_BF16.items()}
     if settings["amp"] in old:
         settings["bf16"] = old[settings.pop("amp")]

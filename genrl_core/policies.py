@@ -20,10 +20,11 @@ from typing import Any
 
 import torch
 
-from genrl_core.bundle import BundleError, load_weights
+from genrl_core.bundle import BundleError, load_torch, load_weights
 from genrl_core.config import BehaviourConfig, behaviour_identity, upgrade_behaviour_settings
 from genrl_core.fileio import atomic_write
 from genrl_core.models.actor_critic import Actor
+from genrl_core.models.generalist import BoundActor, condition_dim, target_condition
 from genrl_core.models.rssm import RSSMConfig
 from genrl_core.prompt import Prompt, PromptError
 
@@ -179,6 +180,12 @@ class PolicyStore:
 def load_actor(policy: LearnedPolicy, wm: RSSMConfig, device: torch.device | str = "cpu") -> Actor:
     """A finished policy's actor, sized by its settings, for a world model of config `wm`."""
     cfg = policy.config
+    if cfg.init == "generalist":  # a refined generalist: conditioned on its own target, kept beside it
+        actor = Actor(wm.deter + wm.stoch_dim + condition_dim(wm.stoch, wm.classes), wm.action_dim, cfg.hidden,
+                      cfg.layers)
+        load_weights(actor, policy.policy_file)
+        target = load_torch(policy.target_file)
+        return BoundActor(actor, target_condition(target[None])).to(device).eval()
     actor = Actor(wm.deter + wm.stoch_dim, wm.action_dim, cfg.hidden, cfg.layers)
     load_weights(actor, policy.policy_file)
     return actor.to(device).eval()

@@ -182,3 +182,33 @@ def test_act_without_a_generalist_names_the_command_to_train_one(agent):
 
     with pytest.raises(BundleError, match="train-generalist"):
         agent.act("stand up straight")
+
+
+def test_refining_starts_from_the_generalist_and_loads_as_a_policy(trained, tmp_path):
+    bundle, _ = trained
+    agent = GenRL.load(bundle, policies_dir=tmp_path / "policies")
+    lr = 1e-4
+    settings = {**SMALL, "updates": 1, "log_every": 1, "actor_lr": lr, "init": "generalist"}
+    refined = agent.learn("kneel on your knees", settings)
+    assert refined.slug != agent.policy_slug("kneel on your knees", {**settings, "init": "scratch"})
+    start = torch.load(bundle / "generalist" / "policy.pt", weights_only=True)
+    after = torch.load(refined.policy_file, weights_only=True)
+    # one Adam step from the generalist's weights moves each weight by at most the learning rate
+    moved = max(float((after[k] - start[k]).abs().max()) for k in start)
+    assert 0 < moved <= lr * 1.01
+    out = agent.evaluate(refined, "walker_sit_knees", episodes=1, max_steps=3)
+    assert out["env_steps"] == 6
+    frames = agent.imagine(refined, steps=8)
+    assert frames.shape == (8, 64, 64, 3)
+
+
+def test_refining_needs_a_generalist_and_a_matching_reward(agent):
+    from genrl_core.bundle import BundleError
+    from genrl_core.errors import ConfigError
+
+    with pytest.raises(BundleError, match="train-generalist"):
+        agent.learn("stand up straight", {**SMALL, "updates": 1, "init": "generalist"})
+    with pytest.raises(ConfigError, match="init"):
+        agent.behaviour_config({"init": "the moon"})
+    with pytest.raises(ConfigError, match="oracle"):
+        agent.behaviour_config({"init": "generalist", "reward": "oracle:walker_walk"})

@@ -9,6 +9,9 @@ normaliser, checkpoints, resume, cancel) is the per-prompt learner's.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 
@@ -22,7 +25,9 @@ from genrl_core.train.behaviour import BehaviourLearner
 
 
 class GeneralistLearner(BehaviourLearner):
-    """`update(deter, stoch, targets)` with targets (B, J, stoch, classes): one per trajectory."""
+    """`update(deter, stoch, targets)` with targets (B, J, stoch, classes): one per trajectory; or
+    one prompt's target (J, stoch, classes) for all, when a per-prompt run refines the generalist
+    (`init=generalist`)."""
 
     def __init__(self, wm: RSSM, cfg: BehaviourConfig, action_dim: int, reward: RewardFn | None = None):
         if cfg.reward not in REWARD_KINDS:
@@ -34,10 +39,10 @@ class GeneralistLearner(BehaviourLearner):
         return condition_dim(self.wm.cfg.stoch, self.wm.cfg.classes)
 
     def condition(self, target: torch.Tensor) -> torch.Tensor:
-        if target.dim() != 4:
-            raise ValueError(f"the generalist needs one target per trajectory (B, J, stoch, classes), "
+        if target.dim() not in (3, 4):
+            raise ValueError(f"the generalist needs targets (B, J, stoch, classes) or one (J, stoch, classes), "
                              f"got {tuple(target.shape)}")
-        return target_condition(target)
+        return target_condition(target if target.dim() == 4 else target[None])
 
     def policy(self, cond: torch.Tensor | None) -> Actor:
         return BoundActor(self.actor, cond)
@@ -64,3 +69,15 @@ class TargetSampler:
 
     def saved(self) -> dict:
         return self.pool
+
+
+def refining(actor_state: dict[str, torch.Tensor]) -> Callable[..., GeneralistLearner]:
+    """A learner class for `learn_policy` that starts its actor from the generalist's weights:
+    per-prompt learning refines the generalist on one target instead of starting from scratch."""
+
+    def build(*args: Any) -> GeneralistLearner:
+        learner = GeneralistLearner(*args)
+        learner.actor.load_state_dict(actor_state)
+        return learner
+
+    return build
