@@ -88,6 +88,10 @@ def train_generalist(agent, settings: dict[str, Any] | None = None, plan: Genera
     earlier = read_meta(run_dir)
     if earlier is not None and earlier.world_model != agent.wm_digest:
         raise BundleError(f"{run_dir} was trained on another world model; delete it to train a new generalist")
+    if earlier is not None and earlier.finished and (run_dir / POLICY_FILE).exists():
+        # its training state is not kept once finished: training again would start over and replace it
+        log(f"[generalist] {run_dir} is trained ({earlier.updates_done} updates); delete it to train anew")
+        return earlier
     pool = _pool(agent, run_dir, cfg.horizon + 1, plan, data, log)
     gen = torch.Generator().manual_seed(cfg.seed)  # the start states' stream: saved and restored by learn_policy
     starts = StartStates(agent.wm, agent.bundle, cfg.start, agent.connector, agent.aligner, agent.vlm.embed_dim, gen)
