@@ -179,7 +179,7 @@ def build_router(svc: Services) -> APIRouter:
         return FileResponse(path, media_type="video/mp4", filename="target.mp4")
 
     def learn_get(options: TextLearnOptions) -> JSONResponse:
-        return _accepted(svc.submit(**options.model_dump()))
+        return _accepted(svc.submit(svc.learn_request(**options.model_dump())))
 
     # this server's options, with its caps: a class made here, which a string annotation (this module
     # has `from __future__ import annotations`) could not name for FastAPI
@@ -228,7 +228,7 @@ def build_router(svc: Services) -> APIRouter:
             options = model.model_validate(raw, strict=strict)
         except ValidationError as exc:
             raise AppError(422, validation_message(exc.errors())) from None
-        job = await run_in_threadpool(lambda: svc.submit(video=video, **options.model_dump()))
+        job = await run_in_threadpool(lambda: svc.submit(svc.learn_request(video=video, **options.model_dump())))
         return _accepted(job)
 
     def act_get(options: ActOptions) -> dict[str, Any]:

@@ -121,17 +121,17 @@ class _Run:
         job, job_id = self.job, self.job_id
         body, settings, options = job["body"], job["settings"], job["options"]
         agent = self.bodies.agent(body, wait=600)
-        # parsed once: a video prompt is hashed here, and a text prompt is never taken for a path
-        prompt = Prompt.video(job["video"]) if job["video"] else Prompt.text(job["prompt"])
+        prompt = Prompt.from_record(job["parsed"])  # as the request's edge parsed it: no parse, no hash here
         folder = self.jobs_dir / job_id
         folder.mkdir(parents=True, exist_ok=True)
         steps = int(options.get("steps", 32))
 
         self.stage("decoding the target", 0.02)
-        frames = agent.decode(agent.target(prompt, steps=steps, use_aligner=settings.get("use_aligner", True)))
+        plan = agent.plan(prompt, settings)  # the config, slug and target, for the reuse check and learning
+        slug = plan.slug
+        frames = agent.decode(agent.target(prompt, steps=steps, use_aligner=plan.cfg.use_aligner))
         self.save("target", lambda p: write_video(p, frames))
 
-        slug = agent.policy_slug(prompt, settings)
         self.store.update(job_id, slug=slug)
         if self.reuse_artefacts(body, slug, options, folder):
             return
@@ -147,7 +147,7 @@ class _Run:
             self.store.update(job_id, metrics=m, history=history, progress=0.05 + 0.75 * done,
                               stage=f"learning: update {m['update']}/{m['updates']}")
 
-        policy = agent.learn(prompt, settings, callback=on_progress, cancel=self.halt)
+        policy = agent.learn(plan, callback=on_progress, cancel=self.halt)
         if policy.reused:
             self.store.update(job_id, reused=1, log=f"policy {slug} already learned: reusing it")
         self.store.update(job_id, log=f"policy {slug}: {policy.meta.updates_done} updates, "
@@ -155,7 +155,7 @@ class _Run:
         self.save("policy", lambda p: copy_file(policy.policy_file, p))
 
         self.stage("imagining a rollout", 0.82)
-        imagined = agent.imagine(policy, steps=steps, seed=int(settings.get("seed", 0)))
+        imagined = agent.imagine(policy, steps=steps, seed=plan.cfg.seed)
         self.save("imagined", lambda p: write_video(p, imagined))
 
         self.stage("aligning prompt and rollout", 0.86)
@@ -170,7 +170,7 @@ class _Run:
             task = options.get("task") or agent.guess_task(prompt)
             self.stage(f"evaluating in the real env ({task}, {episodes} episode(s))", 0.9)
             ev = agent.evaluate(policy, task=task, episodes=episodes, video=folder / "real.mp4",
-                                seed=int(settings.get("seed", 0)))
+                                seed=plan.cfg.seed)
             video = Path(ev.get("video") or folder / "real.mp4")
             if video.exists():
                 if video.resolve() != (folder / "real.mp4").resolve():

@@ -22,6 +22,7 @@ from typing import Any
 
 from app.config import AppConfig
 from app.liveness import Owners
+from genrl_core.prompt import Prompt, PromptError
 
 QUEUED, RUNNING = "queued", "running"
 SUCCEEDED, FAILED, CANCELLED, INTERRUPTED = "succeeded", "failed", "cancelled", "interrupted"
@@ -57,14 +58,16 @@ CREATE TABLE IF NOT EXISTS jobs (
     finished REAL,
     owner TEXT,
     heartbeat REAL,
-    stop_request TEXT
+    stop_request TEXT,
+    parsed TEXT
 );
 CREATE INDEX IF NOT EXISTS jobs_state ON jobs(state, seq);
 CREATE INDEX IF NOT EXISTS jobs_slug ON jobs(body, slug, state);
 """
-_JSON = ("settings", "options", "metrics", "history", "result", "artefacts", "log")
+# parsed: the job's Prompt (Prompt.to_record), as the request's edge parsed it, for the job to run on
+_JSON = ("settings", "options", "metrics", "history", "result", "artefacts", "log", "parsed")
 # columns added after the first release: an older database gains them when opened
-_ADDED = {"owner": "TEXT", "heartbeat": "REAL", "stop_request": "TEXT"}
+_ADDED = {"owner": "TEXT", "heartbeat": "REAL", "stop_request": "TEXT", "parsed": "TEXT"}
 STOP, CANCEL = "stop", "cancel"  # stop_request: checkpoint and re-queue | cancel
 
 
@@ -93,6 +96,19 @@ class JobStore:
                 for column, kind in _ADDED.items():
                     if column not in have:
                         self._db.execute(f"ALTER TABLE jobs ADD COLUMN {column} {kind}")
+                if "parsed" not in have:
+                    self._parse_waiting()
+
+    def _parse_waiting(self) -> None:
+        """Parse the prompts of the jobs an older version left waiting or running, which it stored
+        unparsed: once, here, so that a job only ever runs on a stored Prompt."""
+        rows = self._db.execute("SELECT id, prompt, video FROM jobs WHERE state IN (?, ?)", ACTIVE).fetchall()
+        for row in rows:
+            try:
+                prompt = Prompt.video(row["video"]) if row["video"] else Prompt.text(row["prompt"])
+            except PromptError:  # its video is gone: the job fails as it starts, saying so
+                continue
+            self._db.execute("UPDATE jobs SET parsed = ? WHERE id = ?", (json.dumps(prompt.to_record()), row["id"]))
 
     def close(self) -> None:
         with self._lock:
@@ -180,14 +196,17 @@ class JobStore:
         return None
 
     # -- writing -------------------------------------------------------------------------------
-    def create(self, body: str, prompt: str, video: str | None, settings: dict, options: dict) -> dict[str, Any]:
+    def create(self, body: str, prompt: Prompt, settings: dict, options: dict) -> dict[str, Any]:
+        """A queued job for a parsed prompt, stored whole (`parsed`); its `prompt` column is what the
+        job shows: the text, or "video:NAME" for a video prompt (whose file is `video`)."""
         job_id = uuid.uuid4().hex[:16]
+        shown, video = (f"video:{prompt.path.name}", str(prompt.path)) if prompt.is_video else (prompt.name, None)
         with self._lock:
             self._db.execute(
-                "INSERT INTO jobs (id, body, prompt, video, settings, options, state, stage, log, created) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (job_id, body, prompt, video, json.dumps(settings), json.dumps(options), QUEUED, "queued",
-                 json.dumps([_stamp("queued")]), time.time()))
+                "INSERT INTO jobs (id, body, prompt, video, parsed, settings, options, state, stage, log, created) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (job_id, body, shown, video, json.dumps(prompt.to_record()), json.dumps(settings),
+                 json.dumps(options), QUEUED, "queued", json.dumps([_stamp("queued")]), time.time()))
             return self.get(job_id)
 
     def update(self, job_id: str, log: str | None = None, if_owner: str | None = None, **fields: Any) -> bool:

@@ -21,6 +21,7 @@ from app.errors import AppError
 from app.job_recipe import LOST, Halt, run_job
 from app.job_store import CANCEL, FINISHED, QUEUED, RUNNING, STOP, JobStore
 from genrl_core.errors import ConfigError
+from genrl_core.prompt import Prompt
 
 log = logging.getLogger("genrl.app")
 
@@ -121,14 +122,14 @@ class JobManager:
                 log.exception("job heartbeat failed")
 
     # -- requests ------------------------------------------------------------------------------
-    def submit(self, body: str, prompt: str, video: Path | None, settings: dict[str, Any],
-               options: dict[str, Any]) -> dict[str, Any]:
+    def submit(self, body: str, prompt: Prompt, settings: dict[str, Any], options: dict[str, Any]) -> dict[str, Any]:
+        """Queue a job for a prompt parsed at the edge (stored as parsed: no worker parses it again)."""
         queued = self.store.count(QUEUED)
         if queued >= self.max_queue:
             # a queued job waits minutes for a slot, so a client asks again in half a minute, not at once
             raise AppError(429, f"the job queue is full ({queued} waiting); retry when some have finished",
                            retry_after=30)
-        job = self.store.create(body, prompt, str(video) if video else None, settings, options)
+        job = self.store.create(body, prompt, settings, options)
         with self._wake:
             self._wake.notify()
         return self.store.get(job["id"])

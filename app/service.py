@@ -70,6 +70,17 @@ def parse_prompt(prompt: str | Path) -> Prompt:
 
 
 @dataclass(frozen=True)
+class LearnRequest:
+    """A policy-learning request as REST and the UI both submit it, validated once
+    (`Services.learn_request`): everything a job needs to run, its prompt parsed."""
+
+    body: str
+    prompt: Prompt
+    settings: dict[str, Any]  # the learning settings the request gives (BehaviourConfig names)
+    options: dict[str, Any]  # steps, task, eval_episodes: what the job shows and how it evaluates
+
+
+@dataclass(frozen=True)
 class Replay:
     """What replaying a learned policy shows: the latest job that ran it (its artefacts), or else
     an `imagined` rollout of the policy; and the policy's recorded real-env episode (`real`, its
@@ -203,15 +214,19 @@ class Services:
         return path
 
     # -- jobs ----------------------------------------------------------------------------------
-    def submit(self, *, prompt: str | None = None, video: Path | None = None, body: str | None = None,
-               steps: int = 32, updates: int | None = None, reward: str | None = None, seed: int | None = None,
-               use_aligner: bool | None = None, task: str | None = None,
-               eval_episodes: int | None = None) -> dict[str, Any]:
+    def learn_request(self, *, prompt: str | None = None, video: Path | None = None, body: str | None = None,
+                      steps: int = 32, updates: int | None = None, reward: str | None = None,
+                      seed: int | None = None, use_aligner: bool | None = None, task: str | None = None,
+                      eval_episodes: int | None = None) -> LearnRequest:
+        """A policy-learning request of REST or the UI, validated under this server's limits: a text
+        prompt, or a stored video prompt (an upload this server kept), parsed (and hashed) here."""
         b = self.bodies.body(body)
         if video is None:
-            prompt = text_prompt(prompt).name
+            parsed = text_prompt(prompt)
         elif prompt is not None and prompt.strip():
             raise AppError(400, "give either a text prompt or a video prompt, not both")
+        else:
+            parsed = parse_prompt(video)
         steps = check_steps(steps)
         updates = updates if updates is not None else self.cfg.default_updates
         if updates is not None and not 1 <= updates <= self.cfg.max_updates:
@@ -225,9 +240,11 @@ class Services:
             self._check_task(b.name, task)
         settings = {k: v for k, v in (("updates", updates), ("reward", reward), ("seed", seed),
                                       ("use_aligner", use_aligner)) if v is not None}
-        options = {"steps": steps, "task": task or None, "eval_episodes": episodes}
-        shown = prompt if video is None else f"video:{video.name}"
-        return Job.from_row(self.jobs.submit(b.name, shown, video, settings, options))
+        return LearnRequest(b.name, parsed, settings, {"steps": steps, "task": task or None, "eval_episodes": episodes})
+
+    def submit(self, request: LearnRequest) -> Job:
+        """Queue the job of a validated request (`learn_request`); its prompt is stored parsed."""
+        return Job.from_row(self.jobs.submit(request.body, request.prompt, request.settings, request.options))
 
     def find_job(self, job_id: str) -> Job | None:
         """The job of that id; None when there is none."""

@@ -101,10 +101,11 @@ class Handlers:
         try:
             self.svc.check_token(token)
             clip = self._video_prompt(video)
-            job = self.svc.submit(prompt=None if clip else prompt, video=clip, body=body, steps=int(steps),
-                                  updates=int(updates) if updates else None, reward=reward or None,
-                                  seed=int(seed) if seed is not None else None,
-                                  task=_chosen_task(task), eval_episodes=int(episodes))
+            request = self.svc.learn_request(prompt=None if clip else prompt, video=clip, body=body,
+                                             steps=int(steps), updates=int(updates) if updates else None,
+                                             reward=reward or None, seed=int(seed) if seed is not None else None,
+                                             task=_chosen_task(task), eval_episodes=int(episodes))
+            job = self.svc.submit(request)
         except AppError as exc:
             raise _fail(exc) from None
         gr.Info(f"job {job.id} queued")

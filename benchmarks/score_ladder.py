@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from genrl_core.agent import GenRL, Prompt
+from genrl_core.agent import GenRL
 from genrl_core.bundle import read_config
 from genrl_core.config import BehaviourConfig, apply_settings, parse_settings
 from genrl_core.data.store import EpisodeStore, read_arrays
@@ -97,12 +97,8 @@ def export_job(agent: GenRL, prompt: str | Path, settings: dict, target: torch.T
     """Everything `scripts/gpu_learn.py` needs to learn this rung's policy on a box without the VLM:
     the target states, the settings and the meta `GenRL.learn` would write, under the same slug, so
     that rerunning the ladder here finds the policy finished and only evaluates it."""
-    prompt = Prompt.parse(prompt)
-    cfg = agent.behaviour_config(settings)
-    slug = agent.policy_slug(prompt, settings, target)  # as learn() names it: explicit targets only
-    if target is None:
-        target = agent.target(prompt, steps=cfg.horizon + 1, use_aligner=cfg.use_aligner)
-    return {"slug": slug, "target": target.cpu(), "meta": agent.policy_meta(slug, prompt, cfg).to_dict()}
+    plan = agent.plan(prompt, settings, target)  # as learn() plans it
+    return {"slug": plan.slug, "target": plan.target.cpu(), "meta": agent.policy_meta(plan).to_dict()}
 
 
 def run_rung(agent: GenRL, task: str, rung: str, prompt: str, settings: dict, target: torch.Tensor | None,

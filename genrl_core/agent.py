@@ -25,6 +25,7 @@ from genrl_core.config import apply_settings
 from genrl_core.config import preset as get_preset
 from genrl_core.envs.pixel_env import PixelEnv
 from genrl_core.envs.tasks import body_tasks
+from genrl_core.errors import ConfigError
 from genrl_core.evaluate import TASK_PHRASES, run_policy
 from genrl_core.generalist import InstantPolicy, load_generalist
 from genrl_core.models.actor_critic import Actor, feature
@@ -34,12 +35,12 @@ from genrl_core.models.generalist import BoundActor, target_condition
 from genrl_core.models.reward import alignment_scores, make_reward, similarity_matrix
 from genrl_core.policies import LearnedPolicy, PolicyMeta, PolicyStore, read_meta
 from genrl_core.prompt import Prompt, PromptError, check_steps
-from genrl_core.train.behaviour import BehaviourConfig, LearningCancelled, StartStates, learn_policy
+from genrl_core.train.behaviour import BehaviourConfig, LearningCancelled, LearnRun, StartStates, learn_policy
 from genrl_core.train.generalist import refining
 from genrl_core.video import read_video_prompt
 from genrl_core.vlm import load_vlm
 
-__all__ = ["GenRL", "LearnedPolicy", "LearningCancelled", "Prompt", "PromptError"]
+__all__ = ["GenRL", "LearnPlan", "LearnedPolicy", "LearningCancelled", "Prompt", "PromptError"]
 
 PromptLike = str | Path | Prompt
 TARGET_CACHE = 16  # prompts whose target rollout is kept (a few KB each)
@@ -65,6 +66,16 @@ class _Recent:
             self._items.move_to_end(key)
             while len(self._items) > self.size:
                 self._items.popitem(last=False)
+
+
+@dataclasses.dataclass(frozen=True)
+class LearnPlan:
+    """One learning request, resolved once (`GenRL.plan`): what it learns and under which name."""
+
+    prompt: Prompt
+    cfg: BehaviourConfig  # the defaults with the request's settings applied
+    slug: str  # the policy's folder name: same request, same slug
+    target: torch.Tensor  # (horizon + 1, stoch, classes): what the policy learns to match
 
 
 class GenRL:
@@ -159,46 +170,55 @@ class GenRL:
         """The defaults with `settings` (key -> typed value, or text from a command line) applied."""
         return apply_settings(self.behaviour_defaults, settings or {}, "behaviour")
 
-    def policy_slug(self, prompt: PromptLike, settings: dict[str, Any] | None = None,
-                    target: torch.Tensor | None = None) -> str:
-        """The folder name learn() gives this request: same request, same slug."""
-        return self.policies.slug(Prompt.parse(prompt), self.behaviour_config(settings), target)
+    def plan(self, prompt: PromptLike, settings: dict[str, Any] | None = None,
+             target: torch.Tensor | None = None) -> LearnPlan:
+        """What learning this request means, worked out once for every caller (`learn`, the app's
+        job, which reuses a finished job's results by the slug): the parsed prompt, the config,
+        the slug and the target. `target` (horizon + 1 one-hot latent states) replaces the prompt's
+        decoded target, e.g. an expert's own posterior states; the prompt then only names the policy
+        (and the target joins its slug)."""
+        prompt = Prompt.parse(prompt)
+        cfg = self.behaviour_config(settings)
+        if target is None:
+            return LearnPlan(prompt, cfg, self.policies.slug(prompt, cfg),
+                             self._target(prompt, cfg.horizon + 1, cfg.use_aligner))
+        if target.shape != (want := (cfg.horizon + 1, self.wm.cfg.stoch, self.wm.cfg.classes)):
+            raise PromptError(f"a target must have shape {want}, got {tuple(target.shape)}")
+        return LearnPlan(prompt, cfg, self.policies.slug(prompt, cfg, target), target)
 
-    def learn(self, prompt: PromptLike, settings: dict[str, Any] | None = None,
+    def learn(self, prompt: PromptLike | LearnPlan, settings: dict[str, Any] | None = None,
               callback: Callable[[dict], None] | None = None, cancel: threading.Event | None = None,
               progress: bool = False, target: torch.Tensor | None = None) -> LearnedPolicy:
         """Learn a policy for the prompt in imagination, or return the finished one with the same
-        prompt and settings (`reused`). `callback(dict)` gets progress; setting `cancel` checkpoints
-        and raises LearningCancelled (rerun to resume). `target` (horizon + 1 one-hot latent states)
-        replaces the prompt's decoded target, e.g. an expert's own posterior states; the prompt
-        then only names the policy."""
-        prompt = Prompt.parse(prompt)
-        cfg = self.behaviour_config(settings)
-        slug = self.policies.slug(prompt, cfg, target)
-        if (done := self.policies.find(slug)) is not None:
+        slug (`reused`). `prompt` is a prompt, planned here with `settings` and `target` (see
+        `plan`), or a plan already made, which carries both. `callback(dict)` gets progress;
+        setting `cancel` checkpoints and raises LearningCancelled (rerun to resume)."""
+        if isinstance(prompt, LearnPlan):
+            if settings is not None or target is not None:
+                raise ConfigError("a plan carries its settings and target: give them to plan(), not learn()")
+            plan = prompt
+        else:
+            plan = self.plan(prompt, settings, target)
+        cfg = plan.cfg
+        if (done := self.policies.find(plan.slug)) is not None:
             return dataclasses.replace(done, reused=True)
-        if target is None:
-            target = self._target(prompt, cfg.horizon + 1, cfg.use_aligner)
-        elif target.shape != (want := (cfg.horizon + 1, self.wm.cfg.stoch, self.wm.cfg.classes)):
-            raise PromptError(f"a target must have shape {want}, got {tuple(target.shape)}")
         reward = make_reward(cfg.reward, self.wm, self.files, cfg.align_states)  # an oracle loads its heads here
         gen = torch.Generator().manual_seed(cfg.seed)
         starts = StartStates(self.wm, self.bundle, cfg.start, self.connector, self.aligner, self.vlm.embed_dim, gen)
-        run_dir = self.policies.run_dir(slug)
+        run_dir = self.policies.run_dir(plan.slug)
         earlier = read_meta(run_dir)
-        meta = self.policy_meta(slug, prompt, cfg, earlier.created if earlier else None)
         learner = None
         if cfg.init == "generalist":  # refine the generalist on this target (the loaded actor is its copy's base)
             actor, _ = self._load_generalist()
             learner = refining(actor.state_dict())
-        final = learn_policy(self.wm, target.to(self.device), starts, cfg, run_dir, self.wm.cfg.action_dim, meta,
-                             callback, cancel, progress, reward, learner)
+        run = LearnRun(plan.target.to(self.device), starts, cfg, run_dir,
+                       self.policy_meta(plan, earlier.created if earlier else None), reward, learner)
+        final = learn_policy(self.wm, run, callback=callback, cancel=cancel, progress=progress)
         return LearnedPolicy(final, run_dir)
 
-    def policy_meta(self, slug: str, prompt: PromptLike, cfg: BehaviourConfig,
-                    created: float | None = None) -> PolicyMeta:
+    def policy_meta(self, plan: LearnPlan, created: float | None = None) -> PolicyMeta:
         """The meta a policy starts with (learn_policy adds its progress); one schema for all writers."""
-        return PolicyMeta.start(slug, Prompt.parse(prompt), cfg, self.body, self.wm_digest, self.vlm.name, created)
+        return PolicyMeta.start(plan.slug, plan.prompt, plan.cfg, self.body, self.wm_digest, self.vlm.name, created)
 
     def _load_generalist(self) -> tuple[Actor, LearnedPolicy]:
         if self._generalist is None:

@@ -24,7 +24,7 @@ from genrl_core.models.actor_critic import Actor
 from genrl_core.models.generalist import BoundActor, condition_dim
 from genrl_core.policies import POLICY_FILE, TARGET_FILE, LearnedPolicy, PolicyMeta, read_meta
 from genrl_core.prompt import Prompt
-from genrl_core.train.behaviour import StartStates, learn_policy
+from genrl_core.train.behaviour import LearnRun, StartStates, learn_policy
 from genrl_core.train.generalist import GeneralistLearner, TargetSampler
 from genrl_core.train.generalist_targets import build_target_pool, read_episode_frames
 
@@ -98,8 +98,8 @@ def train_generalist(agent, settings: dict[str, Any] | None = None, plan: Genera
     targets = TargetSampler(pool, agent.wm.cfg.classes, agent.device, gen)
     meta = PolicyMeta.start(GENERALIST_DIR, Prompt.text(f"generalist over {len(targets)} targets"), cfg,
                             agent.body, agent.wm_digest, agent.vlm.name, earlier.created if earlier else None)
-    return learn_policy(agent.wm, targets, starts, cfg, run_dir, agent.wm.cfg.action_dim, meta, callback, cancel,
-                        progress, learner_class=GeneralistLearner)
+    run = LearnRun(targets, starts, cfg, run_dir, meta, learner_class=GeneralistLearner)
+    return learn_policy(agent.wm, run, callback=callback, cancel=cancel, progress=progress)
 
 
 def load_generalist(bundle: str | Path, wm_digest: str, wm_cfg, device: torch.device | str = "cpu"

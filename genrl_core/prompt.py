@@ -174,6 +174,20 @@ class Prompt:
             return cls.text(value)
         raise PromptError(f"a prompt is text or a video file path, not {type(value).__name__}")
 
+    def to_record(self) -> dict[str, str | None]:
+        """The prompt as JSON, for a job row: `from_record` gives it back without parsing it again."""
+        return {"kind": self.kind, "name": self.name, "identity": self.identity,
+                "path": str(self.path) if self.path else None}
+
+    @classmethod
+    def from_record(cls, record: dict[str, str | None]) -> Prompt:
+        """A prompt `to_record` wrote: parsed once already, so neither validated nor hashed here (a
+        video prompt's identity stays the digest of the bytes the request sent)."""
+        if not record or record.get("kind") not in ("text", "video"):
+            raise PromptError("this job holds no parsed prompt; submit the request again")
+        path = record.get("path")
+        return cls(record["kind"], record["name"], record["identity"], Path(path) if path else None)
+
     @property
     def is_video(self) -> bool:
         return self.kind == "video"

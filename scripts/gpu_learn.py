@@ -27,7 +27,7 @@ def learn_one(bundle: str, job: dict, out: str, device: str) -> str:
     from genrl_core.bundle import Bundle
     from genrl_core.models.reward import make_reward
     from genrl_core.policies import PolicyMeta
-    from genrl_core.train.behaviour import StartStates, learn_policy
+    from genrl_core.train.behaviour import LearnRun, StartStates, learn_policy
 
     torch.set_num_threads(1)
     wm = Bundle(bundle).load_world_model(device).requires_grad_(False)
@@ -36,8 +36,7 @@ def learn_one(bundle: str, job: dict, out: str, device: str) -> str:
     reward = make_reward(cfg.reward, wm, Bundle(bundle), cfg.align_states)
     starts = StartStates(wm, Path(bundle), cfg.start, generator=torch.Generator().manual_seed(cfg.seed))
     t0 = time.time()
-    meta = learn_policy(wm, job["target"].to(device), starts, cfg, Path(out) / job["slug"], wm.cfg.action_dim,
-                        meta, reward=reward)
+    meta = learn_policy(wm, LearnRun(job["target"].to(device), starts, cfg, Path(out) / job["slug"], meta, reward))
     return f"{job['slug']}: {meta.updates_done} updates in {time.time() - t0:.0f}s"
 
 

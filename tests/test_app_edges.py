@@ -209,7 +209,7 @@ def test_rest_answers_each_odd_prompt_with_a_4xx_and_lists_no_job_or_policy(clie
     assert not any(re.search(r"[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\ufffd]", p) for p in prompts)
     # the UI's handlers call these same service methods: the same refusals, as AppErrors (never a 500)
     for bad, word in BAD_PROMPTS.items():
-        for call, args in ((svc.submit, {"prompt": bad}), (svc.render_target, {"body": None, "prompt": bad})):
+        for call, args in ((svc.learn_request, {"prompt": bad}), (svc.render_target, {"body": None, "prompt": bad})):
             with pytest.raises(AppError, match=word) as err:
                 call(**args)
             assert err.value.status == 422

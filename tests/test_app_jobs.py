@@ -18,6 +18,7 @@ from app.job_recipe import ARTEFACTS, find_artefact
 from app.job_store import JobStore
 from app.jobs import JobManager
 from genrl_core.evaluate import REFERENCE_RETURNS
+from genrl_core.prompt import Prompt
 
 OPTS = {"steps": 8, "task": None, "eval_episodes": 0}  # no real-env episode where evaluation is not tested
 EVAL_OPTS = {**OPTS, "eval_episodes": 1}
@@ -48,7 +49,7 @@ def finished(tiny_bundle, tmp_path_factory):
     manager, store, _ = make(root, tiny_bundle)
     manager.start()
     try:
-        job = wait(store, manager.submit("walker", "stand up straight", None, FEW, EVAL_OPTS)["id"], timeout=90)
+        job = wait(store, manager.submit("walker", Prompt.text("stand up straight"), FEW, EVAL_OPTS)["id"], timeout=90)
     finally:
         manager.stop()
         store.close()
@@ -97,10 +98,11 @@ def test_job_runs_all_stages_and_records_artefacts(tiny_bundle, finished):
 
 def test_concurrency_limit_queue_positions_and_full_queue(tiny_bundle, tmp_path):
     manager, store, agent = make(tmp_path, tiny_bundle, workers=2, max_queue=3)
-    jobs = [manager.submit("walker", prompt, None, FOREVER, OPTS) for prompt in ("stand up", "run fast", "lie down")]
+    jobs = [manager.submit("walker", Prompt.text(prompt), FOREVER, OPTS)
+            for prompt in ("stand up", "run fast", "lie down")]
     assert [j["queue_position"] for j in jobs] == [1, 2, 3]
     with pytest.raises(AppError) as err:
-        manager.submit("walker", "one too many", None, FEW, OPTS)
+        manager.submit("walker", Prompt.text("one too many"), FEW, OPTS)
     assert err.value.status == 429 and "full" in err.value.detail
     manager.start()
     try:
@@ -111,7 +113,7 @@ def test_concurrency_limit_queue_positions_and_full_queue(tiny_bundle, tmp_path)
             assert store.count("running") == 2 and store.get(jobs[2]["id"])["queue_position"] == 1
             time.sleep(0.05)
         assert manager.stats() == {"workers": 2, "running": 2, "queued": 1, "max_queue": 3}
-        late = manager.submit("walker", "walk forward", None, FEW, OPTS)  # the limit counts waiting jobs only
+        late = manager.submit("walker", Prompt.text("walk forward"), FEW, OPTS)  # the limit counts waiting jobs only
         assert late["queue_position"] == 2
         assert manager.cancel(late["id"])["state"] == "cancelled"
         manager.cancel(jobs[0]["id"])  # a worker frees up: the waiting job starts
@@ -131,8 +133,8 @@ def test_cancel_queued_and_running(tiny_bundle, tmp_path):
     manager, store, agent = make(tmp_path, tiny_bundle)
     manager.start()
     try:
-        running = manager.submit("walker", "run fast", None, FOREVER, OPTS)
-        queued = manager.submit("walker", "later", None, FEW, OPTS)
+        running = manager.submit("walker", Prompt.text("run fast"), FOREVER, OPTS)
+        queued = manager.submit("walker", Prompt.text("later"), FEW, OPTS)
         wait(store, running["id"], ("running",), check=learning)
         gone = manager.cancel(queued["id"])
         assert gone["state"] == "cancelled" and gone["started"] is None and not gone["artefacts"]
@@ -152,7 +154,7 @@ def test_cancel_queued_and_running(tiny_bundle, tmp_path):
         assert err.value.status == 404
         # a job submitted after it runs to the end on the only worker, which takes the oldest queued
         # job first: so the worker has passed the cancelled one by, for good
-        marker = wait(store, manager.submit("walker", "marker", None, FEW, OPTS)["id"], timeout=120)
+        marker = wait(store, manager.submit("walker", Prompt.text("marker"), FEW, OPTS)["id"], timeout=120)
         assert marker["state"] == "succeeded", marker["error"]
         gone = store.get(queued["id"])
         assert gone["state"] == "cancelled" and gone["started"] is None and gone["attempts"] == 0
@@ -166,7 +168,7 @@ def test_same_prompt_and_settings_reuse_the_finished_job(tiny_bundle, finished, 
     manager, store, agent = restart_copy(finished, tiny_bundle, tmp_path)
     manager.start()
     try:
-        second = wait(store, manager.submit("walker", "stand up straight", None, FEW, EVAL_OPTS)["id"])
+        second = wait(store, manager.submit("walker", Prompt.text("stand up straight"), FEW, EVAL_OPTS)["id"])
         assert second["state"] == "succeeded" and second["reused"], second["error"]
         assert second["slug"] == first["slug"] and learned_slugs(agent) == [first["slug"]]
         assert set(second["artefacts"]) == set(first["artefacts"]) and second["t_a"] == first["t_a"]
@@ -176,7 +178,7 @@ def test_same_prompt_and_settings_reuse_the_finished_job(tiny_bundle, finished, 
             assert find_artefact(store, manager.jobs_dir, second["id"], name)[0].read_bytes() == \
                 find_artefact(store, manager.jobs_dir, first["id"], name)[0].read_bytes(), name
         # other settings: another policy, learned afresh (cancelled once it is learning)
-        other = manager.submit("walker", "stand up straight", None, FOREVER, EVAL_OPTS)
+        other = manager.submit("walker", Prompt.text("stand up straight"), FOREVER, EVAL_OPTS)
         other = wait(store, other["id"], ("running",), check=learning)
         assert not other["reused"] and other["slug"] != first["slug"]
         manager.cancel(other["id"])
@@ -192,7 +194,7 @@ def test_restart_keeps_finished_jobs_and_resumes_or_interrupts_running_ones(tiny
     shutil.copytree(finished[0], tmp_path, dirs_exist_ok=True)
     # a crash: a job left 'running' in the database with no process behind it
     store = JobStore(tmp_path / "jobs.sqlite")
-    crashed = store.create("walker", "kneel on the ground", None, FEW, OPTS)
+    crashed = store.create("walker", Prompt.text("kneel on the ground"), FEW, OPTS)
     store.update(crashed["id"], state="running", attempts=1)
     store.close()
 
@@ -211,7 +213,7 @@ def test_restart_keeps_finished_jobs_and_resumes_or_interrupts_running_ones(tiny
         store.close()
 
     manager, store, _ = make(tmp_path, tiny_bundle, resume=False)
-    again = store.create("walker", "crashed again", None, FEW, OPTS)
+    again = store.create("walker", Prompt.text("crashed again"), FEW, OPTS)
     store.update(again["id"], state="running", attempts=1)
     manager.start()
     try:
@@ -226,7 +228,7 @@ def test_restart_keeps_finished_jobs_and_resumes_or_interrupts_running_ones(tiny
 def test_shutdown_requeues_the_running_job(tiny_bundle, tmp_path):
     manager, store, _ = make(tmp_path, tiny_bundle)
     manager.start()
-    job = manager.submit("walker", "run fast", None, FOREVER, OPTS)
+    job = manager.submit("walker", Prompt.text("run fast"), FOREVER, OPTS)
     wait(store, job["id"], ("running",), check=learning)
     manager.stop(timeout=10)
     job = store.get(job["id"])

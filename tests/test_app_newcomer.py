@@ -91,7 +91,8 @@ def test_a_shipped_policy_shows_its_recorded_score_and_replays_its_real_env_vide
 
 
 def test_policies_of_one_prompt_show_the_settings_that_tell_them_apart(svc, shipped):
-    jobs = [svc.submit(prompt="stand up straight", steps=8, updates=3, seed=seed, eval_episodes=0) for seed in (0, 1)]
+    jobs = [svc.submit(svc.learn_request(prompt="stand up straight", steps=8, updates=3, seed=seed, eval_episodes=0))
+            for seed in (0, 1)]
     jobs = [finished(svc, job.id) for job in jobs]
     rows = {p["slug"]: p for p in svc.policies(None)}
     assert rows[jobs[0].slug]["changed"]["updates"] == 3 and "seed" not in rows[jobs[0].slug]["changed"]
@@ -105,7 +106,7 @@ def test_policies_of_one_prompt_show_the_settings_that_tell_them_apart(svc, ship
 
 
 def test_a_score_after_very_few_updates_says_they_are_too_few_and_what_the_default_is(svc):
-    job = finished(svc, svc.submit(prompt="walk forward", steps=8, updates=3, eval_episodes=0).id)
+    job = finished(svc, svc.submit(svc.learn_request(prompt="walk forward", steps=8, updates=3, eval_episodes=0)).id)
     score = build_ui_fn(svc, "poll")(job.id, "")[7]  # the score panel
     default = svc.behaviour_defaults
     assert "Only 3 updates" in score and f"learns for {default.updates} updates" in score, score

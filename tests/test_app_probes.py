@@ -9,6 +9,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from app.main import create_app
+from genrl_core.prompt import Prompt
 from genrl_core.video import write_mp4
 
 
@@ -75,7 +76,7 @@ def test_uploads_are_kept_within_age_and_size_limits_but_never_a_live_jobs(tiny_
         path.write_bytes(b"\0" * (mb << 20))
         os.utime(path, (now - age_h * 3600, now - age_h * 3600))
         files[name] = path
-    assert svc.store.create("walker", "video:live.mp4", str(files["live.mp4"]), {}, {})["state"] == "queued"
+    assert svc.store.create("walker", Prompt.video(files["live.mp4"]), {}, {})["state"] == "queued"
     gone = {p.name for p in svc.prune_uploads()}
     # old.mp4: past 24 h; mid.mp4: the oldest of what is left while 7 MB > 4 MB; live.mp4 is a queued job's
     assert gone == {"old.mp4", "mid.mp4"}

@@ -15,6 +15,7 @@ from app.job_store import JobStore
 from app.main import create_app
 from app.service import Services
 from app.ui import _progress_md, build_ui
+from genrl_core.prompt import Prompt
 
 # gradio's own use of pandas, not ours
 pytestmark = pytest.mark.filterwarnings("ignore:.*no_silent_downcasting", "ignore:The copy keyword is deprecated")
@@ -31,10 +32,12 @@ def svc(tiny_bundle, tmp_path_factory) -> Iterator[Services]:
 
 
 def test_a_reused_policy_shows_its_reward_curve_and_its_target(svc):
-    first = finished(svc, svc.submit(prompt="stand up straight", steps=8, updates=3, eval_episodes=0).id)
+    request = svc.learn_request(prompt="stand up straight", steps=8, updates=3, eval_episodes=0)
+    first = finished(svc, svc.submit(request).id)
     assert [h[0] for h in first.history] == [1, 2, 3]
     # other options, the same policy: learn() finds it finished, so this job logs no progress of its own
-    second = finished(svc, svc.submit(prompt="stand up straight", steps=16, updates=3, eval_episodes=0).id)
+    request = svc.learn_request(prompt="stand up straight", steps=16, updates=3, eval_episodes=0)
+    second = finished(svc, svc.submit(request).id)
     assert second.reused and second.history == [] and second.slug == first.slug
     curve, updates = svc.reward_curve(second)  # what the UI plots for it: the policy's own training
     assert [h[0] for h in curve] == [1, 2, 3] and updates == 3, curve
@@ -52,7 +55,7 @@ def test_a_reused_policy_shows_its_reward_curve_and_its_target(svc):
 
 def test_a_job_queued_again_after_a_crash_shows_nothing_of_its_last_attempt(tmp_path):
     store = JobStore(tmp_path / "jobs.sqlite")
-    job = store.create("walker", "stand up straight", None, {"updates": 5000}, {"steps": 8})
+    job = store.create("walker", Prompt.text("stand up straight"), {"updates": 5000}, {"steps": 8})
     assert store.claim_next()["id"] == job["id"]
     store.update(job["id"], stage="learning: update 120/5000", progress=0.068, history=[[10, 0.1], [120, 0.3]],
                  metrics={"update": 120, "updates": 5000, "reward": 0.3, "actor_loss": 0.1, "critic_loss": 1.0,

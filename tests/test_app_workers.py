@@ -6,6 +6,7 @@ import functools
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -25,6 +26,7 @@ from app.jobs import JobManager
 from app.liveness import Owners
 from app.main import create_app
 from genrl_core.errors import ConfigError
+from genrl_core.prompt import Prompt, PromptError
 
 OPTS = {"steps": 8, "task": None, "eval_episodes": 0}
 FEW = {"updates": 2}
@@ -56,9 +58,30 @@ print(json.dumps(got))
 """
 
 
+def test_a_job_keeps_its_parsed_prompt_and_an_older_database_gains_its_waiting_ones(tmp_path):
+    store = JobStore(tmp_path / "jobs.sqlite")
+    clip = tmp_path / "clip.mp4"
+    clip.write_bytes(b"not decoded here: only hashed")
+    video = Prompt.video(clip)
+    row = store.create("walker", video, {}, {})
+    assert (row["prompt"], row["video"]) == ("video:clip.mp4", str(clip))
+    assert Prompt.from_record(row["parsed"]) == video  # what the job runs on: no parse, no hash again
+    waiting, done = store.create("walker", Prompt.text("  Stand up "), {}, {}), store.create("walker", video, {}, {})
+    store.update(done["id"], state="succeeded")
+    store.close()
+    # a database an older version wrote: no parsed prompts
+    with sqlite3.connect(tmp_path / "jobs.sqlite") as db:
+        db.execute("ALTER TABLE jobs DROP COLUMN parsed")
+    store = JobStore(tmp_path / "jobs.sqlite")
+    assert Prompt.from_record(store.get(waiting["id"])["parsed"]) == Prompt.text("Stand up")
+    assert store.get(row["id"])["parsed"] == Prompt.video(clip).to_record()
+    with pytest.raises(PromptError, match="no parsed prompt"):  # a finished job never runs again
+        Prompt.from_record(store.get(done["id"])["parsed"])
+
+
 def test_processes_racing_for_claims_get_each_job_exactly_once(tmp_path):
     store = JobStore(tmp_path / "jobs.sqlite")
-    ids = [store.create("walker", f"job {i}", None, {}, {})["id"] for i in range(300)]
+    ids = [store.create("walker", Prompt.text(f"job {i}"), {}, {})["id"] for i in range(300)]
     procs = [subprocess.Popen([sys.executable, "-c", CLAIMER, str(tmp_path / "jobs.sqlite")], cwd=ROOT,
                               stdout=subprocess.PIPE, text=True) for _ in range(4)]
     claimed = [json.loads(p.communicate(timeout=120)[0]) for p in procs]
@@ -74,7 +97,7 @@ def test_processes_racing_for_claims_get_each_job_exactly_once(tmp_path):
 def test_a_silent_or_exited_owner_loses_its_job_and_a_live_one_never(tmp_path):
     store = JobStore(tmp_path / "jobs.sqlite")
     elsewhere = "another-machine/4242/cafe0000"  # an owner on another box: judged by its heartbeat alone
-    job = store.create("walker", "stand", None, {}, {})
+    job = store.create("walker", Prompt.text("stand"), {}, {})
     assert store.claim_next(elsewhere)["id"] == job["id"]
     assert not store.owners.dead(elsewhere)
     for _ in range(3):  # a live owner keeps its heartbeat fresh: never taken over
@@ -103,7 +126,7 @@ def test_a_silent_or_exited_owner_loses_its_job_and_a_live_one_never(tmp_path):
     assert store.request_stop(job["id"], CANCEL)
     store.requeue_dead(resume=True, max_attempts=5, timeout=30)
     assert store.get(job["id"])["state"] == "cancelled"
-    other = store.create("walker", "run", None, {}, {})
+    other = store.create("walker", Prompt.text("run"), {}, {})
     store.claim_next(gone)
     store.requeue_dead(resume=True, max_attempts=1, timeout=30)
     assert store.get(other["id"])["state"] == "interrupted" and "1 attempts" in store.get(other["id"])["error"]
@@ -145,8 +168,8 @@ def test_two_workers_race_for_20_jobs_each_runs_once_and_a_killed_ones_job_is_fi
     # the web side: the queue and cancels, no worker threads of its own
     web = JobManager(store, Bodies([tiny_bundle], "cpu", runs / "policies", behaviour_preset="tiny"), runs, 0)
     # 19 tiny jobs, then one that learns long enough to be killed in the middle of it
-    jobs = [web.submit("walker", f"walk forward {i}", None, FEW, OPTS) for i in range(19)]
-    jobs += [web.submit("walker", "stand up straight", None, {"updates": 100}, OPTS)]
+    jobs = [web.submit("walker", Prompt.text(f"walk forward {i}"), FEW, OPTS) for i in range(19)]
+    jobs += [web.submit("walker", Prompt.text("stand up straight"), {"updates": 100}, OPTS)]
     with open(tmp_path / "workers.log", "wb") as out:
         workers = [start_worker(tiny_bundle, runs, db, out) for _ in range(2)]
         try:
@@ -171,7 +194,7 @@ def test_two_workers_race_for_20_jobs_each_runs_once_and_a_killed_ones_job_is_fi
             assert len(policies) == 20 and all(m["finished"] for m in policies)
 
             # a cancel made on the web side reaches the job in the worker process through the store
-            forever = web.submit("walker", "lie down on your back", None, FOREVER, OPTS)
+            forever = web.submit("walker", Prompt.text("lie down on your back"), FOREVER, OPTS)
             wait(store, forever["id"], ("running",), check=learning)
             asked = web.cancel(forever["id"])
             assert asked["stage"] == "cancelling" or asked["state"] == "cancelled"

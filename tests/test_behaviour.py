@@ -215,7 +215,7 @@ def test_cancel_stops_at_the_next_update_and_resume_is_exact(agent, tiny_bundle,
     seen, stopped = learn_until(agent, "lie down", settings, 20)
     # cancel was set while update 20 was reported: learning stopped before update 21 and checkpointed
     assert seen == list(range(1, 21)) and stopped == "cancelled at update 20; rerun to resume"
-    run_dir = agent.policies.run_dir(agent.policy_slug("lie down", settings))
+    run_dir = agent.policies.run_dir(agent.plan("lie down", settings).slug)
     meta = json.loads((run_dir / "meta.json").read_text())
     assert meta["updates_done"] == 20 and not meta["finished"] and not (run_dir / "policy.pt").exists()
     seen, stopped = learn_until(agent, "lie down", settings, 30)

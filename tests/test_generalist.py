@@ -130,6 +130,9 @@ def trained(tmp_path_factory, tiny_bundle, walker_random_data):
 def test_train_generalist_writes_a_generalist_that_acts_on_any_prompt(trained):
     bundle, meta = trained
     assert meta.finished and meta.updates_done == 6
+    weights = (bundle / "generalist" / "policy.pt").read_bytes()
+    again = train_generalist(GenRL.load(bundle), {**SMALL, "updates": 9}, log=lambda *_: None)
+    assert again.updates_done == 6 and (bundle / "generalist" / "policy.pt").read_bytes() == weights  # kept
     pool = torch.load(bundle / "generalist" / "target.pt", weights_only=True)
     assert pool["source"].count("window") == 8 and len(pool["source"]) == 36
     agent = GenRL.load(bundle)
@@ -190,7 +193,7 @@ def test_refining_starts_from_the_generalist_and_loads_as_a_policy(trained, tmp_
     lr = 1e-4
     settings = {**SMALL, "updates": 1, "log_every": 1, "actor_lr": lr, "init": "generalist"}
     refined = agent.learn("kneel on your knees", settings)
-    assert refined.slug != agent.policy_slug("kneel on your knees", {**settings, "init": "scratch"})
+    assert refined.slug != agent.plan("kneel on your knees", {**settings, "init": "scratch"}).slug
     start = torch.load(bundle / "generalist" / "policy.pt", weights_only=True)
     after = torch.load(refined.policy_file, weights_only=True)
     # one Adam step from the generalist's weights moves each weight by at most the learning rate

@@ -298,38 +298,53 @@ class FixedTarget:
         return self.target.cpu()
 
 
-def learn_policy(wm: RSSM, target: torch.Tensor | TargetSource, starts: StartStates, cfg: BehaviourConfig,
-                 run_dir: Path, action_dim: int, meta: PolicyMeta, callback: Callable[[dict], None] | None = None,
-                 cancel: threading.Event | None = None, progress: bool = False,
-                 reward: RewardFn | None = None,
-                 learner_class: type[BehaviourLearner] | None = None) -> PolicyMeta:
-    """Learn (or resume) one policy in `run_dir`; returns its final meta. `target` is one prompt's
-    target or a source of targets per update; `reward` is `make_reward`'s for cfg.reward (needed
-    for a kind that reads the bundle, oracle:TASK); `learner_class` replaces the per-prompt learner
-    (the generalist's), built after the seed is set so that its initial weights follow the seed."""
+@dataclasses.dataclass(frozen=True)
+class LearnRun:
+    """What one run of `learn_policy` learns, and where.
+
+    `target` is one prompt's target (J, stoch, classes) or a source of targets per update; `reward`
+    is `make_reward`'s function for cfg.reward (needed for a kind that reads the bundle, oracle:TASK;
+    None makes it from the world model alone); `learner_class` replaces the per-prompt learner (the
+    generalist's, or one refining it)."""
+
+    target: torch.Tensor | TargetSource
+    starts: StartStates
+    cfg: BehaviourConfig
+    run_dir: Path
+    meta: PolicyMeta  # the meta it starts with; learning adds the progress
+    reward: RewardFn | None = None
+    learner_class: type[BehaviourLearner] | None = None
+
+
+def learn_policy(wm: RSSM, run: LearnRun, *, callback: Callable[[dict], None] | None = None,
+                 cancel: threading.Event | None = None, progress: bool = False) -> PolicyMeta:
+    """Learn (or resume) one policy in `run.run_dir`; returns its final meta. The learner is built
+    after the seed is set, so that its initial weights follow the seed. `callback(dict)` gets
+    progress; setting `cancel` checkpoints and raises LearningCancelled."""
+    cfg, run_dir, starts, meta = run.cfg, run.run_dir, run.starts, run.meta
     run_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
-    source = FixedTarget(target) if isinstance(target, torch.Tensor) else target
-    learner = (learner_class or BehaviourLearner)(wm, cfg, action_dim, reward)
+    source = FixedTarget(run.target) if isinstance(run.target, torch.Tensor) else run.target
+    learner = (run.learner_class or BehaviourLearner)(wm, cfg, wm.cfg.action_dim, run.reward)
     if learner.compiled and progress:
         print("[learn] compiling the update" + (" into CUDA graphs" if learner.cuda_graphs else "")
               + " (about a minute, once per process)", file=sys.stderr, flush=True)
     rngs = {"torch_rng": torch_rng()}
     if starts.gen is not None:
         rngs["start_rng"] = (starts.gen.get_state, starts.gen.set_state)
-    run = TrainState(run_dir / STATE_FILE, rngs)
-    if (state := run.load()) is not None:
+    resumable = TrainState(run_dir / STATE_FILE, rngs)
+    if (state := resumable.load()) is not None:
         learner.load_state_dict(state["learner"])
     save_torch(run_dir / TARGET_FILE, source.saved())
     plog = ProgressLog(run_dir / "log.jsonl", cfg.updates, learner.updates, cfg.log_every, cfg.checkpoint_minutes,
-                       "learn", progress, run.elapsed)
+                       "learn", progress, resumable.elapsed)
 
     def checkpoint(finished: bool = False) -> PolicyMeta:
         if finished:
             save_torch(run_dir / POLICY_FILE, learner.actor.state_dict())
-            run.path.unlink(missing_ok=True)
+            resumable.path.unlink(missing_ok=True)
         else:
-            run.save(learner.updates, plog.elapsed, learner=learner.state_dict())
+            resumable.save(learner.updates, plog.elapsed, learner=learner.state_dict())
         full = dataclasses.replace(meta, updates_done=learner.updates, finished=finished,
                                    train_seconds=round(plog.elapsed, 1), start_mode=starts.mode,
                                    device=str(next(wm.parameters()).device))
