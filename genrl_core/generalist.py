@@ -26,7 +26,6 @@ from genrl_core.policies import POLICY_FILE, TARGET_FILE, LearnedPolicy, PolicyM
 from genrl_core.prompt import Prompt
 from genrl_core.train.behaviour import LearnRun, StartStates, learn_policy
 from genrl_core.train.generalist import GeneralistLearner, TargetSampler
-from genrl_core.train.generalist_targets import build_target_pool, read_episode_frames
 
 GENERALIST_DIR = "generalist"
 # a generalist learns many targets at once: more updates than one prompt's default, no time cap
@@ -57,6 +56,10 @@ def generalist_dir(bundle: str | Path) -> Path:
 def _pool(agent, run_dir: Path, steps: int, plan: GeneralistPlan, data: str | Path | None,
           log: Callable[[str], None]) -> dict[str, Any]:
     """The saved pool when resuming (the same targets as before), else a new one."""
+    # here, not at the top: the pool reads the bodies' tasks (MuJoCo), and `genrl` builds its
+    # parser from this module's plan on machines that only train (no MuJoCo there)
+    from genrl_core.train.generalist_targets import build_target_pool, read_episode_frames
+
     saved = run_dir / TARGET_FILE
     if saved.exists():
         pool = load_torch(saved)
