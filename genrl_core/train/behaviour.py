@@ -171,6 +171,7 @@ class BehaviourLearner:
         self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=cfg.actor_lr, eps=1e-5, fused=fused)
         self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=cfg.critic_lr, eps=1e-5, fused=fused)
         self.updates = 0
+        self.critic_warmup = 0  # first updates that train the critic alone (a warm-started actor's values)
         self.amp = resolve_amp(cfg.amp, dev, large=wm.cfg.deter >= PAPER_DETER)
         self.compiled = compile_update(cfg, dev)
         self.cuda_graphs = self.compiled and dev.type == "cuda"
@@ -359,7 +360,8 @@ def learn_policy(wm: RSSM, run: LearnRun, *, callback: Callable[[dict], None] | 
                 checkpoint()
                 raise LearningCancelled(f"cancelled at update {learner.updates}; rerun to resume")
             deter, stoch = starts.sample(cfg.batch)
-            metrics = learner.update(deter, stoch, source.sample(cfg.batch))
+            metrics = learner.update(deter, stoch, source.sample(cfg.batch),
+                                     train_actor=learner.updates >= learner.critic_warmup)
             t_a = metrics.pop("t_a")
             t_a_hist += np.bincount(t_a.cpu().numpy(), minlength=len(t_a_hist))
             plog.update(learner.updates, metrics)

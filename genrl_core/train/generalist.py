@@ -71,6 +71,11 @@ class TargetSampler:
         return self.pool
 
 
+# critic-only updates before a refined actor learns: against a critic still at zero, the first actor
+# updates undid the generalist's start (docs/EXPERIMENTS.md, "The generalist on the walker bundle")
+REFINE_CRITIC_WARMUP = 200
+
+
 def refining(actor_state: dict[str, torch.Tensor]) -> Callable[..., GeneralistLearner]:
     """A learner class for `learn_policy` that starts its actor from the generalist's weights:
     per-prompt learning refines the generalist on one target instead of starting from scratch."""
@@ -78,6 +83,7 @@ def refining(actor_state: dict[str, torch.Tensor]) -> Callable[..., GeneralistLe
     def build(*args: Any) -> GeneralistLearner:
         learner = GeneralistLearner(*args)
         learner.actor.load_state_dict(actor_state)
+        learner.critic_warmup = REFINE_CRITIC_WARMUP
         return learner
 
     return build
