@@ -21,7 +21,7 @@ import torch
 from genrl_core.bundle import BundleError, load_torch, load_weights
 from genrl_core.data.store import EpisodeStore
 from genrl_core.models.actor_critic import Actor
-from genrl_core.models.generalist import BoundActor, condition_dim
+from genrl_core.models.generalist import BoundActor, conditioned_actor
 from genrl_core.policies import POLICY_FILE, TARGET_FILE, LearnedPolicy, PolicyMeta, read_meta
 from genrl_core.prompt import Prompt
 from genrl_core.train.behaviour import LearnRun, StartStates, learn_policy
@@ -118,8 +118,7 @@ def load_generalist(bundle: str | Path, wm_digest: str, wm_cfg, device: torch.de
                           f"`genrl train-generalist --bundle {bundle}`")
     found = LearnedPolicy(meta, run_dir)
     cfg = found.config
-    actor = Actor(wm_cfg.deter + wm_cfg.stoch_dim + condition_dim(wm_cfg.stoch, wm_cfg.classes),
-                  wm_cfg.action_dim, cfg.hidden, cfg.layers)
+    actor = conditioned_actor(wm_cfg, cfg.hidden, cfg.layers)
     load_weights(actor, run_dir / POLICY_FILE)
     return actor.to(device).eval(), found
 

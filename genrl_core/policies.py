@@ -24,7 +24,7 @@ from genrl_core.bundle import BundleError, load_torch, load_weights
 from genrl_core.config import BehaviourConfig, behaviour_identity, upgrade_behaviour_settings
 from genrl_core.fileio import atomic_write
 from genrl_core.models.actor_critic import Actor
-from genrl_core.models.generalist import BoundActor, condition_dim, target_condition
+from genrl_core.models.generalist import BoundActor, conditioned_actor, target_condition
 from genrl_core.models.rssm import RSSMConfig
 from genrl_core.prompt import Prompt, PromptError
 
@@ -181,8 +181,7 @@ def load_actor(policy: LearnedPolicy, wm: RSSMConfig, device: torch.device | str
     """A finished policy's actor, sized by its settings, for a world model of config `wm`."""
     cfg = policy.config
     if cfg.init == "generalist":  # a refined generalist: conditioned on its own target, kept beside it
-        actor = Actor(wm.deter + wm.stoch_dim + condition_dim(wm.stoch, wm.classes), wm.action_dim, cfg.hidden,
-                      cfg.layers)
+        actor = conditioned_actor(wm, cfg.hidden, cfg.layers)
         load_weights(actor, policy.policy_file)
         target = load_torch(policy.target_file)
         return BoundActor(actor, target_condition(target[None])).to(device).eval()

@@ -25,6 +25,12 @@ def condition_dim(stoch: int, classes: int) -> int:
     return 2 * stoch * classes
 
 
+def conditioned_actor(wm, hidden: int, layers: int) -> Actor:
+    """An actor taking [h, s] and the condition, for a world model of config `wm` (RSSMConfig):
+    the generalist's, and a policy refined from it."""
+    return Actor(wm.deter + wm.stoch_dim + condition_dim(wm.stoch, wm.classes), wm.action_dim, hidden, layers)
+
+
 def target_condition(target: torch.Tensor) -> torch.Tensor:
     """(..., J, stoch, classes) one-hot target states -> (..., 2 * stoch * classes) summary."""
     flat = target.flatten(-2).float()
