@@ -20,6 +20,7 @@ import torch
 
 from genrl_core.bundle import BundleError, load_torch, load_weights
 from genrl_core.data.store import EpisodeStore
+from genrl_core.errors import ConfigError
 from genrl_core.models.actor_critic import Actor
 from genrl_core.models.generalist import BoundActor, conditioned_actor
 from genrl_core.policies import POLICY_FILE, TARGET_FILE, LearnedPolicy, PolicyMeta, read_meta
@@ -44,9 +45,9 @@ class GeneralistPlan:
 
     def __post_init__(self) -> None:
         if min(self.prompts, self.windows, self.random, self.episodes) < 0:
-            raise ValueError("prompts, windows, random and episodes must be >= 0")
+            raise ConfigError("prompts, windows, random and episodes must be >= 0")
         if self.prompts + self.random == 0 and self.windows == 0:
-            raise ValueError("the generalist needs targets: give prompts, windows or random a count above 0")
+            raise ConfigError("the generalist needs targets: give prompts, windows or random a count above 0")
 
 
 def generalist_dir(bundle: str | Path) -> Path:

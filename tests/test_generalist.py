@@ -217,3 +217,14 @@ def test_refining_needs_a_generalist_and_a_matching_reward(agent):
         agent.behaviour_config({"init": "the moon"})
     with pytest.raises(ConfigError, match="oracle"):
         agent.behaviour_config({"init": "generalist", "reward": "oracle:walker_walk"})
+
+
+def test_the_cli_refuses_bad_generalist_requests_with_a_message(generalist_bundle, tiny_bundle, capsys):
+    from genrl_core.cli import main
+
+    assert main(["act", "stand up straight", "--bundle", str(generalist_bundle), "--task", "walker_moon"]) == 2
+    assert "unknown task 'walker_moon'" in capsys.readouterr().err
+    assert main(["act", "stand up straight", "--bundle", str(tiny_bundle)]) == 2
+    assert "train-generalist" in capsys.readouterr().err
+    assert main(["train-generalist", "--bundle", str(tiny_bundle), "--prompts", "-1"]) == 2
+    assert "must be >= 0" in capsys.readouterr().err
