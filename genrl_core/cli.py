@@ -296,6 +296,22 @@ def _last_logged_step(run: Path) -> int | None:
     return max(steps) if steps else None
 
 
+def _add_loop_parser(sub: argparse._SubParsersAction, name: str, plan: type, own_flags: tuple[str, ...],
+                     func: Callable[[argparse.Namespace], int], *, help: str, repeat: tuple[str, str],
+                     workers_help: str, out_help: str, set_help: str) -> argparse.ArgumentParser:
+    """The parser of a collect-and-learn loop (`dyna`, `practice`): who acts (a repeatable flag), where from, where
+    to, the plan's own flags generated from its dataclass, and behaviour settings for every learner."""
+    p = sub.add_parser(name, help=help)
+    p.add_argument(repeat[0], action="append", required=True, help=repeat[1])
+    add_flags(p, "bundle", "data", "device", "workers", bundle={"help": "bundle to start from (copied, not changed)"},
+              workers={"help": workers_help})
+    p.add_argument("--out", required=True, help=out_help)
+    add_plan_flags(p, plan, own_flags)
+    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help=set_help)
+    p.set_defaults(func=func)
+    return p
+
+
 def build_parser(add_commands: AddCommands | None = None) -> argparse.ArgumentParser:
     """The core's subcommands, and those `add_commands` adds to them (app/cli.py's)."""
     from genrl_core.data.recipes import POLICY_HELP
@@ -416,34 +432,28 @@ def build_parser(add_commands: AddCommands | None = None) -> argparse.ArgumentPa
     add_flags(p, "seed", "bundle", "policies-dir", "device")
     p.set_defaults(func=_cmd_evaluate)
 
-    p = sub.add_parser("dyna", help="rounds of: learn policies, collect with them, fine-tune the world model (resumes)")
-    p.add_argument("--prompt", action="append", required=True,
-                   help='repeatable: "TEXT", "TEXT@TASK" (scored on TASK) or "oracle:TASK" (the task\'s reward head)')
-    add_flags(p, "bundle", "data", "device", "workers", bundle={"help": "bundle to start from (copied, not changed)"},
-              workers={"help": "collection worker processes"})
-    p.add_argument("--out", required=True, help="run folder: the updated bundle, data and dyna.json (rerun to resume)")
-    add_plan_flags(p, DynaPlan, DYNA_OWN_FLAGS)
-    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
-                   help="behaviour settings for every policy, as `genrl learn` takes them, e.g. max_minutes=5")
-    p.set_defaults(func=_cmd_dyna)
-
-    p = sub.add_parser("practice", help="online loop: the policies collect, the world model and every policy keep "
-                                        "learning; scores a learning curve; ends with a bundle (resumes)")
     from genrl_core.practice import PracticePlan
 
-    p.add_argument("--driver", action="append", required=True,
-                   help='repeatable: "oracle:TASK" (the task\'s reward head), "TEXT@TASK" (a prompt, scored on TASK), '
-                        '"TEXT" or "explore" (random poses, acting with the learners\' policies)')
-    add_flags(p, "bundle", "data", "device", "workers", bundle={"help": "bundle to start from (copied, not changed)"},
-              workers={"help": "env worker processes"})
-    p.add_argument("--out", required=True, help="run folder: bundle/, data/, practice.json (rerun to resume)")
+    _add_loop_parser(
+        sub, "dyna", DynaPlan, DYNA_OWN_FLAGS, _cmd_dyna,
+        help="rounds of: learn policies, collect with them, fine-tune the world model (resumes)",
+        repeat=("--prompt", 'repeatable: "TEXT", "TEXT@TASK" (scored on TASK) or "oracle:TASK" (the task\'s reward '
+                            'head)'),
+        workers_help="collection worker processes",
+        out_help="run folder: the updated bundle, data and dyna.json (rerun to resume)",
+        set_help="behaviour settings for every policy, as `genrl learn` takes them, e.g. max_minutes=5")
+    p = _add_loop_parser(
+        sub, "practice", PracticePlan, PRACTICE_OWN_FLAGS, _cmd_practice,
+        help="online loop: the policies collect, the world model and every policy keep learning; scores a learning "
+             "curve; ends with a bundle (resumes)",
+        repeat=("--driver", 'repeatable: "oracle:TASK" (the task\'s reward head), "TEXT@TASK" (a prompt, scored on '
+                            'TASK), "TEXT" or "explore" (random poses, acting with the learners\' policies)'),
+        workers_help="env worker processes",
+        out_help="run folder: bundle/, data/, practice.json (rerun to resume)",
+        set_help="behaviour settings of every learning driver, as `genrl learn` takes them, e.g. horizon=16")
     p.add_argument("--minutes", type=float, default=0.0,
                    help="practise at most this long in this run (the cycle under way ends first), then score and "
                         "write the bundle; rerun to go on (default %(default)s: until --frames)")
-    add_plan_flags(p, PracticePlan, PRACTICE_OWN_FLAGS)
-    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
-                   help="behaviour settings of every learning driver, as `genrl learn` takes them, e.g. horizon=16")
-    p.set_defaults(func=_cmd_practice)
 
     p = sub.add_parser("train-generalist", help="train (or resume) the bundle's generalist: one policy for any "
                                                 "prompt, conditioned on its target")

@@ -20,36 +20,38 @@ from dm_control.utils import rewards
 STAND_HEIGHT = 1.1
 WALK_SPEED, RUN_SPEED = 1.0, 8.0
 
-_LIMB = '<geom name="{name}" fromto="0 0 0 0 0 -{length}" size="{radius}"/>'
+# one segment of a limb: body name, joint name, joint range (degrees), capsule length, capsule radius
+Segment = tuple[str, str, str, float, float]
+
+
+def _limb(side: str, pos: str, segments: list[Segment], end: str) -> str:
+    """A chain of capsules hanging down from `pos`, each segment jointed to the end of the one above; `end`
+    (a foot, a hand) goes inside the last segment. Names are prefixed with the side."""
+    inner = end
+    offsets = [pos] + [f"0 0 -{seg[3]}" for seg in segments[:-1]]
+    for (body, joint, joint_range, length, radius), at in reversed(list(zip(segments, offsets, strict=True))):
+        inner = f"""
+      <body name="{side}_{body}" pos="{at}">
+        <joint name="{side}_{joint}" range="{joint_range}"/>
+        <geom name="{side}_{body}" fromto="0 0 0 0 0 -{length}" size="{radius}"/>{inner}
+      </body>"""
+    return inner
 
 
 def _leg(side: str, y: float) -> str:
-    return f"""
-      <body name="{side}_thigh" pos="0 {y} -0.25">
-        <joint name="{side}_hip" range="-30 120"/>
-        {_LIMB.format(name=f"{side}_thigh", length=0.45, radius=0.05)}
-        <body name="{side}_leg" pos="0 0 -0.45">
-          <joint name="{side}_knee" range="-150 0"/>
-          {_LIMB.format(name=f"{side}_leg", length=0.45, radius=0.04)}
-          <body name="{side}_foot" pos="0 0 -0.45">
-            <joint name="{side}_ankle" range="-45 45"/>
-            <geom name="{side}_foot" fromto="-0.04 0 0 0.14 0 0" size="0.045"/>
-          </body>
-        </body>
+    foot = f"""
+      <body name="{side}_foot" pos="0 0 -0.45">
+        <joint name="{side}_ankle" range="-45 45"/>
+        <geom name="{side}_foot" fromto="-0.04 0 0 0.14 0 0" size="0.045"/>
       </body>"""
+    return _limb(side, f"0 {y} -0.25", [("thigh", "hip", "-30 120", 0.45, 0.05),
+                                        ("leg", "knee", "-150 0", 0.45, 0.04)], foot)
 
 
 def _arm(side: str, y: float) -> str:
-    return f"""
-      <body name="{side}_upper_arm" pos="0 {y} 0.2">
-        <joint name="{side}_shoulder" range="-180 60"/>
-        {_LIMB.format(name=f"{side}_upper_arm", length=0.28, radius=0.035)}
-        <body name="{side}_forearm" pos="0 0 -0.28">
-          <joint name="{side}_elbow" range="-150 0"/>
-          {_LIMB.format(name=f"{side}_forearm", length=0.24, radius=0.03)}
-          <geom name="{side}_hand" type="sphere" pos="0 0 -0.26" size="0.045"/>
-        </body>
-      </body>"""
+    hand = f'\n      <geom name="{side}_hand" type="sphere" pos="0 0 -0.26" size="0.045"/>'
+    return _limb(side, f"0 {y} 0.2", [("upper_arm", "shoulder", "-180 60", 0.28, 0.035),
+                                      ("forearm", "elbow", "-150 0", 0.24, 0.03)], hand)
 
 
 def stickman_xml() -> str:

@@ -163,21 +163,29 @@ def _quadruped_jump(f: Features) -> np.ndarray:
     return _quadruped_upright(f) * _tol(f["torso_height"], 1.0, margin=0.5)
 
 
+def _planar_poses(body: str) -> list[TaskSpec]:
+    """The custom tasks both planar bipeds (walker, stickman) have: the same torso and foot readings, the same
+    thresholds (the stickman stands at about the walker's height)."""
+    return [
+        TaskSpec(f"{body}_lying_down", body, _walker_lying, "torso below 0.25 m and horizontal", False),
+        TaskSpec(f"{body}_legs_up", body, _walker_legs_up, "lying on the ground with both feet above 0.7 m", False),
+        TaskSpec(f"{body}_one_foot", body, _walker_one_foot,
+                 "standing upright on one foot, the other foot above 0.35 m", False),
+        TaskSpec(f"{body}_high_kick", body, _walker_high_kick, "torso up and upright while one foot is above 1.1 m",
+                 False),
+        TaskSpec(f"{body}_sit_knees", body, _walker_sit_knees,
+                 "kneeling: both shins on the ground, torso upright at 0.55-0.9 m", False),
+        TaskSpec(f"{body}_flip", body, _flip, "torso spinning at >= 5 rad/s in either direction", False),
+    ]
+
+
 _TASKS = [
     TaskSpec("walker_stand", "walker", _walker_stand, "torso above 1.2 m and upright (dm_control)", True),
     TaskSpec("walker_walk", "walker", _planar_move(_WALKER_STAND_HEIGHT, 1.0),
              "stand and move forward at >= 1 m/s (dm_control)", True),
     TaskSpec("walker_run", "walker", _planar_move(_WALKER_STAND_HEIGHT, 8.0),
              "stand and move forward at >= 8 m/s (dm_control)", True),
-    TaskSpec("walker_lying_down", "walker", _walker_lying, "torso below 0.25 m and horizontal", False),
-    TaskSpec("walker_legs_up", "walker", _walker_legs_up, "lying on the ground with both feet above 0.7 m", False),
-    TaskSpec("walker_one_foot", "walker", _walker_one_foot,
-             "standing upright on one foot, the other foot above 0.35 m", False),
-    TaskSpec("walker_high_kick", "walker", _walker_high_kick,
-             "torso up and upright while one foot is above 1.1 m", False),
-    TaskSpec("walker_sit_knees", "walker", _walker_sit_knees,
-             "kneeling: both shins on the ground, torso upright at 0.55-0.9 m", False),
-    TaskSpec("walker_flip", "walker", _flip, "torso spinning at >= 5 rad/s in either direction", False),
+    *_planar_poses("walker"),
     TaskSpec("cheetah_run", "cheetah", _cheetah_run, "forward speed >= 10 m/s (dm_control)", True),
     TaskSpec("cheetah_run_backward", "cheetah", _cheetah_run_backward, "backward speed >= 10 m/s", False),
     TaskSpec("cheetah_standing", "cheetah", _cheetah_standing,
@@ -205,16 +213,7 @@ _TASKS = [
              f"stand and move forward at >= {stickman.RUN_SPEED:g} m/s (walker-style)", True),
     TaskSpec("stickman_hands_up", "stickman", _stickman_hands_up,
              "standing upright with both hands 0.15 m or more above the head", False),
-    TaskSpec("stickman_lying_down", "stickman", _walker_lying, "torso below 0.25 m and horizontal", False),
-    TaskSpec("stickman_legs_up", "stickman", _walker_legs_up, "lying on the ground with both feet above 0.7 m",
-             False),
-    TaskSpec("stickman_one_foot", "stickman", _walker_one_foot,
-             "standing upright on one foot, the other foot above 0.35 m", False),
-    TaskSpec("stickman_high_kick", "stickman", _walker_high_kick,
-             "torso up and upright while one foot is above 1.1 m", False),
-    TaskSpec("stickman_sit_knees", "stickman", _walker_sit_knees,
-             "kneeling: both shins on the ground, torso upright at 0.55-0.9 m", False),
-    TaskSpec("stickman_flip", "stickman", _flip, "torso spinning at >= 5 rad/s in either direction", False),
+    *_planar_poses("stickman"),
 ]
 TASKS: dict[str, TaskSpec] = {t.name: t for t in _TASKS}
 
