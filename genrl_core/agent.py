@@ -27,7 +27,7 @@ from genrl_core.envs.pixel_env import PixelEnv
 from genrl_core.envs.tasks import body_tasks
 from genrl_core.errors import ConfigError
 from genrl_core.evaluate import TASK_PHRASES, run_policy
-from genrl_core.generalist import InstantPolicy, load_generalist
+from genrl_core.generalist import InstantPolicy, generalist_values, load_generalist
 from genrl_core.models.actor_critic import Actor, feature
 from genrl_core.models.aligner import Aligner
 from genrl_core.models.connector import Connector
@@ -36,7 +36,7 @@ from genrl_core.models.reward import alignment_scores, make_reward, similarity_m
 from genrl_core.policies import LearnedPolicy, PolicyMeta, PolicyStore, read_meta
 from genrl_core.prompt import Prompt, PromptError, check_steps
 from genrl_core.train.behaviour import BehaviourConfig, LearningCancelled, LearnRun, StartStates, learn_policy
-from genrl_core.train.generalist import refining
+from genrl_core.train.generalist import warm_started
 from genrl_core.video import read_video_prompt
 from genrl_core.vlm import load_vlm
 
@@ -209,8 +209,8 @@ class GenRL:
         earlier = read_meta(run_dir)
         learner = None
         if cfg.init == "generalist":  # refine the generalist on this target (the loaded actor is its copy's base)
-            actor, _ = self._load_generalist()
-            learner = refining(actor.state_dict())
+            actor, found = self._load_generalist()
+            learner = warm_started(actor.state_dict(), generalist_values(found.path))
         run = LearnRun(plan.target.to(self.device), starts, cfg, run_dir,
                        self.policy_meta(plan, earlier.created if earlier else None), reward, learner)
         final = learn_policy(self.wm, run, callback=callback, cancel=cancel, progress=progress)

@@ -221,7 +221,7 @@ def _cmd_train_generalist(args: argparse.Namespace) -> None:
 
     meta = train_generalist(_load_agent(args), parse_settings(settings_given(args)),
                             GeneralistPlan(**plan_values(args, GeneralistPlan)), args.data,
-                            progress=not args.no_progress)
+                            progress=not args.no_progress, warm_from=args.warm_from)
     print(f"[train-generalist] {meta.updates_done} updates ({meta.train_seconds:.0f}s) -> "
           f"{Path(args.bundle) / 'generalist'}", file=sys.stderr)
 
@@ -462,6 +462,9 @@ def build_parser(add_commands: AddCommands | None = None) -> argparse.ArgumentPa
     add_flags(p, "bundle", "device", "no-progress", bundle={"help": "bundle folder (the generalist goes to "
                                                                     "BUNDLE/generalist)"})
     p.add_argument("--data", default=None, help="dataset folder: adds targets from its video windows (optional)")
+    p.add_argument("--warm-from", default=None, metavar="DIR",
+                   help="another generalist's folder whose weights start this one, e.g. OLD_BUNDLE/generalist "
+                        "after practice made a new bundle from OLD_BUNDLE (default: from scratch)")
     add_plan_flags(p, GeneralistPlan)
     add_settings(p, "behaviour", "updates=20000 max_minutes=60 batch=256")
     p.set_defaults(func=_cmd_train_generalist, policies_dir=None)

@@ -133,7 +133,8 @@ def prepare(out: Path, bundle: Path, data: Path) -> None:
     if not (out / "bundle").exists():
         tmp = out / "bundle.tmp"
         shutil.rmtree(tmp, ignore_errors=True)
-        shutil.copytree(bundle, tmp, ignore=shutil.ignore_patterns("logs"))
+        # the generalist fits this world model only: the new bundle trains its own (--warm-from the old one)
+        shutil.copytree(bundle, tmp, ignore=shutil.ignore_patterns("logs", "generalist"))
         tmp.rename(out / "bundle")
     mirror_dataset(data, out / "data")
 

@@ -1,8 +1,9 @@
 """A bundle's generalist: train it (`genrl train-generalist`) and load it for zero-shot use.
 
 The generalist lives in the bundle's `generalist/` folder, laid out as a policy's run folder:
-`policy.pt` (the conditioned actor), `meta.json` (its settings, world model and VLM), `target.pt`
-(the target pool it trained on) and, while it trains, `state.pt` (rerun to resume; Ctrl-C saves).
+`policy.pt` (the conditioned actor), `values.pt` (its critic and return normaliser, which
+refinements start from), `meta.json` (its settings, world model and VLM), `target.pt` (the target
+pool it trained on) and, while it trains, `state.pt` (rerun to resume; Ctrl-C saves).
 Training is per-prompt learning's loop (`learn_policy`) with the generalist's learner and one
 target per trajectory, drawn from the pool (`train.generalist_targets`).
 """
@@ -23,10 +24,10 @@ from genrl_core.data.store import EpisodeStore
 from genrl_core.errors import ConfigError
 from genrl_core.models.actor_critic import Actor
 from genrl_core.models.generalist import BoundActor, conditioned_actor
-from genrl_core.policies import POLICY_FILE, TARGET_FILE, LearnedPolicy, PolicyMeta, read_meta
+from genrl_core.policies import POLICY_FILE, TARGET_FILE, VALUES_FILE, LearnedPolicy, PolicyMeta, read_meta
 from genrl_core.prompt import Prompt
 from genrl_core.train.behaviour import LearnRun, StartStates, learn_policy
-from genrl_core.train.generalist import GeneralistLearner, TargetSampler
+from genrl_core.train.generalist import GeneralistLearner, TargetSampler, warm_started
 
 GENERALIST_DIR = "generalist"
 # a generalist learns many targets at once: more updates than one prompt's default, no time cap
@@ -84,8 +85,11 @@ def _pool(agent, run_dir: Path, steps: int, plan: GeneralistPlan, data: str | Pa
 def train_generalist(agent, settings: dict[str, Any] | None = None, plan: GeneralistPlan | None = None,
                      data: str | Path | None = None, callback: Callable[[dict], None] | None = None,
                      cancel: threading.Event | None = None, progress: bool = False,
-                     log: Callable[[str], None] = print) -> PolicyMeta:
-    """Train (or resume) the generalist of `agent`'s bundle (a loaded `GenRL`); returns its meta."""
+                     log: Callable[[str], None] = print, warm_from: str | Path | None = None) -> PolicyMeta:
+    """Train (or resume) the generalist of `agent`'s bundle (a loaded `GenRL`); returns its meta.
+    `warm_from`, another generalist's folder (the one of the bundle a practice run started from),
+    gives the first weights: a world model that practised on goes on from its predecessor's
+    generalist instead of from scratch. Its targets are rebuilt on this bundle all the same."""
     plan = plan or GeneralistPlan()
     cfg = agent.behaviour_config({**GENERALIST_SETTINGS, **(settings or {})})
     run_dir = generalist_dir(agent.bundle)
@@ -96,14 +100,35 @@ def train_generalist(agent, settings: dict[str, Any] | None = None, plan: Genera
         # its training state is not kept once finished: training again would start over and replace it
         log(f"[generalist] {run_dir} is trained ({earlier.updates_done} updates); delete it to train anew")
         return earlier
+    learner_class = GeneralistLearner
+    if warm_from is not None:  # checked before the pool is built: a bad folder fails at once
+        actor_state, values = _warm_weights(Path(warm_from), agent.wm.cfg, cfg)
+        learner_class = warm_started(actor_state, values)
+        log(f"[generalist] starting from {warm_from}" + ("" if values else " (its actor; no critic was kept)"))
     pool = _pool(agent, run_dir, cfg.horizon + 1, plan, data, log)
     gen = torch.Generator().manual_seed(cfg.seed)  # the start states' stream: saved and restored by learn_policy
     starts = StartStates(agent.wm, agent.bundle, cfg.start, agent.connector, agent.aligner, agent.vlm.embed_dim, gen)
     targets = TargetSampler(pool, agent.wm.cfg.classes, agent.device, gen)
     meta = PolicyMeta.start(GENERALIST_DIR, Prompt.text(f"generalist over {len(targets)} targets"), cfg,
                             agent.body, agent.wm_digest, agent.vlm.name, earlier.created if earlier else None)
-    run = LearnRun(targets, starts, cfg, run_dir, meta, learner_class=GeneralistLearner)
+    run = LearnRun(targets, starts, cfg, run_dir, meta, learner_class=learner_class, keep_values=True)
     return learn_policy(agent.wm, run, callback=callback, cancel=cancel, progress=progress)
+
+
+def _warm_weights(folder: Path, wm_cfg, cfg) -> tuple[dict[str, torch.Tensor], dict[str, Any] | None]:
+    """The actor and (when kept) values of the generalist in `folder`, checked against this one's shapes."""
+    if not (folder / POLICY_FILE).exists():
+        raise BundleError(f"{folder} holds no trained generalist ({POLICY_FILE}) to start from")
+    actor = conditioned_actor(wm_cfg, cfg.hidden, cfg.layers)
+    load_weights(actor, folder / POLICY_FILE)  # names a mismatched shape (another body or preset)
+    return actor.state_dict(), generalist_values(folder)
+
+
+def generalist_values(folder: str | Path) -> dict[str, Any] | None:
+    """A finished generalist's critic, slow critic and return normaliser, or None where they were not
+    kept (generalists trained before they were)."""
+    path = Path(folder) / VALUES_FILE
+    return load_torch(path) if path.exists() else None
 
 
 def load_generalist(bundle: str | Path, wm_digest: str, wm_cfg, device: torch.device | str = "cpu"

@@ -29,6 +29,9 @@ from genrl_core.models.rssm import RSSMConfig
 from genrl_core.prompt import Prompt, PromptError
 
 META_FILE, POLICY_FILE, STATE_FILE, TARGET_FILE = "meta.json", "policy.pt", "state.pt", "target.pt"
+# a finished run's critic, slow critic and return normaliser, kept where later runs start from its values
+# (the generalist: refinements and its successor on a newer world model start from them)
+VALUES_FILE = "values.pt"
 SLUG_PATTERN = re.compile(r"[a-z0-9-]{1,60}")
 
 

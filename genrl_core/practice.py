@@ -608,6 +608,9 @@ def run_practice(bundle: str | Path, data: str | Path, out: str | Path, plan: Pr
     finish(practice, state, device, log)
     log(report(state))
     log(f"[practice] the bundle is {out / 'bundle'}: `genrl serve --bundle {out / 'bundle'}`")
+    if (bundle / "generalist").is_dir():  # it fits the old world model only, so it was not copied
+        log(f"[practice] its generalist (instant prompts) goes on from the old one's: `genrl train-generalist "
+            f"--bundle {out / 'bundle'} --data {data} --warm-from {bundle / 'generalist'}`")
     return state
 
 

@@ -135,6 +135,8 @@ def test_train_generalist_writes_a_generalist_that_acts_on_any_prompt(trained):
     assert again.updates_done == 6 and (bundle / "generalist" / "policy.pt").read_bytes() == weights  # kept
     pool = torch.load(bundle / "generalist" / "target.pt", weights_only=True)
     assert pool["source"].count("window") == 8 and len(pool["source"]) == 36
+    values = torch.load(bundle / "generalist" / "values.pt", weights_only=True)  # what refinements start from
+    assert set(values) == {"critic", "slow_critic", "norm"}
     agent = GenRL.load(bundle)
     policy = agent.act("do a cartwheel")  # a prompt it never trained on
     assert policy.slug.startswith("instant-") and policy.meta.prompt == "do a cartwheel"
@@ -207,6 +209,50 @@ def test_refining_starts_from_the_generalist_and_loads_as_a_policy(trained, tmp_
     assert frames.shape == (8, 64, 64, 3)
 
 
+def test_a_warm_started_learner_takes_the_generalists_actor_and_values(trained, agent):
+    from genrl_core.generalist import generalist_values
+    from genrl_core.train.generalist import warm_started
+
+    bundle, _ = trained
+    folder = bundle / "generalist"
+    actor = torch.load(folder / "policy.pt", weights_only=True)
+    values = generalist_values(folder)
+    cfg = agent.behaviour_config(SMALL)
+    learner = warm_started(actor, values)(agent.wm, cfg, agent.wm.cfg.action_dim, None)
+    for key, tensor in values["critic"].items():
+        torch.testing.assert_close(learner.critic.state_dict()[key], tensor, rtol=0, atol=0)
+    torch.testing.assert_close(learner.norm.state_dict(), values["norm"], rtol=0, atol=0)
+    fresh = GeneralistLearner(agent.wm, cfg, agent.wm.cfg.action_dim)
+    assert not all(torch.equal(fresh.critic.state_dict()[k], t) for k, t in values["critic"].items())
+
+
+def test_a_generalist_on_a_newer_bundle_starts_from_the_last_one(trained, tmp_path):
+    import shutil
+
+    from genrl_core.bundle import BundleError
+
+    bundle, _ = trained
+    copy = tmp_path / "newer"
+    shutil.copytree(bundle, copy, ignore=shutil.ignore_patterns("generalist"))
+    plan = GeneralistPlan(prompts=4, windows=0, random=2)
+    # the first updates train the critic alone: the actor is still the last generalist's
+    meta = train_generalist(GenRL.load(copy), {**SMALL, "updates": 3}, plan, log=lambda *_: None,
+                            warm_from=bundle / "generalist")
+    assert meta.finished
+    start = torch.load(bundle / "generalist" / "policy.pt", weights_only=True)
+    after = torch.load(copy / "generalist" / "policy.pt", weights_only=True)
+    for key in start:
+        torch.testing.assert_close(after[key], start[key], rtol=0, atol=0)
+    other = tmp_path / "other"
+    shutil.copytree(bundle, other, ignore=shutil.ignore_patterns("generalist"))
+    with pytest.raises(BundleError, match="shape mismatch"):  # a generalist of another size does not fit
+        train_generalist(GenRL.load(other), {**SMALL, "hidden": 48, "updates": 1}, plan, log=lambda *_: None,
+                         warm_from=bundle / "generalist")
+    with pytest.raises(BundleError, match="no trained generalist"):
+        train_generalist(GenRL.load(other), {**SMALL, "updates": 1}, plan, log=lambda *_: None,
+                         warm_from=tmp_path)
+
+
 def test_refining_needs_a_generalist_and_a_matching_reward(agent):
     from genrl_core.bundle import BundleError
     from genrl_core.errors import ConfigError
@@ -228,3 +274,5 @@ def test_the_cli_refuses_bad_generalist_requests_with_a_message(generalist_bundl
     assert "train-generalist" in capsys.readouterr().err
     assert main(["train-generalist", "--bundle", str(tiny_bundle), "--prompts", "-1"]) == 2
     assert "must be >= 0" in capsys.readouterr().err
+    assert main(["train-generalist", "--bundle", str(tiny_bundle), "--warm-from", str(tiny_bundle)]) == 2
+    assert "no trained generalist" in capsys.readouterr().err

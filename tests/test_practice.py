@@ -124,12 +124,15 @@ def test_learners_warm_start_from_the_bundles_policy_for_their_prompt_or_task(ti
     assert not all(torch.equal(got[k], weights[k]) for k in weights)
 
 
-def test_minutes_end_the_practising_and_still_write_the_bundle(tiny_bundle, walker_random_data, tmp_path):
+def test_minutes_end_the_practising_and_still_write_the_bundle(generalist_bundle, walker_random_data, tmp_path):
     lines = []
-    state = run_practice(tiny_bundle, walker_random_data, tmp_path / "p",
+    state = run_practice(generalist_bundle, walker_random_data, tmp_path / "p",
                          plan(frames=10**6, eval_episodes=0, connector_updates=0), log=lines.append, minutes=1e-9)
     assert state["collected"] == [] and state["finished"] == list(FINISH_STAGES)
     assert any("minutes are up" in line for line in lines)
     assert (tmp_path / "p" / "bundle" / "world_model.pt").exists()
+    # the source's generalist fits its old world model only: not copied, and the log says how to go on from it
+    assert not (tmp_path / "p" / "bundle" / "generalist").exists()
+    assert any(f"--warm-from {generalist_bundle / 'generalist'}" in line for line in lines)
     with pytest.raises(ConfigError, match="minutes"):
-        run_practice(tiny_bundle, walker_random_data, tmp_path / "q", plan(), minutes=-1)
+        run_practice(generalist_bundle, walker_random_data, tmp_path / "q", plan(), minutes=-1)

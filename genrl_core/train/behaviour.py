@@ -35,7 +35,7 @@ from genrl_core.errors import ConfigError, GenRLError
 from genrl_core.models.actor_critic import Actor, Critic, ReturnNorm, feature
 from genrl_core.models.reward import RewardFn, make_reward
 from genrl_core.models.rssm import RSSM
-from genrl_core.policies import POLICY_FILE, STATE_FILE, TARGET_FILE, PolicyMeta, write_meta
+from genrl_core.policies import POLICY_FILE, STATE_FILE, TARGET_FILE, VALUES_FILE, PolicyMeta, write_meta
 from genrl_core.train.loop import (
     COMPILE_MIN_BEHAVIOUR_UPDATES,
     PAPER_DETER,
@@ -276,6 +276,20 @@ class BehaviourLearner:
             getattr(self, name).load_state_dict(state[name])
         self.updates = int(state["updates"])
 
+    _VALUES = ("critic", "slow_critic", "norm")
+
+    def values_state(self) -> dict[str, Any]:
+        """What the learner knows of returns (critic, slow critic, return normaliser), without the
+        optimisers: what a warm-started run takes besides the actor (VALUES_FILE)."""
+        return {name: getattr(self, name).state_dict() for name in self._VALUES}
+
+    def load_values(self, state: dict[str, Any]) -> None:
+        missing = [name for name in self._VALUES if name not in state]
+        if missing:
+            raise ValueError(f"a values state needs {', '.join(missing)}")
+        for name in self._VALUES:
+            getattr(self, name).load_state_dict(state[name])
+
 
 # ------------------------------------------------------------------ one run
 class TargetSource(Protocol):
@@ -306,7 +320,7 @@ class LearnRun:
     `target` is one prompt's target (J, stoch, classes) or a source of targets per update; `reward`
     is `make_reward`'s function for cfg.reward (needed for a kind that reads the bundle, oracle:TASK;
     None makes it from the world model alone); `learner_class` replaces the per-prompt learner (the
-    generalist's, or one refining it)."""
+    generalist's, or one warm-started from it)."""
 
     target: torch.Tensor | TargetSource
     starts: StartStates
@@ -315,6 +329,7 @@ class LearnRun:
     meta: PolicyMeta  # the meta it starts with; learning adds the progress
     reward: RewardFn | None = None
     learner_class: type[BehaviourLearner] | None = None
+    keep_values: bool = False  # also write VALUES_FILE when it finishes (for runs that start from this one)
 
 
 def learn_policy(wm: RSSM, run: LearnRun, *, callback: Callable[[dict], None] | None = None,
@@ -343,6 +358,8 @@ def learn_policy(wm: RSSM, run: LearnRun, *, callback: Callable[[dict], None] | 
     def checkpoint(finished: bool = False) -> PolicyMeta:
         if finished:
             save_torch(run_dir / POLICY_FILE, learner.actor.state_dict())
+            if run.keep_values:
+                save_torch(run_dir / VALUES_FILE, learner.values_state())
             resumable.path.unlink(missing_ok=True)
         else:
             resumable.save(learner.updates, plog.elapsed, learner=learner.state_dict())

@@ -71,18 +71,24 @@ class TargetSampler:
         return self.pool
 
 
-# critic-only updates before a refined actor learns: against a critic still at zero, the first actor
-# updates undid the generalist's start (docs/EXPERIMENTS.md, "The generalist on the walker bundle")
+# critic-only updates before a warm-started actor learns when its critic starts at zero: against a
+# critic still at zero, the first actor updates undid the generalist's start (docs/EXPERIMENTS.md,
+# "The generalist on the walker bundle")
 REFINE_CRITIC_WARMUP = 200
 
 
-def refining(actor_state: dict[str, torch.Tensor]) -> Callable[..., GeneralistLearner]:
-    """A learner class for `learn_policy` that starts its actor from the generalist's weights:
-    per-prompt learning refines the generalist on one target instead of starting from scratch."""
+def warm_started(actor_state: dict[str, torch.Tensor], values: dict[str, Any] | None = None
+                 ) -> Callable[..., GeneralistLearner]:
+    """A learner class for `learn_policy` that starts from a generalist's weights: its actor, and its
+    critic and return normaliser when they were kept (`values`, VALUES_FILE). Per-prompt learning
+    refines the generalist on one target this way, and a generalist on a newer world model starts
+    from the last one. Without values the critic learns alone first (REFINE_CRITIC_WARMUP)."""
 
     def build(*args: Any) -> GeneralistLearner:
         learner = GeneralistLearner(*args)
         learner.actor.load_state_dict(actor_state)
+        if values is not None:
+            learner.load_values(values)
         learner.critic_warmup = REFINE_CRITIC_WARMUP
         return learner
 
