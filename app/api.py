@@ -17,11 +17,13 @@ from app.instant import VIDEOS
 from app.job import Job
 from app.job_recipe import ARTEFACTS
 from app.service import Services
+from genrl_core.config import BEHAVIOUR_INITS
 from genrl_core.models.reward import REWARD_KINDS
 from genrl_core.prompt import MAX_PROMPT_CHARS, MAX_STEPS, MIN_STEPS, PROMPT_PATTERN, STEPS_HELP
 
 JOB_ID = Path(pattern=r"^[0-9a-f]{16}$", description="a job id from /learn or /jobs")
 Reward = Literal[REWARD_KINDS]  # the kinds a request may pick (not the ladder's oracle:TASK)
+Init = Literal[BEHAVIOUR_INITS]
 InstantVideo = Literal[tuple(VIDEOS)]
 # What a usable text prompt is, for the OpenAPI document only: the service checks it itself (in
 # genrl_core/prompt.py) and answers 400 (empty, or only invisible characters) or 422 (over maxLength, or
@@ -51,6 +53,8 @@ class LearnOptions(BaseModel):
     task: str | None = Field(None, description="real-env evaluation task (default: nearest to the prompt)")
     eval_episodes: int | None = Field(None, ge=0, le=AppConfig.max_eval_episodes,
                                       description="real-env evaluation episodes (0: skip)")
+    init: Init | None = Field(None, description="scratch (default) | generalist: refine the bundle's generalist on "
+                                                "this prompt (409 when the bundle has none)")
 
     @field_validator("steps", "updates", "seed", "eval_episodes", mode="before")
     @classmethod
@@ -185,11 +189,11 @@ def build_router(svc: Services) -> APIRouter:
     # has `from __future__ import annotations`) could not name for FastAPI
     learn_get.__annotations__["options"] = Annotated[TextOptions, Query()]
     router.get("/learn", tags=["jobs"], status_code=202, dependencies=guarded,
-               responses=error_responses(400, 401, 404, 422, 429, 503),
+               responses=error_responses(400, 401, 404, 409, 422, 429, 503),
                summary="start learning a policy for a text prompt; returns the job at once")(learn_get)
 
     @router.post("/learn", tags=["jobs"], status_code=202, dependencies=guarded,
-                 responses=error_responses(400, 401, 404, 415, 422, 429, 503),
+                 responses=error_responses(400, 401, 404, 409, 415, 422, 429, 503),
                  openapi_extra={"requestBody": {"content": {
                      "application/json": {"schema": TextOptions.model_json_schema()},
                      "multipart/form-data": {"schema": {"type": "object", "additionalProperties": False, "properties": {

@@ -33,9 +33,10 @@ from app.media import (
     write_video,
 )
 from genrl_core import prompt as prompt_limits
-from genrl_core.config import BEHAVIOUR_BOOKKEEPING, BehaviourConfig, preset
+from genrl_core.config import BEHAVIOUR_BOOKKEEPING, BEHAVIOUR_INITS, BehaviourConfig, preset
 from genrl_core.errors import BundleError, GenRLError
 from genrl_core.evaluate import RECORD_VIDEO, read_record
+from genrl_core.generalist import generalist_problem
 from genrl_core.models.reward import REWARD_KINDS
 from genrl_core.policies import LearnedPolicy
 from genrl_core.prompt import Prompt, PromptEmpty, PromptError
@@ -217,9 +218,10 @@ class Services:
     def learn_request(self, *, prompt: str | None = None, video: Path | None = None, body: str | None = None,
                       steps: int = 32, updates: int | None = None, reward: str | None = None,
                       seed: int | None = None, use_aligner: bool | None = None, task: str | None = None,
-                      eval_episodes: int | None = None) -> LearnRequest:
+                      eval_episodes: int | None = None, init: str | None = None) -> LearnRequest:
         """A policy-learning request of REST or the UI, validated under this server's limits: a text
-        prompt, or a stored video prompt (an upload this server kept), parsed (and hashed) here."""
+        prompt, or a stored video prompt (an upload this server kept), parsed (and hashed) here.
+        `init="generalist"` refines the bundle's generalist (409 when the bundle has none that fits)."""
         b = self.bodies.body(body)
         if video is None:
             parsed = text_prompt(prompt)
@@ -238,8 +240,14 @@ class Services:
             raise AppError(422, f"eval_episodes must be between 0 and {self.cfg.max_eval_episodes}, got {episodes}")
         if task:
             self._check_task(b.name, task)
+        if init is not None and init not in BEHAVIOUR_INITS:
+            raise AppError(422, f"unknown init {init!r}; valid: {', '.join(BEHAVIOUR_INITS)}")
+        if init == "generalist":
+            agent = self.bodies.agent(b.name, wait=60)
+            if (problem := generalist_problem(agent.bundle, agent.wm_digest)) is not None:
+                raise AppError(409, problem)
         settings = {k: v for k, v in (("updates", updates), ("reward", reward), ("seed", seed),
-                                      ("use_aligner", use_aligner)) if v is not None}
+                                      ("use_aligner", use_aligner), ("init", init)) if v is not None}
         return LearnRequest(b.name, parsed, settings, {"steps": steps, "task": task or None, "eval_episodes": episodes})
 
     def submit(self, request: LearnRequest) -> Job:

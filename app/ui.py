@@ -16,6 +16,7 @@ from app.errors import AppError
 from app.job import Job
 from app.service import EXAMPLE_PROMPTS, Services
 from app.ui_guard import NOT_AN_UPLOAD, TOKEN_COOKIE, GuardedBlocks, refuse, ui_refusal
+from genrl_core.config import BEHAVIOUR_INITS
 from genrl_core.models.reward import REWARD_KINDS
 from genrl_core.prompt import MAX_STEPS, MIN_STEPS
 
@@ -95,7 +96,7 @@ class Handlers:
             raise _fail(exc) from None
 
     def learn(self, body: str, prompt: str, video: str | None, steps: float, updates: float | None, reward: str,
-              seed: float | None, task: str, episodes: float, token: str) -> str:
+              seed: float | None, task: str, episodes: float, init: str | None, token: str) -> str:
         """Submit the job. Its only output is the job id (a State), so a refusal shows as one message
         (the error toast) rather than an "Error" badge on every panel; `started` then clears them."""
         try:
@@ -104,7 +105,8 @@ class Handlers:
             request = self.svc.learn_request(prompt=None if clip else prompt, video=clip, body=body,
                                              steps=int(steps), updates=int(updates) if updates else None,
                                              reward=reward or None, seed=int(seed) if seed is not None else None,
-                                             task=_chosen_task(task), eval_episodes=int(episodes))
+                                             task=_chosen_task(task), eval_episodes=int(episodes),
+                                             init=init or None)
             job = self.svc.submit(request)
         except AppError as exc:
             raise _fail(exc) from None
@@ -249,6 +251,7 @@ class LearnTab:
     seed: gr.Number
     task: gr.Dropdown
     episodes: gr.Slider
+    init: gr.Radio
     show_btn: gr.Button
     learn_btn: gr.Button
     instant_btn: gr.Button
@@ -290,6 +293,9 @@ class LearnTab:
                                            allow_custom_value=False)
                         episodes = gr.Slider(0, svc.cfg.max_eval_episodes, value=svc.cfg.eval_episodes, step=1,
                                              label="Real-env evaluation episodes")
+                        init = gr.Radio(list(BEHAVIOUR_INITS), value=BEHAVIOUR_INITS[0], label="Start from",
+                                        info="generalist: refine what Instant shows instead of learning from "
+                                             "scratch (needs a bundle with a generalist)")
                     with gr.Row():
                         show_btn = gr.Button("Show target", elem_id="target-btn", min_width=90)
                         learn_btn = gr.Button("Learn", variant="primary", elem_id="learn-btn", min_width=90)
@@ -309,7 +315,7 @@ class LearnTab:
                     with gr.Row():
                         curve = gr.Plot(label="Reward while learning", elem_id="reward-plot")
                         align = gr.Plot(label="Alignment: similarity per offset (t_a marked)", elem_id="alignment")
-        return cls(token, body, prompt, video, steps, updates, reward, seed, task, episodes, show_btn, learn_btn,
+        return cls(token, body, prompt, video, steps, updates, reward, seed, task, episodes, init, show_btn, learn_btn,
                    instant_btn, cancel_btn, target, progress, curve, imagined, align, real, score)
 
 
@@ -388,7 +394,7 @@ def _wire(h: Handlers, lt: LearnTab, pt: PoliciesTab, banner: gr.Markdown, job_i
     lt.show_btn.click(h.show_target, target_inputs, lt.target, concurrency_limit=None)
     lt.prompt.submit(h.show_target, target_inputs, lt.target, concurrency_limit=None)
     lt.learn_btn.click(h.learn, [lt.body, lt.prompt, lt.video, lt.steps, lt.updates, lt.reward, lt.seed, lt.task,
-                                 lt.episodes, lt.token],
+                                 lt.episodes, lt.init, lt.token],
                        [job_id]).success(h.started, [job_id], [shown, lt.progress, lt.curve, poll_timer, *results],
                                          show_progress="hidden")
     lt.instant_btn.click(h.instant, [lt.body, lt.prompt, lt.video, lt.steps, lt.task, lt.token],

@@ -95,7 +95,8 @@ def train_generalist(agent, settings: dict[str, Any] | None = None, plan: Genera
     run_dir = generalist_dir(agent.bundle)
     earlier = read_meta(run_dir)
     if earlier is not None and earlier.world_model != agent.wm_digest:
-        raise BundleError(f"{run_dir} was trained on another world model; delete it to train a new generalist")
+        raise BundleError(generalist_problem(agent.bundle, agent.wm_digest) if (run_dir / POLICY_FILE).exists()
+                          else f"{run_dir} was trained on another world model; delete it to train a new generalist")
     if earlier is not None and earlier.finished and (run_dir / POLICY_FILE).exists():
         # its training state is not kept once finished: training again would start over and replace it
         log(f"[generalist] {run_dir} is trained ({earlier.updates_done} updates); delete it to train anew")
@@ -131,18 +132,26 @@ def generalist_values(folder: str | Path) -> dict[str, Any] | None:
     return load_torch(path) if path.exists() else None
 
 
-def load_generalist(bundle: str | Path, wm_digest: str, wm_cfg, device: torch.device | str = "cpu"
-                    ) -> tuple[Actor, LearnedPolicy]:
-    """The trained generalist's conditioned actor and its handle; checks it fits this world model."""
+def generalist_problem(bundle: str | Path, wm_digest: str) -> str | None:
+    """Why the bundle's generalist cannot serve its world model (none, unfinished, another world
+    model's), with the command that makes one; None when it can."""
     run_dir = generalist_dir(bundle)
     meta = read_meta(run_dir)
     if meta is None or not meta.finished or not (run_dir / POLICY_FILE).exists():
-        raise BundleError(f"{bundle} has no trained generalist; train one with `genrl train-generalist "
-                          f"--bundle {bundle}`")
+        return f"{bundle} has no trained generalist; train one with `genrl train-generalist --bundle {bundle}`"
     if meta.world_model != wm_digest:
-        raise BundleError(f"{run_dir} was trained on another world model; retrain it with "
-                          f"`genrl train-generalist --bundle {bundle}`")
-    found = LearnedPolicy(meta, run_dir)
+        return (f"{run_dir} was trained on another world model; move it aside and train the bundle's own from it: "
+                f"`mv {run_dir} {run_dir}.old && genrl train-generalist --bundle {bundle} --warm-from {run_dir}.old`")
+    return None
+
+
+def load_generalist(bundle: str | Path, wm_digest: str, wm_cfg, device: torch.device | str = "cpu"
+                    ) -> tuple[Actor, LearnedPolicy]:
+    """The trained generalist's conditioned actor and its handle; checks it fits this world model."""
+    if (problem := generalist_problem(bundle, wm_digest)) is not None:
+        raise BundleError(problem)
+    run_dir = generalist_dir(bundle)
+    found = LearnedPolicy(read_meta(run_dir), run_dir)
     cfg = found.config
     actor = conditioned_actor(wm_cfg, cfg.hidden, cfg.layers)
     load_weights(actor, run_dir / POLICY_FILE)

@@ -120,8 +120,24 @@ def test_act_is_refused_with_429_when_the_inference_queue_is_full(generalist_bun
 def test_a_bundle_without_a_generalist_is_told_how_to_train_one(tiny_bundle, tmp_path):
     app = create_app(tiny_bundle, db=tmp_path / "jobs.sqlite", runs=tmp_path / "runs", ui=False)
     with TestClient(app) as c:
+        c.app.state.services.jobs.stop()
         r = c.get("/act", params={"prompt": "stand up"})
         assert r.status_code == 409 and "genrl train-generalist" in r.json()["detail"], r.text
+        # nor can learning start from one: refused before a job is queued
+        r = c.post("/learn", json={"prompt": "stand up", "init": "generalist"})
+        assert r.status_code == 409 and "genrl train-generalist" in r.json()["detail"], r.text
+        assert c.get("/jobs").json() == []
+
+
+def test_learning_can_start_from_the_generalist(client):
+    r = client.post("/learn", json={"prompt": "kneel on your knees", "init": "generalist", "updates": 5},
+                    headers=AUTH)
+    assert r.status_code == 202, r.text
+    assert r.json()["settings"]["init"] == "generalist"
+    r = client.get("/learn", params={"prompt": "kneel", "init": "the moon"}, headers=AUTH)
+    assert r.status_code == 422 and "init" in r.text
+    schema = client.get("/openapi.json").json()["paths"]["/learn"]["post"]
+    assert "409" in schema["responses"]
 
 
 def test_the_uis_instant_shows_the_imagined_rollout_and_a_real_env_video(generalist_bundle, tmp_path):

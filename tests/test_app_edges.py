@@ -270,7 +270,7 @@ def test_the_uis_api_refuses_odd_prompts_as_rest_does_and_its_429_carries_retry_
     api = "/ui/gradio_api/run"
 
     def learn(prompt: str) -> list[Any]:  # the Learn button's inputs, as test_app_ui_api sends them
-        return ["walker", prompt, None, 16, 3, None, 0, "auto (nearest to the prompt)", 0, ""]
+        return ["walker", prompt, None, 16, 3, None, 0, "auto (nearest to the prompt)", 0, "scratch", ""]
 
     with running(app) as url, httpx.Client(base_url=url, timeout=120) as ui:
         for bad, word in [("\x1e", "control character"), ("stand\x00up", "NUL"), ("walk \u202eforward", "bidi"),

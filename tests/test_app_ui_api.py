@@ -57,7 +57,7 @@ def target(body: str = "walker", prompt: str = "", video: Any = None, steps: Any
 
 
 def learn(prompt: str = "stand up", video: Any = None, updates: Any = 3, token: str = TOKEN) -> list[Any]:
-    return ["walker", prompt, video, 16, updates, None, 0, "auto (nearest to the prompt)", 0, token]
+    return ["walker", prompt, video, 16, updates, None, 0, "auto (nearest to the prompt)", 0, "scratch", token]
 
 
 def queued(client: httpx.Client, name: str, data: list[Any]) -> tuple[str, Any]:
