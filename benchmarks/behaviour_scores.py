@@ -3,6 +3,7 @@
     python benchmarks/behaviour_scores.py --bundle checkpoints/walker --episodes 5   # defaults: <= 20 min each
     python benchmarks/behaviour_scores.py --tasks walker_stand,walker_walk --minutes 5 --ablation-tasks ''
     python benchmarks/behaviour_scores.py --generalist --no-learn --episodes 3   # zero-shot column only
+    python benchmarks/behaviour_scores.py --generalist --refine-minutes 5 --no-learn  # and refined from it
 
 For each (task, prompt) pair: learn a policy in imagination (at most --minutes or --updates),
 roll it in the real simulator from pixels for --episodes episodes of 1000 env steps and score
@@ -22,19 +23,10 @@ from pathlib import Path
 import numpy as np
 
 from genrl_core.agent import GenRL
-from genrl_core.envs.pixel_env import PixelEnv
+from genrl_core.envs import STOCK_PROMPTS, PixelEnv, body_tasks
 from genrl_core.evaluate import normalised_score
 
-PROMPTS = {
-    "walker_stand": "stand up straight",
-    "walker_walk": "walk forward",
-    "walker_run": "run fast",
-    "walker_lying_down": "lie down on the ground",
-    "walker_sit_knees": "kneel on your knees",
-    "walker_legs_up": "lie on your back with your legs up",
-    "walker_one_foot": "stand on one foot",
-    "walker_high_kick": "do a high kick",
-}
+PROMPTS = {t.name: STOCK_PROMPTS[t.name] for t in body_tasks("walker")}
 IN_DATASET = {"walker_stand", "walker_walk", "walker_run", "walker_lying_down", "walker_sit_knees"}
 
 
@@ -82,7 +74,10 @@ def main() -> None:
                     help="tasks that also get an aligner-off policy (comma-separated; empty for none)")
     ap.add_argument("--generalist", action="store_true",
                     help="add a zero-shot column: the bundle's generalist (genrl train-generalist) on each prompt")
-    ap.add_argument("--no-learn", action="store_true", help="skip per-prompt learning (e.g. zero-shot only)")
+    ap.add_argument("--refine-minutes", type=float, default=0.0,
+                    help="add a column: the generalist refined on each prompt (init=generalist) for this long")
+    ap.add_argument("--no-learn", action="store_true", help="skip per-prompt learning from scratch (e.g. zero-shot "
+                                                              "only)")
     ap.add_argument("--device", default="cpu", help="cpu | cuda")
     ap.add_argument("--out", default="runs/behaviour_scores/scores.json", help="results JSON")
     args = ap.parse_args()
@@ -110,6 +105,8 @@ def main() -> None:
         variants = {} if args.no_learn else {"genrl": base}
         if task in args.ablation_tasks.split(",") and not args.no_learn:
             variants["no_aligner"] = {**base, "use_aligner": False}
+        if args.refine_minutes:
+            variants["refined"] = {**base, "init": "generalist", "max_minutes": args.refine_minutes}
         for name, settings in variants.items():
             row[name] = run_one(agent, task, PROMPTS[task], settings, args.episodes, args.seed, out.parent / "videos")
             results[task] = row
@@ -118,14 +115,16 @@ def main() -> None:
     print(f"\n{args.episodes} episodes per policy, seeds {args.seed}+; learning <= {cfg.max_minutes} min / "
           f"{cfg.updates} updates; device {args.device}")
     print("| task | in data | prompt | GenRL score | return | learn min | updates | zero-shot score | "
-          "random score | no-aligner score |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+          "refined score | refine min | random score | no-aligner score |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for task, row in results.items():
         g, r, a, z = row.get("genrl", {}), row["random"], row.get("no_aligner", {}), row.get("instant", {})
+        f = row.get("refined", {})
         fmt = lambda x: "n/a" if x is None else f"{x:.2f}"  # noqa: E731
         print(f"| {task} | {'yes' if task in IN_DATASET else 'held out'} | {row['prompt']} | "
               f"{fmt(g.get('normalised'))} | {g.get('mean_return', 'n/a')} | "
               f"{g.get('learn_seconds', 0) / 60:.1f} | {g.get('updates', 'n/a')} | {fmt(z.get('normalised'))} | "
+              f"{fmt(f.get('normalised'))} | {f.get('learn_seconds', 0) / 60:.1f} | "
               f"{fmt(r['normalised'])} | {fmt(a.get('normalised'))} |")
 
 

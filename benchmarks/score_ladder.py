@@ -16,6 +16,11 @@ task's true reward (--episodes from --seed), normalised by `REFERENCE_RETURNS`:
               the VLM, the aligner and the connector
   text        the stock text prompt
   paraphrase  prompts written for this benchmark, in no caption template
+  generalist  the bundle's generalist on the stock prompt, zero-shot (no learning, no budget)
+  refined     the generalist refined on the stock prompt (`init=generalist`) for --refine-minutes
+
+Tasks with no expert data in --data (the held-out ones: legs_up, one_foot, high_kick, flip) get the
+rungs that need none: text, generalist and refined.
 
 Each (task, rung, prompt) is one JSON file in --out, written when done; policies are kept
 in --out/policies and reused, so an interrupted ladder continues where it stopped and two
@@ -37,12 +42,14 @@ from genrl_core.agent import GenRL
 from genrl_core.bundle import read_config
 from genrl_core.config import BehaviourConfig, apply_settings, parse_settings
 from genrl_core.data.store import EpisodeStore, read_arrays
+from genrl_core.envs import STOCK_PROMPTS, body_tasks
 from genrl_core.video import AGENT_FPS, write_mp4
 
-RUNGS = ("oracle", "expert", "video", "text", "paraphrase")
-TEXT_PROMPTS = {"walker_stand": "stand up straight", "walker_walk": "walk forward", "walker_run": "run fast",
-                "walker_lying_down": "lie down on the ground", "walker_sit_knees": "kneel on your knees"}
-# never in a caption template (genrl_core/vlm/captions.py): checked by tests/test_score_ladder.py
+RUNGS = ("oracle", "expert", "video", "text", "paraphrase", "generalist", "refined")
+EXPERT_RUNGS = ("oracle", "expert", "video")  # need the task's expert episodes (and reward head)
+HELD_OUT = ("walker_legs_up", "walker_one_foot", "walker_high_kick", "walker_flip")
+TEXT_PROMPTS = {t.name: STOCK_PROMPTS[t.name] for t in body_tasks("walker")}
+# never in a caption template (genrl_core/vlm/captions.py): checked by tests/test_oracle.py
 PARAPHRASES = {
     "walker_stand": ["hold a tall upright pose", "remain on your feet without moving",
                      "keep your body vertical and balanced"],
@@ -104,12 +111,15 @@ def export_job(agent: GenRL, prompt: str | Path, settings: dict, target: torch.T
 def run_rung(agent: GenRL, task: str, rung: str, prompt: str, settings: dict, target: torch.Tensor | None,
              episodes: int, seed: int, out: Path) -> dict:
     t0 = time.time()
-    policy = agent.learn(prompt, settings, progress=False, target=target)
+    if rung == "generalist":  # zero-shot: the generalist's updates and minutes are its own, not this budget's
+        policy = agent.act(prompt)
+    else:
+        policy = agent.learn(prompt, settings, progress=False, target=target)
     meta = policy.meta
     ev = agent.evaluate(policy, task, episodes=episodes, seed=seed, video=out / "videos" / f"{policy.slug}.mp4")
     return {"task": task, "rung": rung, "prompt": str(prompt), "slug": policy.slug, "normalised": ev["normalised"],
             "mean_return": ev["mean_return"],
-            "imagined_return": agent.imagined_return(policy.slug, task, episodes, seed),
+            "imagined_return": agent.imagined_return(policy, task, episodes, seed),
             "returns": ev["returns"], "updates": meta.updates_done,
             "learn_minutes": round(meta.train_seconds / 60, 1), "wall_minutes": round((time.time() - t0) / 60, 1),
             "device": meta.device or str(agent.device), "episodes": episodes, "seed": seed, "settings": settings}
@@ -137,11 +147,14 @@ def main() -> None:
     parser.add_argument("--unseen-data", default=None, metavar="DIR",
                         help="expert episodes collected apart (e.g. another seed) that nothing was trained on: "
                              "the expert and video rungs use these first")
-    parser.add_argument("--tasks", default="walker_stand,walker_walk,walker_run", help="comma-separated tasks")
+    parser.add_argument("--tasks", default="walker_stand,walker_walk,walker_run",
+                        help=f"comma-separated tasks (the held-out ones: {','.join(HELD_OUT)})")
     parser.add_argument("--rungs", default=",".join(RUNGS), help=f"comma-separated subset of {','.join(RUNGS)}")
     parser.add_argument("--paraphrases", type=int, default=3, help="paraphrases per task (1 for a reduced ladder)")
     parser.add_argument("--updates", type=int, default=3000, help="learner updates per rung (same for all)")
     parser.add_argument("--minutes", type=float, default=7.0, help="and at most this many minutes of learning")
+    parser.add_argument("--refine-minutes", type=float, default=5.0,
+                        help="minutes of learning of the refined rung (from the generalist)")
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="other behaviour settings")
     parser.add_argument("--episodes", type=int, default=3, help="real episodes per policy (1000 env steps each)")
     parser.add_argument("--seed", type=int, default=1000, help="seed of the first real episode")
@@ -170,22 +183,34 @@ def main() -> None:
     horizon = agent.behaviour_config(settings).horizon
     jobs = []
     for task in args.tasks.split(","):
-        path, held_out = expert_episode(Path(args.bundle), Path(args.data), task,
-                                          Path(args.unseen_data) if args.unseen_data else None)
-        target, frames, start = expert_window(agent, path, task, horizon + 1)
-        clip = write_mp4(out / "videos" / f"expert_{task}_{start}.mp4", frames[start: start + horizon + 1],
-                         fps=int(AGENT_FPS))
-        print(f"[ladder] {task}: expert window {path.name}[{start}:{start + horizon + 1}] "
-              f"({'held out' if held_out else 'NOT held out'})", flush=True)
-        plan = {"oracle": [(f"oracle {task}", {"reward": f"oracle:{task}"}, None)],
-                "expert": [(f"expert latents {path.stem}[{start}]", {}, target)],
-                "video": [(clip, {}, None)],
-                "text": [(TEXT_PROMPTS[task], {}, None)],
-                "paraphrase": [(p, {}, None) for p in PARAPHRASES[task][: args.paraphrases]]}
-        for rung in rungs:
+        if task not in TEXT_PROMPTS:
+            parser.error(f"unknown task {task!r}; valid: {', '.join(TEXT_PROMPTS)}")
+        stock = TEXT_PROMPTS[task]
+        plan = {"text": [(stock, {}, None)],
+                "paraphrase": [(p, {}, None) for p in PARAPHRASES.get(task, [])[: args.paraphrases]],
+                "generalist": [(stock, {}, None)],
+                "refined": [(stock, {"init": "generalist", "max_minutes": args.refine_minutes}, None)]}
+        if any(r in EXPERT_RUNGS for r in rungs):
+            try:
+                path, held_out = expert_episode(Path(args.bundle), Path(args.data), task,
+                                                Path(args.unseen_data) if args.unseen_data else None)
+            except FileNotFoundError:
+                print(f"[ladder] {task}: no expert episodes (held out): only {', '.join(plan)}", flush=True)
+            else:
+                target, frames, start = expert_window(agent, path, task, horizon + 1)
+                clip = write_mp4(out / "videos" / f"expert_{task}_{start}.mp4", frames[start: start + horizon + 1],
+                                 fps=int(AGENT_FPS))
+                print(f"[ladder] {task}: expert window {path.name}[{start}:{start + horizon + 1}] "
+                      f"({'held out' if held_out else 'NOT held out'})", flush=True)
+                plan.update({"oracle": [(f"oracle {task}", {"reward": f"oracle:{task}"}, None)],
+                             "expert": [(f"expert latents {path.stem}[{start}]", {}, target)],
+                             "video": [(clip, {}, None)]})
+        for rung in [r for r in rungs if r in plan]:
             for prompt, extra, tgt in plan[rung]:
                 name = f"{task}__{rung}__{hashlib.sha1(str(prompt).encode()).hexdigest()[:8]}.json"
                 result_path = out / name
+                if args.export_jobs and rung in ("generalist", "refined"):
+                    continue  # zero-shot has nothing to learn; refining needs the generalist, not in the export
                 if args.export_jobs:
                     jobs.append(export_job(agent, prompt, {**settings, **extra}, tgt))
                     continue

@@ -276,10 +276,12 @@ class GenRL:
         """The task return the world model believes the policy gets: a whole episode imagined from
         the real reset frames of `evaluate`'s seeds, each state scored by the oracle reward head.
         Next to the real return it measures how far imagination and the simulator part (None when
-        the bundle has no reward heads)."""
+        the bundle has no reward head for the task: no reward heads, or a held-out task)."""
         try:
             heads = self.files.load_reward_heads(self.wm)
         except BundleError:
+            return None
+        if task not in heads.tasks:
             return None
         traj = self.rollout(policy, *self.real_start(episodes, seed), steps - 1)
         # every state after the start

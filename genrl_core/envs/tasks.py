@@ -217,6 +217,22 @@ _TASKS = [
 ]
 TASKS: dict[str, TaskSpec] = {t.name: t for t in _TASKS}
 
+# one plain prompt per task: what the benchmarks learn and score it with, and what the app offers as a
+# body's examples (the walker's are the shipped policies' prompts: changing one changes their slugs)
+_PLANAR_PROMPTS = {"stand": "stand up straight", "walk": "walk forward", "run": "run fast",
+                   "lying_down": "lie down on the ground", "legs_up": "lie on your back with your legs up",
+                   "one_foot": "stand on one foot", "high_kick": "do a high kick", "sit_knees": "kneel on your knees",
+                   "flip": "do a backflip", "hands_up": "raise both hands above your head"}
+STOCK_PROMPTS: dict[str, str] = {
+    **{f"{body}_{task}": prompt for body in ("walker", "stickman") for task, prompt in _PLANAR_PROMPTS.items()
+       if f"{body}_{task}" in TASKS},
+    "cheetah_run": "run fast", "cheetah_run_backward": "run backwards", "cheetah_flip": "do a flip",
+    "cheetah_standing": "stand up on your back legs", "cheetah_lying_down": "lie on your back",
+    "quadruped_stand": "stand still", "quadruped_walk": "walk forward", "quadruped_run": "run fast",
+    "quadruped_lie_down": "lie down on your belly", "quadruped_two_legs": "stand up on your hind legs",
+    "quadruped_jump": "jump high", "quadruped_roll": "roll over",
+}
+
 
 def get_task(name: str) -> TaskSpec:
     if name not in TASKS:
