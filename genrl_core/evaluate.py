@@ -77,6 +77,20 @@ def normalised_score(task: str, ret: float) -> float | None:
 
 
 @torch.no_grad()
+def random_returns(body: str, episodes: int, seed: int) -> dict[str, float]:
+    """Mean true return of a uniform random policy for every task of the body, from the same
+    episodes (each step reports all tasks' rewards; standard ones equal dm_control's)."""
+    totals = []
+    for i in range(episodes):
+        env, rng = PixelEnv(body, seed=seed + i), np.random.default_rng(seed + i)
+        step, total = env.reset(), 0.0
+        while not step.is_last:
+            step = env.step(rng.uniform(-1, 1, env.action_dim))
+            total = total + step.task_rewards
+        totals.append(total)
+    return dict(zip(env.task_names, np.mean(totals, 0).tolist(), strict=True))
+
+
 def run_policy(wm: RSSM, actor: Actor, task: str, episodes: int = 1, seed: int = 0,
                video: str | Path | None = None, max_steps: int | None = None, keep_actions: bool = False,
                keep_latents: bool = False) -> dict:
