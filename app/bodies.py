@@ -81,8 +81,29 @@ class Body:
         if self.load_seconds is not None:
             out["load_seconds"] = round(self.load_seconds, 2)
         if self.agent is not None:
+            from genrl_core.generalist import generalist_problem
+
             out["tasks"] = list(self.agent.tasks())
+            out["examples"] = example_prompts(self.name)
+            # the policies the bundle ships (a server's own learned ones are in GET /policies)
+            shipped = self.agent.policies.shipped
+            out["stock_policies"] = sorted(p.meta.prompt for p in self.agent.policies.list()
+                                           if p.path.resolve().is_relative_to(shipped))
+            out["generalist"] = generalist_problem(self.bundle, self.agent.wm_digest) is None
         return out
+
+
+# a body whose tasks are not known (a bundle for a body genrl_core has no tasks for) gets these
+EXAMPLE_PROMPTS = ["stand up straight", "run fast", "walk forward", "lie down on your back",
+                   "kneel on the ground", "balance on one foot", "kick one leg high", "do a backflip"]
+
+
+def example_prompts(body: str) -> list[str]:
+    """What the UI offers a body as examples: its tasks' stock prompts (envs.tasks.STOCK_PROMPTS)."""
+    from genrl_core.envs import STOCK_PROMPTS, body_tasks
+
+    prompts = list(dict.fromkeys(STOCK_PROMPTS[t.name] for t in body_tasks(body)))
+    return prompts or EXAMPLE_PROMPTS
 
 
 def body_name(bundle: Path) -> str:

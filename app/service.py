@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from app import plots
-from app.bodies import Bodies
+from app.bodies import Bodies, example_prompts
 from app.config import AppConfig
 from app.errors import AppError
 from app.executors import make_jobs
@@ -40,9 +40,6 @@ from genrl_core.generalist import generalist_problem
 from genrl_core.models.reward import REWARD_KINDS
 from genrl_core.policies import LearnedPolicy
 from genrl_core.prompt import Prompt, PromptEmpty, PromptError
-
-EXAMPLE_PROMPTS = ["stand up straight", "run fast", "walk forward", "lie down on your back",
-                   "kneel on the ground", "balance on one foot", "kick one leg high", "do a backflip"]
 
 
 def text_prompt(prompt: str | None) -> Prompt:
@@ -165,6 +162,10 @@ class Services:
     def bodies_info(self) -> list[dict[str, Any]]:
         """Each body served: its bundle, whether it is loaded, and its tasks once it is."""
         return self.bodies.info()
+
+    def example_prompts(self, body: str | None) -> list[str]:
+        """The body's example prompts (the default body's when none is named)."""
+        return example_prompts(self.bodies.body(body).name)
 
     def body_names(self) -> list[str]:
         """The bodies served, the default (a request that names none) first."""

@@ -14,7 +14,7 @@ import gradio as gr
 from app import plots
 from app.errors import AppError
 from app.job import Job
-from app.service import EXAMPLE_PROMPTS, Services
+from app.service import Services
 from app.ui_guard import NOT_AN_UPLOAD, TOKEN_COOKIE, GuardedBlocks, refuse, ui_refusal
 from genrl_core.config import BEHAVIOUR_INITS
 from genrl_core.models.reward import REWARD_KINDS
@@ -68,7 +68,15 @@ class Handlers:
 
     def on_load(self, body: str) -> tuple[Any, ...]:
         ready = all(b["state"] != "loading" for b in self.svc.bodies_info())
-        return self.status(), gr.Timer(active=not ready), self._task_choices(body), *self._gallery(body)
+        return (self.status(), gr.Timer(active=not ready), self._task_choices(body), self._examples(body),
+                *self._gallery(body))
+
+    def _examples(self, body: str) -> Any:
+        try:
+            prompts = self.svc.example_prompts(body)
+        except AppError:
+            prompts = []
+        return gr.Dataset(samples=[[p] for p in prompts])  # an update: the examples keep their prompt component
 
     def _task_choices(self, body: str) -> Any:
         try:
@@ -252,6 +260,7 @@ class LearnTab:
     task: gr.Dropdown
     episodes: gr.Slider
     init: gr.Radio
+    examples: gr.Dataset
     show_btn: gr.Button
     learn_btn: gr.Button
     instant_btn: gr.Button
@@ -279,7 +288,9 @@ class LearnTab:
                     body = gr.Dropdown(names, value=names[0], label="Body")
                     prompt = gr.Textbox(label="Prompt", placeholder="e.g. stand up straight", lines=2,
                                         max_lines=4, elem_id="prompt")
-                    gr.Examples([[p] for p in EXAMPLE_PROMPTS], inputs=[prompt], label="Examples")
+                    # the body's own tasks' prompts, replaced when another body is picked
+                    examples = gr.Dataset(components=[prompt], samples=[[p] for p in svc.example_prompts(names[0])],
+                                          label="Examples", elem_id="examples")
                     video = gr.Video(label="…or a video prompt (mp4 / webm / gif)", sources=["upload"],
                                      height=120, elem_id="video-prompt")
                     steps = gr.Slider(MIN_STEPS, MAX_STEPS, value=32, step=1, label="Target length (steps)")
@@ -315,7 +326,8 @@ class LearnTab:
                     with gr.Row():
                         curve = gr.Plot(label="Reward while learning", elem_id="reward-plot")
                         align = gr.Plot(label="Alignment: similarity per offset (t_a marked)", elem_id="alignment")
-        return cls(token, body, prompt, video, steps, updates, reward, seed, task, episodes, init, show_btn, learn_btn,
+        return cls(token, body, prompt, video, steps, updates, reward, seed, task, episodes, init, examples, show_btn,
+                   learn_btn,
                    instant_btn, cancel_btn, target, progress, curve, imagined, align, real, score)
 
 
@@ -383,7 +395,9 @@ def _wire(h: Handlers, lt: LearnTab, pt: PoliciesTab, banner: gr.Markdown, job_i
     target_inputs = [lt.body, lt.prompt, lt.video, lt.steps, lt.token]
     results = [lt.imagined, lt.align, lt.real, lt.score]
     replayed = [pt.imagined, pt.real, pt.align, pt.text]
-    on_load_outputs = [banner, status_timer, lt.task, pt.table, pt.pick]
+    on_load_outputs = [banner, status_timer, lt.task, lt.examples, pt.table, pt.pick]
+    lt.examples.click(lambda sample: sample[0], lt.examples, lt.prompt, queue=False, show_progress="hidden",
+                      api_visibility="private")
     lt.token.change(None, [lt.token], None, js=TOKEN_COOKIE_JS)
     # every action first empties what an earlier one showed (a listener of its own, so that the
     # action's refusal, a toast, never marks those panels)

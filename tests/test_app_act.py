@@ -130,6 +130,7 @@ def test_a_bundle_without_a_generalist_is_told_how_to_train_one(tiny_bundle, tmp
 
 
 def test_learning_can_start_from_the_generalist(client):
+    assert client.get("/bodies").json()[0]["generalist"] is True
     r = client.post("/learn", json={"prompt": "kneel on your knees", "init": "generalist", "updates": 5},
                     headers=AUTH)
     assert r.status_code == 202, r.text

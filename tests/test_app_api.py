@@ -50,7 +50,10 @@ def test_health_bodies_docs_and_target(tiny_bundle, root):
     with TestClient(make_app(tiny_bundle, root)) as client:
         health = wait_ready(client)
         assert health["bodies"][0]["body"] == "walker" and "walker_stand" in health["bodies"][0]["tasks"]
-        assert client.get("/bodies").json()[0]["state"] == "ready"
+        body = client.get("/bodies").json()[0]
+        assert body["state"] == "ready" and body["generalist"] is False  # the tiny bundle has none
+        assert body["examples"][:3] == ["stand up straight", "walk forward", "run fast"]
+        assert body["stock_policies"] == []  # it ships none (a server's own policies are not stock ones)
         r = client.get("/target", params={"prompt": "stand up straight", "steps": 16})
         assert r.status_code == 200 and r.headers["content-type"] == "video/mp4" and r.content[4:8] == b"ftyp"
         again = client.get("/target", params={"prompt": "stand up straight", "steps": 16})

@@ -59,6 +59,9 @@ def test_prompt_target_learn_progress_in_chromium(chromium, generalist_bundle, t
             page.wait_for_selector("#prompt textarea", timeout=30_000)
             page.wait_for_function(f"{text('#status')}.includes('ready')",
                                    timeout=30_000)
+            page.click("#examples >> text=kneel on your knees")  # the body's own examples fill the prompt
+            page.wait_for_function("document.querySelector('#prompt textarea').value == 'kneel on your knees'",
+                                   timeout=30_000)
             page.fill("#prompt textarea", "stand up straight")
             page.click("#target-btn")
             video = page.wait_for_selector("#target-video video[src]", timeout=60_000)

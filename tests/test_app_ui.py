@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import gradio as gr
 import pytest
 from fastapi.testclient import TestClient
 from helpers_jobs import finished
@@ -51,6 +52,19 @@ def test_a_reused_policy_shows_its_reward_curve_and_its_target(svc):
     assert open(target, "rb").read(8)[4:8] == b"ftyp"
     again = poll(second.id, outputs[0])  # the next tick: nothing new, so the video is not sent again
     assert not isinstance(again[-1], str), again
+
+
+def test_each_body_offers_its_own_tasks_prompts_as_examples(svc):
+    from app.bodies import EXAMPLE_PROMPTS, example_prompts
+
+    on_load = next(f.fn for f in build_ui(svc).fns.values() if f.name == "on_load")
+    examples = next(out for out in on_load("walker") if isinstance(out, gr.Dataset))
+    samples = examples.constructor_args["samples"]  # what Gradio sends: the update of the examples
+    assert ["kneel on your knees"] in samples and ["stand up straight"] in samples
+    assert "raise both hands above your head" in example_prompts("stickman")
+    assert "raise both hands above your head" not in example_prompts("walker")
+    assert "stand up on your hind legs" in example_prompts("quadruped")
+    assert example_prompts("octopus") == EXAMPLE_PROMPTS  # a body with no tasks known here
 
 
 def test_a_job_queued_again_after_a_crash_shows_nothing_of_its_last_attempt(tmp_path):
