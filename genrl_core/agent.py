@@ -211,8 +211,9 @@ class GenRL:
         if cfg.init == "generalist":  # refine the generalist on this target (the loaded actor is its copy's base)
             actor, found = self._load_generalist()
             learner = warm_started(actor.state_dict(), generalist_values(found.path))
+        prior = self.files.load_bc_prior(self.wm) if cfg.bc_weight > 0 else None
         run = LearnRun(plan.target.to(self.device), starts, cfg, run_dir,
-                       self.policy_meta(plan, earlier.created if earlier else None), reward, learner)
+                       self.policy_meta(plan, earlier.created if earlier else None), reward, learner, prior)
         final = learn_policy(self.wm, run, callback=callback, cancel=cancel, progress=progress)
         return LearnedPolicy(final, run_dir)
 

@@ -26,6 +26,7 @@ from torch import nn
 import genrl_core
 from genrl_core.errors import BundleError
 from genrl_core.fileio import atomic_write
+from genrl_core.models.actor_critic import Actor
 from genrl_core.models.aligner import Aligner
 from genrl_core.models.connector import Connector
 from genrl_core.models.reward_heads import RewardHeads
@@ -41,6 +42,7 @@ VLM_FILE = "vlm.pt"
 CONNECTOR_FILE = "connector.pt"
 ALIGNER_FILE = "aligner.pt"
 REWARD_HEADS_FILE = "reward_heads.pt"
+BC_PRIOR_FILE = "bc_prior.pt"
 START_STATES_FILE = "start_states.pt"
 POLICIES_DIR = "policies"
 TRAIN_STATE_DIR = "train_state"  # the trainers' resumable state (optimisers, RNG): not needed to use a bundle
@@ -138,6 +140,7 @@ class Bundle:
     connector_file = _File(CONNECTOR_FILE)
     aligner_file = _File(ALIGNER_FILE)
     reward_heads_file = _File(REWARD_HEADS_FILE)
+    bc_prior_file = _File(BC_PRIOR_FILE)
     start_states_file = _File(START_STATES_FILE)
     policies_dir = _File(POLICIES_DIR)  # the bundle's own (shipped) policies, one folder each
 
@@ -231,3 +234,20 @@ class Bundle:
         heads = RewardHeads(wm.cfg.deter + wm.cfg.stoch_dim, state["tasks"])
         heads.load_state_dict(state["state_dict"])
         return heads.to(next(wm.parameters()).device).eval().requires_grad_(False)
+
+    def save_bc_prior(self, prior: Actor, steps: int, heldout_nll: float | None) -> None:
+        self._save_for_world_model(self.bc_prior_file, {"hidden": prior.hidden, "layers": prior.layers,
+                                                        "state_dict": prior.state_dict(), "steps": steps,
+                                                        "heldout_nll": heldout_nll})
+
+    def load_bc_prior(self, wm: RSSM) -> Actor:
+        """The behaviour-cloning prior (an actor fitted to the data's actions), frozen, on the world
+        model's device; it must fit the world model's version."""
+        path = self.bc_prior_file
+        state = self._load_for_world_model(
+            path, f"{self.path} has no behaviour-cloning prior; fit one with "
+                  f"`genrl train-bc-prior --data DIR --bundle {self.path}`",
+            f"{path} was fitted for another world model; refit it with `genrl train-bc-prior`")
+        prior = Actor(wm.cfg.deter + wm.cfg.stoch_dim, wm.cfg.action_dim, state["hidden"], state["layers"])
+        prior.load_state_dict(state["state_dict"])
+        return prior.to(next(wm.parameters()).device).eval().requires_grad_(False)

@@ -262,6 +262,16 @@ def _cmd_train_reward_heads(args: argparse.Namespace) -> None:
                        progress=not args.no_progress)
 
 
+def _cmd_train_bc_prior(args: argparse.Namespace) -> None:
+    from genrl_core.bundle import Bundle
+    from genrl_core.train.bc_prior import train_bc_prior
+
+    if args.updates < 1:
+        raise ConfigError(f"--updates must be >= 1, got {args.updates}")
+    train_bc_prior(Bundle(args.bundle).load_world_model(args.device), args.data, args.bundle, steps=args.updates,
+                   progress=not args.no_progress)
+
+
 def _cmd_logs(args: argparse.Namespace) -> None:
     import subprocess
 
@@ -502,6 +512,13 @@ def build_parser(add_commands: AddCommands | None = None) -> argparse.ArgumentPa
               bundle={"required": True, "default": None, "help": "bundle with a trained world model"})
     p.add_argument("--updates", type=int, default=2000, help="updates of batch 16 x 32 steps")
     p.set_defaults(func=_cmd_train_reward_heads)
+
+    p = sub.add_parser("train-bc-prior", help="fit a behaviour-cloning prior to the dataset's actions on the world "
+                                              "model's latents (for the bc_weight behaviour setting)")
+    add_flags(p, "data", "bundle", "device", "no-progress", data={"help": "dataset folder (from `genrl collect`)"},
+              bundle={"required": True, "default": None, "help": "bundle with a trained world model"})
+    p.add_argument("--updates", type=int, default=2000, help="updates of batch 16 x 32 steps")
+    p.set_defaults(func=_cmd_train_bc_prior)
 
     p = sub.add_parser("experts", help="measure the MPC experts' true returns (1000 env steps per episode)")
     add_flags(p, "workers", workers={"help": "parallel episodes (each planner also uses its threads)"})

@@ -165,6 +165,9 @@ class BehaviourConfig:
     use_aligner: bool = True  # map the prompt embedding with the aligner (off only for the ablation)
     start: str = "auto"  # dataset | data_free | auto (dataset when the bundle has start states)
     init: str = "scratch"  # scratch | generalist: start from the bundle's generalist on this prompt (refine it)
+    # > 0: add bc_weight * E[-log prior(a|s)] to the actor's loss, a reverse KL to the bundle's
+    # behaviour-cloning prior (`genrl train-bc-prior`) that keeps imagined actions near the data's
+    bc_weight: float = 0.0
     grad_clip: float = 100.0  # gradient norm clip
     # bf16 measured ~2-3x faster than fp32 on CPUs with AVX512-BF16 and on GPUs
     amp: str = "bf16"  # bf16 | none | auto (bf16 on AVX512-BF16 CPUs; on CUDA fp32 below the paper sizes, bf16 at them)
@@ -189,6 +192,8 @@ class BehaviourConfig:
                               "which behaviour learning does not do)")
         if self.max_minutes < 0:
             raise ConfigError(f"max_minutes must be >= 0, got {self.max_minutes}")
+        if self.bc_weight < 0:
+            raise ConfigError(f"bc_weight must be >= 0, got {self.bc_weight}")
         if min(self.updates, self.batch, self.horizon, self.align_states, self.log_every) < 1:
             raise ConfigError("updates, batch, horizon, align_states and log_every must be >= 1")
         if self.align_states > self.horizon:
@@ -211,8 +216,10 @@ def behaviour_identity(cfg: BehaviourConfig) -> dict[str, Any]:
     spelled as policies were first named (`bf16: true|false`), so that a request still finds the
     policies learned and shipped before the rename; `auto`, which has no old spelling, stays `amp`."""
     settings = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in BEHAVIOUR_BOOKKEEPING}
-    if settings["init"] == "scratch":  # the setting came later: a from-scratch policy keeps its old name
-        del settings["init"]
+    # settings that came later: at their defaults, a policy keeps the name it had before them
+    for key, default in (("init", "scratch"), ("bc_weight", 0.0)):
+        if settings[key] == default:
+            del settings[key]
     old = {word: flag for flag, word in LEGACY_BF16.items()}
     if settings["amp"] in old:
         settings["bf16"] = old[settings.pop("amp")]

@@ -62,8 +62,9 @@ def test_old_bf16_settings_map_to_amp_and_keep_their_slug(tmp_path):
 
     store = PolicyStore(tmp_path, tmp_path, "wm")
     for flag, word in ((True, "bf16"), (False, "none")):
-        # the settings as they were: `bf16` for `amp`, and no `init` (a later setting)
-        old = {**{k: v for k, v in dataclasses.asdict(BehaviourConfig()).items() if k not in ("amp", "init")},
+        # the settings as they were: `bf16` for `amp`, and no `init` or `bc_weight` (later settings)
+        old = {**{k: v for k, v in dataclasses.asdict(BehaviourConfig()).items()
+                  if k not in ("amp", "init", "bc_weight")},
                "bf16": flag}
         raw = {"slug": "sit-00000000", "prompt": "sit", "settings": old, "body": "walker", "world_model": "wm",
                "vlm": "v", "created": 1.0}

@@ -9,6 +9,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -35,6 +37,7 @@ class Actor(nn.Module):
         super().__init__()
         self.net = mlp(feat_dim, hidden, 2 * action_dim, layers=layers)
         self.min_std, self.max_std = min_std, max_std
+        self.hidden, self.layers = hidden, layers
 
     def forward(self, feat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         mean, std = self.net(feat).chunk(2, -1)
@@ -48,6 +51,11 @@ class Actor(nn.Module):
         action = (mean + std * torch.randn_like(mean)).clamp(-1, 1)
         entropy = (0.5 + 0.5 * torch.log(2 * torch.pi * std**2)).sum(-1)  # of the unclamped Gaussian
         return action, entropy
+
+    def log_prob(self, feat: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        """Log-density of `action` (..., A) under the unclamped Gaussian at `feat`, summed over A."""
+        mean, std = self(feat)
+        return (-0.5 * ((action - mean) / std) ** 2 - torch.log(std) - 0.5 * math.log(2 * math.pi)).sum(-1)
 
     @torch.no_grad()
     def act(self, feat: torch.Tensor, explore: bool = False) -> torch.Tensor:

@@ -111,20 +111,26 @@ class StartStates:
 
 # ------------------------------------------------------------------ learner
 def actor_rollout(wm: RSSM, actor: Actor, deter: torch.Tensor, stoch: torch.Tensor,
-                  horizon: int) -> dict[str, torch.Tensor]:
+                  horizon: int, prior: Actor | None = None) -> dict[str, torch.Tensor]:
     """The world model's one imagination loop with the actor's sampled actions, plus the actor's
-    entropy at states 0..horizon-1."""
+    entropy at states 0..horizon-1 and, with a behaviour-cloning `prior`, each action's
+    log-density under it (`prior_logp`, differentiable in the action)."""
     # the actor's input is a stop-gradient, as GenRL and Dreamer: its gradients reach earlier
     # actions only through the dynamics of the states it led to, not through its own input
-    entropies = []
+    entropies, prior_logps = [], []
 
     def act(deter: torch.Tensor, stoch: torch.Tensor) -> torch.Tensor:
-        action, entropy = actor.sample(feature(deter, stoch).detach())
+        feat = feature(deter, stoch).detach()
+        action, entropy = actor.sample(feat)
         entropies.append(entropy)
+        if prior is not None:
+            prior_logps.append(prior.log_prob(feat, action))
         return action
 
     traj = wm.imagine(deter, stoch, act, horizon)
     traj["entropy"] = torch.stack(entropies, 1)
+    if prior is not None:
+        traj["prior_logp"] = torch.stack(prior_logps, 1)
     return traj
 
 
@@ -156,10 +162,16 @@ class BehaviourLearner:
     backward, replayed as a CUDA graph on a GPU. State that persists across updates (the return
     percentiles, the slow critic, the update count) is written outside the graphs."""
 
-    def __init__(self, wm: RSSM, cfg: BehaviourConfig, action_dim: int, reward: RewardFn | None = None):
+    def __init__(self, wm: RSSM, cfg: BehaviourConfig, action_dim: int, reward: RewardFn | None = None,
+                 bc_prior: Actor | None = None):
         """`reward`: `models.reward.make_reward`'s function for cfg.reward (made here when None, for a
-        kind that needs nothing from the bundle)."""
+        kind that needs nothing from the bundle). `bc_prior`: the bundle's behaviour-cloning prior
+        (`Bundle.load_bc_prior`), needed when cfg.bc_weight > 0."""
+        if cfg.bc_weight > 0 and bc_prior is None:
+            raise ConfigError("bc_weight > 0 needs the bundle's behaviour-cloning prior (`genrl train-bc-prior`); "
+                              "`genrl learn` loads it, practice and the generalist do not use one")
         self.wm, self.cfg = wm, cfg
+        self.bc_prior = bc_prior if cfg.bc_weight > 0 else None
         self.rewards = make_reward(cfg.reward, wm, None, cfg.align_states) if reward is None else reward
         dev = next(wm.parameters()).device
         in_dim = wm.cfg.deter + wm.cfg.stoch_dim + self.condition_dim()
@@ -208,7 +220,7 @@ class BehaviourLearner:
         cfg = self.cfg
         with self.autocast(deter.device):
             cond = self.condition(target)
-            traj = actor_rollout(self.wm, self.policy(cond), deter, stoch, cfg.horizon)
+            traj = actor_rollout(self.wm, self.policy(cond), deter, stoch, cfg.horizon, self.bc_prior)
             reward, t_a = self.rewards(traj, target)
             reward = reward.float()
             feat = feature(traj["deter"], traj["stoch"])
@@ -218,8 +230,14 @@ class BehaviourLearner:
             low, high = self.norm.updated(returns)
             actor_loss = (-(weight * returns / ReturnNorm.scale_of(low, high)).mean()
                           - cfg.entropy * traj["entropy"].float().mean())
-        return {"actor_loss": actor_loss, "feat": feat, "returns": returns, "reward": reward[:, 1:].mean(),
-                "t_a": t_a, "low": low, "high": high, "cond": cond}
+            if self.bc_prior is not None:  # with the entropy bonus: a reverse KL to the prior
+                prior_nll = -traj["prior_logp"].float().mean()
+                actor_loss = actor_loss + cfg.bc_weight * prior_nll
+        out = {"actor_loss": actor_loss, "feat": feat, "returns": returns, "reward": reward[:, 1:].mean(),
+               "t_a": t_a, "low": low, "high": high, "cond": cond}
+        if self.bc_prior is not None:
+            out["prior_nll"] = prior_nll
+        return out
 
     def critic_objective(self, feat: torch.Tensor, returns: torch.Tensor,
                          cond: torch.Tensor | None = None) -> torch.Tensor:
@@ -262,6 +280,8 @@ class BehaviourLearner:
             self.slow_critic.load_state_dict(self.critic.state_dict())
         stats = {"reward": out["reward"], "actor_loss": out["actor_loss"], "critic_loss": critic_loss,
                  "return": out["returns"].mean(), "t_a": out["t_a"]}
+        if "prior_nll" in out:
+            stats["prior_nll"] = out["prior_nll"]
         # CUDA graph outputs are overwritten by the next update: callers may keep these longer
         return {k: v.detach().clone() if self.cuda_graphs else v.detach() for k, v in stats.items()}
 
@@ -329,6 +349,7 @@ class LearnRun:
     meta: PolicyMeta  # the meta it starts with; learning adds the progress
     reward: RewardFn | None = None
     learner_class: type[BehaviourLearner] | None = None
+    bc_prior: Actor | None = None  # the bundle's behaviour-cloning prior, for cfg.bc_weight > 0
     keep_values: bool = False  # also write VALUES_FILE when it finishes (for runs that start from this one)
 
 
@@ -341,7 +362,7 @@ def learn_policy(wm: RSSM, run: LearnRun, *, callback: Callable[[dict], None] | 
     run_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
     source = FixedTarget(run.target) if isinstance(run.target, torch.Tensor) else run.target
-    learner = (run.learner_class or BehaviourLearner)(wm, cfg, wm.cfg.action_dim, run.reward)
+    learner = (run.learner_class or BehaviourLearner)(wm, cfg, wm.cfg.action_dim, run.reward, run.bc_prior)
     if learner.compiled and progress:
         print("[learn] compiling the update" + (" into CUDA graphs" if learner.cuda_graphs else "")
               + " (about a minute, once per process)", file=sys.stderr, flush=True)

@@ -29,11 +29,12 @@ class GeneralistLearner(BehaviourLearner):
     one prompt's target (J, stoch, classes) for all, when a per-prompt run refines the generalist
     (`init=generalist`)."""
 
-    def __init__(self, wm: RSSM, cfg: BehaviourConfig, action_dim: int, reward: RewardFn | None = None):
+    def __init__(self, wm: RSSM, cfg: BehaviourConfig, action_dim: int, reward: RewardFn | None = None,
+                 bc_prior: Actor | None = None):
         if cfg.reward not in REWARD_KINDS:
             raise ConfigError(f"the generalist learns from trajectory matching ({', '.join(REWARD_KINDS)}); "
                               f"{cfg.reward!r} has no target")
-        super().__init__(wm, cfg, action_dim, reward)
+        super().__init__(wm, cfg, action_dim, reward, bc_prior)
 
     def condition_dim(self) -> int:
         return condition_dim(self.wm.cfg.stoch, self.wm.cfg.classes)
