@@ -165,9 +165,8 @@ class BehaviourConfig:
     use_aligner: bool = True  # map the prompt embedding with the aligner (off only for the ablation)
     start: str = "auto"  # dataset | data_free | auto (dataset when the bundle has start states)
     init: str = "scratch"  # scratch | generalist: start from the bundle's generalist on this prompt (refine it)
-    # > 0: add bc_weight * E[-log prior(a|s)] to the actor's loss, a reverse KL to the bundle's
-    # behaviour-cloning prior (`genrl train-bc-prior`) that keeps imagined actions near the data's
-    bc_weight: float = 0.0
+    # a reverse KL to the bundle's behaviour-cloning prior keeps imagined actions near the data's
+    bc_weight: float = 0.0  # > 0: add bc_weight * E[-log prior(a|s)] to the actor's loss (needs `genrl train-bc-prior`)
     grad_clip: float = 100.0  # gradient norm clip
     # bf16 measured ~2-3x faster than fp32 on CPUs with AVX512-BF16 and on GPUs
     amp: str = "bf16"  # bf16 | none | auto (bf16 on AVX512-BF16 CPUs; on CUDA fp32 below the paper sizes, bf16 at them)

@@ -247,8 +247,8 @@ def ui(tiny_bundle, tmp_path_factory):
 
 
 def ui_learn(client, token, prompt="stand up", updates=100_000, video=None):
-    return client.predict("walker", prompt, video, 16, updates, None, 0, "auto (nearest to the prompt)", 0, token,
-                          api_name="/learn")
+    return client.predict("walker", prompt, video, 16, updates, None, 0, "auto (nearest to the prompt)", 0, "scratch",
+                          token, api_name="/learn")
 
 
 # gradio's own use of pandas, not ours
