@@ -71,11 +71,19 @@ class TextLearnOptions(LearnOptions):
     prompt: str = Field(description=PROMPT_HELP, json_schema_extra=PROMPT_SPEC)
 
 
-def learn_options(cfg: AppConfig) -> tuple[type[LearnOptions], type[LearnOptions]]:
+def task_field(tasks: list[str], what: str) -> Any:
+    """The `task` option, its values (the served bodies' tasks) declared for the OpenAPI document
+    only: the service checks it itself and answers 422 naming the body's valid tasks."""
+    return (str | None, Field(None, description=what, json_schema_extra={"enum": [*tasks, None]}))
+
+
+def learn_options(cfg: AppConfig, tasks: list[str]) -> tuple[type[LearnOptions], type[LearnOptions]]:
     """LearnOptions and TextLearnOptions with the caps of this server's `cfg` (max_updates,
-    max_eval_episodes are settings), so its OpenAPI document declares the maxima it enforces."""
+    max_eval_episodes are settings) and its bodies' `tasks`, so its OpenAPI document declares what it
+    enforces."""
     default = cfg.default_updates if cfg.default_updates is not None else "the library's"
     capped = {
+        "task": task_field(tasks, LearnOptions.model_fields["task"].description),
         "updates": (int | None, Field(None, ge=1, le=cfg.max_updates,
                                       description=f"behaviour-learning updates (default: {default})")),
         "eval_episodes": (int | None, Field(None, ge=0, le=cfg.max_eval_episodes,
@@ -100,11 +108,32 @@ class ActOptions(BaseModel):
     steps: int = Field(32, ge=MIN_STEPS, le=MAX_STEPS, description=f"length of the imagined rollout: {STEPS_HELP}")
 
 
-def act_options(cfg: AppConfig) -> type[ActOptions]:
-    """ActOptions with this server's cap on episodes, declared in its OpenAPI document."""
+def act_options(cfg: AppConfig, tasks: list[str]) -> type[ActOptions]:
+    """ActOptions with this server's cap on episodes and its bodies' tasks, declared in its OpenAPI
+    document."""
     return create_model("ActOptions", __base__=ActOptions, __doc__=ActOptions.__doc__,
+                        task=task_field(tasks, ActOptions.model_fields["task"].description),
                         episodes=(int, Field(1, ge=1, le=cfg.max_act_episodes,
                                              description=f"real-env episodes (1-{cfg.max_act_episodes})")))
+
+
+def form_properties(properties: dict[str, Any]) -> dict[str, Any]:
+    """JSON-schema properties as multipart form fields: a form field is text and cannot be null (an
+    option left out takes its default), so the null branch of each optional one goes."""
+    fields = {}
+    for name, spec in properties.items():
+        spec = dict(spec)
+        branches = [b for b in spec.pop("anyOf", []) if b.get("type") != "null"]
+        if len(branches) == 1:
+            spec = {**branches[0], **spec}
+        elif branches:
+            spec["anyOf"] = branches
+        if "enum" in spec:
+            spec["enum"] = [v for v in spec["enum"] if v is not None]
+        if spec.get("default", 0) is None:
+            del spec["default"]
+        fields[name] = spec
+    return fields
 
 
 def validation_message(errors: list[dict[str, Any]]) -> str:
@@ -132,7 +161,8 @@ def build_router(svc: Services) -> APIRouter:
         svc.check_token(given)
 
     guarded = [Depends(require_token)]
-    Options, TextOptions = learn_options(svc.cfg)  # noqa: N806 (classes)
+    tasks = svc.served_tasks()
+    Options, TextOptions = learn_options(svc.cfg, tasks)  # noqa: N806 (classes)
 
     @router.get("/health", tags=["server"], summary="liveness, bundles loaded, queue and inference load")
     def health() -> dict[str, Any]:
@@ -200,7 +230,7 @@ def build_router(svc: Services) -> APIRouter:
                          "video": {"type": "string", "format": "binary", "description": "video prompt"},
                          "options": {"type": "string", "description": "LearnOptions as a JSON string"},
                          # each option may also come as a form field of its own (it overrides `options`)
-                         **Options.model_json_schema()["properties"]}}}}}},
+                         **form_properties(Options.model_json_schema()["properties"])}}}}}},
                  summary="start learning a policy: JSON options, or multipart with a video prompt upload")
     async def learn_post(request: Request) -> JSONResponse:
         ctype = request.headers.get("content-type", "")
@@ -238,7 +268,7 @@ def build_router(svc: Services) -> APIRouter:
     def act_get(options: ActOptions) -> dict[str, Any]:
         return svc.act(**options.model_dump()).public()
 
-    act_get.__annotations__["options"] = Annotated[act_options(svc.cfg), Query()]  # as learn_get's
+    act_get.__annotations__["options"] = Annotated[act_options(svc.cfg, tasks), Query()]  # as learn_get's
     router.get("/act", tags=["instant"], dependencies=guarded,
                responses=error_responses(400, 401, 404, 409, 422, 429, 503),
                summary="act on a text prompt at once with the bundle's generalist (no learning): its real-env "

@@ -34,6 +34,7 @@ from app.media import (
 )
 from genrl_core import prompt as prompt_limits
 from genrl_core.config import BEHAVIOUR_BOOKKEEPING, BEHAVIOUR_INITS, BehaviourConfig, preset
+from genrl_core.envs.tasks import body_tasks
 from genrl_core.errors import BundleError, GenRLError
 from genrl_core.evaluate import RECORD_VIDEO, read_record
 from genrl_core.generalist import generalist_problem
@@ -170,6 +171,10 @@ class Services:
     def body_names(self) -> list[str]:
         """The bodies served, the default (a request that names none) first."""
         return self.bodies.names
+
+    def served_tasks(self) -> list[str]:
+        """Every task of every body served (known before any bundle has loaded)."""
+        return [task.name for body in self.bodies.names for task in body_tasks(body)]
 
     def tasks(self, body: str | None) -> list[str]:
         """The real-env evaluation tasks of a body; an AppError while it is unknown or not loaded."""

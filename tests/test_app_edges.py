@@ -23,6 +23,7 @@ from app.background import free_port, running
 from app.cli import build_parser
 from app.errors import AppError
 from app.main import create_app
+from genrl_core.envs import body_tasks
 from genrl_core.prompt import MAX_PROMPT_CHARS, Prompt, PromptEmpty, PromptError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -103,6 +104,28 @@ def test_the_document_declares_the_servers_caps_and_the_server_keeps_them(client
         expect(client.post("/learn", json={"prompt": "stand", name: high + 1}), 422, name)
     assert _integer(_query(document, "/jobs", "limit"))["maximum"] == 500
     expect(client.get("/jobs", params={"limit": 501}), 422, "limit")
+
+
+def test_the_document_lists_the_served_tasks_and_a_form_field_is_never_null(client):
+    """A task the document allows is one the server takes, and one it does not is a 422 (schemathesis
+    found unknown tasks schema-valid); multipart fields are text, so none is declared nullable
+    (schemathesis sent the text "null" for them, which the server rightly refuses)."""
+    document = client.get("/openapi.json").json()
+    tasks = [t.name for t in body_tasks("walker")]
+    learn = document["paths"]["/learn"]
+    json_body = learn["post"]["requestBody"]["content"]["application/json"]["schema"]
+    form = learn["post"]["requestBody"]["content"]["multipart/form-data"]["schema"]["properties"]
+    for where, schema in (("GET /learn", _query(document, "/learn", "task")), ("JSON", json_body["properties"]["task"]),
+                          ("GET /act", _query(document, "/act", "task"))):
+        assert set(schema["enum"]) - {None} == set(tasks), (where, schema)
+    assert form["task"]["enum"] == tasks
+    for name, spec in form.items():
+        assert "null" not in json.dumps(spec), (name, spec)
+    jsonschema.validate({"prompt": "stand", "task": "walker_walk"}, json_body)
+    assert client.get("/learn", params={"prompt": "stand task", "task": "walker_walk"}).status_code == 202
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({"prompt": "stand", "task": "walker_moonwalk"}, json_body)
+    expect(client.get("/learn", params={"prompt": "stand", "task": "walker_moonwalk"}), 422, "walker_stand")
 
 
 def test_an_integral_float_is_the_integer_the_schema_says_it_is(client):
