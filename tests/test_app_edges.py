@@ -9,7 +9,6 @@ import json
 import re
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,8 +17,9 @@ import httpx
 import jsonschema
 import pytest
 from fastapi.testclient import TestClient
+from helpers_serve import served
 
-from app.background import free_port, running
+from app.background import running
 from app.cli import build_parser
 from app.errors import AppError
 from app.main import create_app
@@ -317,25 +317,8 @@ def test_serve_takes_a_runs_folder(tiny_bundle, tmp_path):
     help_text = subprocess.run([sys.executable, "-m", "app.cli", "serve", "--help"], cwd=ROOT,
                                capture_output=True, text=True, timeout=120).stdout
     assert "--runs" in help_text and "GENRL_RUNS" in help_text
-    port = free_port()
     log = tmp_path / "serve.log"
-    with log.open("w") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "app.cli", "serve", "--bundle", str(tiny_bundle),
-                                 "--runs", str(runs), "--port", str(port)], cwd=ROOT, stdout=out,
-                                stderr=subprocess.STDOUT)
-    try:
-        url, deadline = f"http://127.0.0.1:{port}", time.monotonic() + 240
-        while True:
-            try:
-                if httpx.get(f"{url}/health", timeout=5).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()[-2000:]
-            time.sleep(0.5)
+    with served(tiny_bundle, runs, log) as (_, url):
         assert httpx.head(f"{url}/health", timeout=5).status_code == 200  # and HEAD, through uvicorn
         assert (runs / "jobs.sqlite").is_file()
         assert f"jobs in {runs / 'jobs.sqlite'}, artefacts in {runs}" in log.read_text()
-    finally:
-        proc.terminate()
-        proc.wait(60)

@@ -7,9 +7,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import httpx
 import imageio.v2 as imageio
 import numpy as np
 import pytest
+from helpers_serve import served
 from helpers_video import ffmpeg_clip
 from PIL import Image
 
@@ -124,3 +126,32 @@ def test_decoding_a_long_720p_clip_keeps_the_process_within_100_mb_of_idle(tmp_p
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert result["shape"] == [8, 64, 64, 3]
     assert result["grew_mb"] < 100, result
+
+
+def _status_mb(pid: int, field: str) -> float:
+    with open(f"/proc/{pid}/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith(field + ":")) / 1024
+
+
+@pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="resets and reads Linux's peak resident size")
+def test_a_long_720p_upload_keeps_the_server_within_100_mb_of_idle(tiny_bundle, tmp_path):
+    """Issue 26, as the probe saw it: the same clip sent to a running `genrl serve` (POST /target).
+    The server's peak resident size is reset once it has served a first small clip, then read after
+    the long one: what decoding an accepted upload costs the server process itself."""
+    small = ffmpeg_clip(tmp_path / "small.mp4", "64x64", 20, 1)
+    long = ffmpeg_clip(tmp_path / "long720.mp4", "1280x720", 20, 15)  # 300 frames, 0.8 GB as full frames
+    with served(tiny_bundle, tmp_path / "runs", tmp_path / "serve.log") as (proc, url):
+        def target(clip: Path) -> None:
+            r = httpx.post(f"{url}/target", files={"video": (clip.name, clip.read_bytes(), "video/mp4")},
+                           data={"steps": "8"}, timeout=300)
+            assert r.status_code == 200 and r.content[4:8] == b"ftyp", r.text[:500]
+
+        target(small)  # warm: the decoder, the connector's first rollout, the mp4 writer
+        try:
+            Path(f"/proc/{proc.pid}/clear_refs").write_text("5")  # the peak (VmHWM) restarts from now
+        except OSError as exc:
+            pytest.skip(f"cannot reset the server's peak resident size: {exc}")
+        idle = _status_mb(proc.pid, "VmRSS")
+        target(long)
+        grew = _status_mb(proc.pid, "VmHWM") - idle
+    assert grew < 100, f"the server's peak grew {grew:.0f} MB over {idle:.0f} MB at rest"
