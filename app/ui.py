@@ -370,9 +370,10 @@ class PoliciesTab:
 
 def build_ui(svc: Services) -> gr.Blocks:
     # Gradio's own deletion of its temporary files, on the upload retention's age (prune_uploads also
-    # applies the size limit to them, on each upload)
+    # applies the size limit to them, on each upload and each event that shows a file)
     keep_s = max(60, int(svc.cfg.upload_keep_hours * 3600))
     with GuardedBlocks(title="GenRL", delete_cache=(min(keep_s, 3600), keep_s)) as demo:
+        demo.after_files = svc.prune_uploads
         h = Handlers(svc, demo)
         gr.Markdown("# GenRL: describe a behaviour, get a policy\nThe world model shows what it understood "
                     "(the target), then learns a policy for it purely in imagination and tries it in the real "

@@ -19,7 +19,7 @@ import contextvars
 import json
 import logging
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from http.cookies import SimpleCookie
 from pathlib import Path
 from typing import Any
@@ -99,7 +99,10 @@ def _wrong_type(block: Any, value: Any) -> str | None:
 
 
 class GuardedBlocks(gr.Blocks):
-    """gr.Blocks whose events refuse malformed inputs and non-upload files before Gradio processes them."""
+    """gr.Blocks whose events refuse malformed inputs and non-upload files before Gradio processes them,
+    and which calls `after_files` (the upload retention) once an event's output files are in its cache."""
+
+    after_files: Callable[[], Any] | None = None
 
     def is_upload(self, path: Any) -> bool:
         """Whether `path` is a file Gradio's upload route wrote for this app (in its upload folder)."""
@@ -136,6 +139,14 @@ class GuardedBlocks(gr.Blocks):
         except Exception as exc:  # anything else Gradio could not make of the client's input
             log.info("UI event %s: input refused (%s: %s)", name, type(exc).__name__, str(exc)[:200])
             raise refuse(422, f"{name}: an input is not of the expected form") from None
+
+    async def postprocess_data(self, block_fn: Any, predictions: Any, state: Any) -> list[Any]:
+        outputs = await super().postprocess_data(block_fn, predictions, state)
+        # a shown video is a copy in Gradio's cache: held to the same size limit as uploads, at once
+        # rather than at the next upload (the new copy is the newest file, so it stays)
+        if self.after_files is not None and any(True for _ in _file_paths(outputs)):
+            await run_in_threadpool(self.after_files)
+        return outputs
 
 
 def request_token(scope: Scope) -> str | None:

@@ -164,7 +164,8 @@ def test_gradio_files_live_under_runs_and_a_file_planted_in_tmp_gradio_is_not_se
 
 
 def test_the_uis_temporary_files_are_held_to_the_upload_retention(tiny_bundle, tmp_path):
-    """Finding 4: uploads to the UI stayed forever; now the upload retention's limits cover them."""
+    """Finding 4: uploads to the UI and the videos it shows stayed forever; now the upload retention's
+    limits cover them."""
     from fastapi.testclient import TestClient
 
     runs = tmp_path / "runs"
@@ -178,6 +179,16 @@ def test_the_uis_temporary_files_are_held_to_the_upload_retention(tiny_bundle, t
         newer = upload(client, second).json()[0]  # 1.2 MB in all, over the 1 MB kept: the oldest goes
         assert not Path(kept).exists() and Path(newer).exists()
         assert [p.name for p in files_under(runs / "ui-files")] == ["second.mp4"]
+        third = tmp_path / "third.mp4"
+        third.write_bytes(b"\3" * 440_000)  # 1,040,000 bytes with the second: under the 1 MB kept
+        upload(client, third)
+        assert sorted(p.name for p in files_under(runs / "ui-files")) == ["second.mp4", "third.mp4"]
+        # a shown video is a file Gradio keeps too: the one that takes the folder over the limit
+        # makes room at once, as an upload does (before, only the next upload did)
+        r = client.post(f"{API}/run/show_target", json={"data": target(prompt="stand up", steps=64)})
+        shown = Path(r.json()["data"][0]["path"])
+        assert r.status_code == 200 and shown.stat().st_size > 1_048_576 - 1_040_000, r.text[:300]
+        assert sorted(p.name for p in files_under(runs / "ui-files")) == sorted(["third.mp4", shown.name])
     assert files_under(runs / "ui-files") == []  # and Gradio's own deletion of its files, at the latest on shutdown
 
 
