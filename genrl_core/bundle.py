@@ -94,9 +94,10 @@ def load_torch(path: str | Path) -> Any:
         raise BundleError(f"cannot read {path}: {exc}") from None
 
 
-def load_weights(module: nn.Module, path: str | Path) -> None:
-    """Load a state dict into `module`, naming missing, unexpected or mis-shaped tensors."""
-    state = load_torch(path)
+def load_weights(module: nn.Module, path: str | Path | dict[str, Any]) -> None:
+    """Load a state dict (from its file, or the dict itself) into `module`, naming missing,
+    unexpected or mis-shaped tensors."""
+    state = path if isinstance(path, dict) else load_torch(path)
     if not isinstance(state, dict):
         raise BundleError(f"{path} does not hold a state dict")
     own = module.state_dict()
@@ -108,7 +109,8 @@ def load_weights(module: nn.Module, path: str | Path) -> None:
         detail = "; ".join(filter(None, [
             f"missing {missing[:5]}" if missing else "", f"unexpected {extra[:5]}" if extra else "",
             f"shape mismatch {shapes[:5]}" if shapes else ""]))
-        raise BundleError(f"{path} does not match the model in config.json: {detail}")
+        where = "the weights given do" if isinstance(path, dict) else f"{path} does"
+        raise BundleError(f"{where} not match the model in config.json: {detail}")
     module.load_state_dict(state)
 
 

@@ -213,7 +213,7 @@ def _cmd_practice(args: argparse.Namespace) -> None:
                         settings=tuple(parse_settings(args.set).items()),
                         **plan_values(args, PracticePlan, PRACTICE_OWN_FLAGS))
     run_practice(args.bundle, args.data, args.out, plan, device=args.device, workers=args.workers,
-                 minutes=args.minutes)
+                 minutes=args.minutes, env_workers=args.env_workers, ray_address=args.ray_address)
 
 
 def _cmd_train_generalist(args: argparse.Namespace) -> None:
@@ -464,6 +464,12 @@ def build_parser(add_commands: AddCommands | None = None) -> argparse.ArgumentPa
     p.add_argument("--minutes", type=float, default=0.0,
                    help="practise at most this long in this run (the cycle under way ends first), then score and "
                         "write the bundle; rerun to go on (default %(default)s: until --frames)")
+    p.add_argument("--env-workers", choices=("processes", "ray"), default="processes",
+                   help="where episodes are rolled: --workers local processes (default), or Ray tasks of one CPU "
+                        "each on a cluster (--workers is then unused: the cluster's CPUs set the parallelism)")
+    p.add_argument("--ray-address", default=None,
+                   help="with --env-workers ray: the cluster to join ('auto', or HOST:PORT); default: start a "
+                        "local Ray instance")
 
     p = sub.add_parser("train-generalist", help="train (or resume) the bundle's generalist: one policy for any "
                                                 "prompt, conditioned on its target")

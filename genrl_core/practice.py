@@ -9,12 +9,13 @@ Why: a policy learned in imagination finds the states where the world model is w
 them. Only data from where the policies go fixes that (docs/LADDER.md: Dyna rounds were the one lever
 that moved real scores). Practice does it continuously instead of in a few large rounds.
 
-One cycle: each driver collects one episode (sampled actions, from pixels, in `--workers` processes)
-into `OUT/data/practice-*.npz` -> the world model takes `train_ratio` replayed steps per collected
-step. Each update's batch mixes the dataset and the practice episodes (`online_fraction`). The
-oracle reward heads fit the true task rewards the episodes record, on the same batch's posteriors.
-After each world-model update, every learning driver takes `behaviour_ratio` actor-critic updates
-that start from those posteriors, as DreamerV3 does.
+One cycle: each driver collects one episode (sampled actions, from pixels, in `--workers` processes,
+or as Ray tasks on a cluster with `--env-workers ray`) into `OUT/data/practice-*.npz` -> the world
+model takes `train_ratio` replayed steps per collected step. Each update's batch mixes the dataset
+and the practice episodes (`online_fraction`). The oracle reward heads fit the true task rewards the
+episodes record, on the same batch's posteriors. After each world-model update, every learning
+driver takes `behaviour_ratio` actor-critic updates that start from those posteriors, as DreamerV3
+does.
 
 Drivers:
 - `oracle:TASK`: learns from the reward head of TASK (a reward-driven agent, as made GenRL's data).
@@ -161,49 +162,103 @@ def _worker_init() -> None:
     torch.set_num_threads(1)  # one core per env worker; the learner keeps the rest
 
 
-def collect_episode(job: dict[str, Any]) -> dict[str, Any]:
-    """One practice episode (a worker's job): act from pixels with the given weights, save it."""
+ENV_WORKERS = ("processes", "ray")
+
+
+def practice_episode(job: dict[str, Any], wm_state: dict | None, actor_state: dict | None) -> dict[str, np.ndarray]:
+    """One practice episode: act from pixels with the given weights (random actions without an actor)."""
     from genrl_core.bundle import load_weights
     from genrl_core.data.collect import PixelActor, _RandomActions, roll_episode
-    from genrl_core.data.store import EpisodeStore
     from genrl_core.envs import PixelEnv
     from genrl_core.models.actor_critic import Actor
     from genrl_core.models.rssm import RSSM, config_from_dict
 
     torch.manual_seed(job["seed"])
     env = PixelEnv(job["env"], seed=job["seed"], init=job["init"])
-    if job["actor"] is None:
+    if actor_state is None:
         noise = _RandomActions(env.action_dim, np.random.default_rng(job["seed"]))
         act = lambda image: noise()  # noqa: E731
     else:
         wm = RSSM(config_from_dict(job["wm_config"]))
-        load_weights(wm, job["wm"])
+        load_weights(wm, wm_state)
         actor = Actor(wm.cfg.deter + wm.cfg.stoch_dim, wm.cfg.action_dim, job["hidden"], job["layers"])
-        load_weights(actor, job["actor"])
+        load_weights(actor, actor_state)
         act = PixelActor(wm.eval(), actor.eval(), explore=True)
-    ep = roll_episode(env, act, job["policy"], job["seed"])
+    return roll_episode(env, act, job["policy"], job["seed"])
+
+
+def _saved(job: dict[str, Any], ep: dict[str, np.ndarray]) -> dict[str, Any]:
+    """Save a collected episode into the run's data folder; what the loop needs of it."""
+    from genrl_core.data.store import EpisodeStore
+
     EpisodeStore(job["data"]).save(job["name"], ep)
     return {"name": job["name"], "driver": job["driver"], "frames": len(ep["image"]),
             "return": float(ep["reward"].sum())}
 
 
-class EnvWorkers:
-    """Episodes in `workers` spawned processes (in this process for 1)."""
+def collect_episode(job: dict[str, Any]) -> dict[str, Any]:
+    """A worker process's job: the weights from the files the job names, the episode saved there too."""
+    from genrl_core.bundle import load_torch
 
-    def __init__(self, workers: int):
+    acts = job["actor"] is not None
+    ep = practice_episode(job, load_torch(job["wm"]) if acts else None, load_torch(job["actor"]) if acts else None)
+    return _saved(job, ep)
+
+
+class EnvWorkers:
+    """Where practice episodes are rolled: `workers` spawned processes (in this process for 1), or
+    Ray tasks of one CPU each (`kind="ray"`, on the cluster at `ray_address`, or a local one when
+    None). Ray tasks get the weights as objects and hand the episode back, so the nodes need not
+    share the run's disk; this process saves every episode."""
+
+    def __init__(self, workers: int, kind: str = "processes", ray_address: str | None = None):
         if workers < 1:
             raise ConfigError(f"--workers must be >= 1, got {workers}")
-        self.pool = mp.get_context("spawn").Pool(workers, _worker_init) if workers > 1 else None
+        if kind not in ENV_WORKERS:
+            raise ConfigError(f"--env-workers must be one of {', '.join(ENV_WORKERS)}, got {kind!r}")
+        self.pool, self.ray, self._started_ray = None, None, False
+        if kind == "ray":
+            try:
+                import ray
+            except ImportError:
+                raise ConfigError("--env-workers ray needs Ray, which is not installed: pip install ray") from None
+            if not ray.is_initialized():  # else: joined already (a test's local instance, a Ray job's driver)
+                ray.init(address=ray_address, include_dashboard=False, log_to_driver=False)
+                self._started_ray = True
+            self.ray = ray
+            self._task = ray.remote(num_cpus=1, max_retries=2)(practice_episode)
+        elif workers > 1:
+            self.pool = mp.get_context("spawn").Pool(workers, _worker_init)
 
     def run(self, jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        if self.ray is not None:
+            return self._run_on_ray(jobs)
         if self.pool is None:
             return [collect_episode(job) for job in jobs]
         return self.pool.map(collect_episode, jobs)
+
+    def _run_on_ray(self, jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        from genrl_core.bundle import load_torch
+
+        weights: dict[str, Any] = {}  # one object per file this cycle (the world model is shared by all)
+
+        def put(path: str | None) -> Any:
+            if path is None:
+                return None
+            if path not in weights:
+                weights[path] = self.ray.put(load_torch(path))
+            return weights[path]
+
+        acting = [(job, put(job["wm"]) if job["actor"] else None, put(job["actor"])) for job in jobs]
+        episodes = self.ray.get([self._task.remote(job, wm, actor) for job, wm, actor in acting])
+        return [_saved(job, ep) for job, ep in zip(jobs, episodes, strict=True)]
 
     def close(self) -> None:
         if self.pool is not None:
             self.pool.terminate()
             self.pool.join()
+        if self._started_ray:
+            self.ray.shutdown()
 
 
 def write_prompt_targets(bundle: Path, plan: PracticePlan, folder: Path, device: str = "cpu") -> None:
@@ -505,10 +560,12 @@ def adopt_orphans(practice: Practice, state: dict[str, Any], log) -> None:
 
 
 def run_practice(bundle: str | Path, data: str | Path, out: str | Path, plan: PracticePlan, device: str = "cpu",
-                 workers: int = 1, log=print, minutes: float = 0.0) -> dict[str, Any]:
+                 workers: int = 1, log=print, minutes: float = 0.0, env_workers: str = "processes",
+                 ray_address: str | None = None) -> dict[str, Any]:
     """Run (or resume) practice until `plan.frames` collected frames, then write the bundle; returns
     the state (also in OUT/practice.json). `minutes` > 0 ends this run's practising after the cycle
-    that passes it (then it scores and writes the bundle as at the end; a rerun goes on)."""
+    that passes it (then it scores and writes the bundle as at the end; a rerun goes on).
+    `env_workers`: where episodes are rolled (`EnvWorkers`)."""
     if minutes < 0:
         raise ConfigError(f"--minutes must be >= 0, got {minutes}")
     from genrl_core.bundle import load_torch
@@ -533,7 +590,7 @@ def run_practice(bundle: str | Path, data: str | Path, out: str | Path, plan: Pr
                        log_every=25, checkpoint_minutes=1e9, desc="practice", progress=False,
                        elapsed_before=practice.counters["seconds"])
     board = event_writer(out / "tensorboard" / "practice_scores")
-    workers_pool = EnvWorkers(workers)
+    workers_pool = EnvWorkers(workers, env_workers, ray_address)
     started = time.time()
 
     def checkpoint() -> None:

@@ -6,14 +6,24 @@ bundle whose world model, start states, reward heads and policies belong togethe
 import dataclasses
 import json
 
+import numpy as np
 import pytest
 
 from genrl_core.agent import GenRL
-from genrl_core.bundle import Bundle, file_digest, load_torch
+from genrl_core.bundle import Bundle, file_digest, load_torch, save_torch
 from genrl_core.cli import main
-from genrl_core.data.store import EpisodeStore
+from genrl_core.data.store import EpisodeStore, read_arrays
 from genrl_core.errors import ConfigError
-from genrl_core.practice import FINISH_STAGES, PREFIX, TRAIN_STATE, PracticeDriver, PracticePlan, run_practice
+from genrl_core.models.actor_critic import Actor
+from genrl_core.practice import (
+    FINISH_STAGES,
+    PREFIX,
+    TRAIN_STATE,
+    EnvWorkers,
+    PracticeDriver,
+    PracticePlan,
+    run_practice,
+)
 
 FAST = (("batch", "8"), ("hidden", "32"), ("layers", "1"), ("horizon", "8"), ("align_states", "4"))
 DRIVERS = ("oracle:walker_stand", "stand up straight@walker_stand", "explore")
@@ -136,3 +146,33 @@ def test_minutes_end_the_practising_and_still_write_the_bundle(generalist_bundle
     assert any(f"--warm-from {generalist_bundle / 'generalist'}" in line for line in lines)
     with pytest.raises(ConfigError, match="minutes"):
         run_practice(generalist_bundle, walker_random_data, tmp_path / "q", plan(), minutes=-1)
+
+
+def test_ray_env_workers_roll_the_same_episodes_as_local_ones(tiny_bundle, tmp_path):
+    """--env-workers ray: each episode is a Ray task that gets the weights as objects and hands the
+    episode back (no shared disk needed); this process saves it. Same jobs, same episodes as the
+    in-process path: same seeds, so the same resets and the same actions."""
+    ray = pytest.importorskip("ray")
+    wm = Bundle(tiny_bundle).load_world_model()
+    actor = Actor(wm.cfg.deter + wm.cfg.stoch_dim, wm.cfg.action_dim, 32, 1)
+    save_torch(tmp_path / "actor.pt", actor.state_dict())
+    job = {"driver": "d", "env": "walker_stand", "init": "default", "policy": "practice:test", "hidden": 32,
+           "layers": 1, "wm": str(tiny_bundle / "world_model.pt"), "wm_config": dataclasses.asdict(wm.cfg)}
+    jobs = {where: [{**job, "data": str(tmp_path / where), "name": f"{PREFIX}ep-{i}", "seed": i,
+                     "actor": str(tmp_path / "actor.pt") if i else None} for i in range(2)]  # one acts at random
+            for where in ("local", "ray")}
+    local = EnvWorkers(1).run(jobs["local"])
+    ray.init(num_cpus=2, include_dashboard=False, object_store_memory=128 * 2**20)
+    try:
+        workers = EnvWorkers(1, "ray")
+        remote = workers.run(jobs["ray"])
+        workers.close()
+    finally:
+        ray.shutdown()
+    assert [r["frames"] for r in remote] == [r["frames"] for r in local] == [501, 501]
+    for a, b in zip(EpisodeStore(tmp_path / "local").paths(), EpisodeStore(tmp_path / "ray").paths(), strict=True):
+        ea, eb = (read_arrays(p, ("image", "action", "reward")) for p in (a, b))
+        assert a.name == b.name and np.array_equal(ea["image"][0], eb["image"][0])  # the same reset
+        np.testing.assert_allclose(ea["action"][:50], eb["action"][:50], atol=1e-4)  # the same policy acting
+    with pytest.raises(ConfigError, match="--env-workers"):
+        EnvWorkers(1, "threads")
