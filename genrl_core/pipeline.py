@@ -1,6 +1,6 @@
 """One resumable command that builds a body's bundle from nothing:
 
-    collect -> world model -> VLM -> embed dataset -> connector + aligner -> start states
+    collect -> world model -> VLM -> embed dataset -> connector + aligner -> start states -> generalist
 
     genrl pipeline --body walker --out checkpoints/walker --data data/walker
     genrl pipeline --body walker --out runs/walker --preset paper --device cuda --budget-minutes 9
@@ -18,7 +18,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from genrl_core.bundle import read_config
+from genrl_core.bundle import Bundle, read_config
 
 
 class BudgetExhausted(Exception):
@@ -52,6 +52,7 @@ def stage_status(out: Path, data: Path, body: str, recipe: str, preset: str) -> 
     from genrl_core.data.collect import Policy
     from genrl_core.data.recipes import get_recipe
     from genrl_core.data.store import EpisodeStore
+    from genrl_core.generalist import generalist_problem
 
     store = EpisodeStore(data)
     collected = all(store.exists(f"{Policy.parse(p, body).slug}-{i:05d}")
@@ -60,22 +61,35 @@ def stage_status(out: Path, data: Path, body: str, recipe: str, preset: str) -> 
     wm_steps = cfg.get("world_model_train", {}).get("steps", get_preset("world_model", preset)["train"].steps)
     vlm_train = cfg.get("vlm_train", {})
     conn_train = cfg.get("connector", {}).get("train", {})
-    from genrl_core.bundle import Bundle
-
+    wm_file = Bundle(out).world_model_file
     return {
         "collect": collected,
         "world_model": cfg.get("world_model_train", {}).get("step", 0) >= wm_steps,
         "vlm": bool(vlm_train) and vlm_train.get("step", 0) >= vlm_train.get("steps", 1),
         "connector": bool(conn_train) and conn_train.get("step", 0) >= conn_train.get("steps", 1),
         "start_states": Bundle(out).start_states_current(),
+        "generalist": wm_file.is_file() and generalist_problem(out, Bundle(out).world_model_digest()) is None,
     }
+
+
+# the tiny preset's generalist: a few updates on a small pool, so that a tiny pipeline ends in seconds
+TINY_GENERALIST = ({"updates": 4, "batch": 8, "hidden": 32, "layers": 1}, {"prompts": 10, "windows": 0, "random": 4})
+
+
+def train_bundle_generalist(out: Path, data: Path, preset: str, device: str, log) -> None:
+    """The generalist stage: the bundle's one policy for any prompt (`genrl train-generalist`), with its
+    default settings (a tiny one for the tiny preset)."""
+    from genrl_core.agent import GenRL
+    from genrl_core.generalist import GeneralistPlan, train_generalist
+
+    settings, pool = TINY_GENERALIST if preset == "tiny" else ({}, {})
+    train_generalist(GenRL.load(out, device=device), settings, GeneralistPlan(**pool), data=data, log=log)
 
 
 def run_pipeline(body: str, out: str | Path, data: str | Path, preset: str = "small", recipe: str = "default",
                  device: str = "cpu", workers: int = 1, budget_minutes: float | None = None,
                  overrides: list[str] | None = None, log=print) -> dict[str, float]:
     """Run the unfinished stages in order; returns seconds spent per stage in this call."""
-    from genrl_core.bundle import Bundle
     from genrl_core.data.collect import collect
     from genrl_core.data.recipes import get_recipe
     from genrl_core.train.behaviour import build_start_states
@@ -96,6 +110,7 @@ def run_pipeline(body: str, out: str | Path, data: str | Path, preset: str = "sm
                                train_connector(data, out, device=device, preset=preset, log=log))),
         ("start_states", lambda: build_start_states(Bundle(out).load_world_model(device), data, out,
                                                     count=512 if preset == "tiny" else 4096, log=log)),
+        ("generalist", lambda: train_bundle_generalist(out, data, preset, device, log)),
     ]
     deadline = time.time() + budget_minutes * 60 if budget_minutes else None
     for name, run in stages:

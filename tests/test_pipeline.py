@@ -39,14 +39,16 @@ def test_pipeline_in_chunks_then_complete_then_skips(tmp_path, capsys):
     assert not list(data.glob(".*.tmp"))  # no torn episode files
     # the same command again finishes every stage
     times = run_pipeline("walker", out, data, preset="tiny", recipe="tiny", **QUIET)
-    assert set(times) == {"collect", "world_model", "vlm", "connector", "start_states"}
+    assert set(times) == {"collect", "world_model", "vlm", "connector", "start_states", "generalist"}
     assert all(stage_status(out, data, "walker", "tiny", "tiny").values())
     assert len(EpisodeStore(data)) == 3
-    assert GenRL.load(out).target("stand up straight", steps=8).shape[0] == 8
+    agent = GenRL.load(out)
+    assert agent.target("stand up straight", steps=8).shape[0] == 8
+    assert agent.act("stand up straight").slug.startswith("instant-")  # the bundle's generalist acts at once
     # and a third run has nothing left to do
     assert main(["pipeline", "--body", "walker", "--out", str(out), "--data", str(data), "--preset", "tiny",
                  "--recipe", "tiny"]) == 0
-    assert capsys.readouterr().out.count("finished, skipping") == 5
+    assert capsys.readouterr().out.count("finished, skipping") == 6
 
 
 def test_pipeline_rejects_unknown_recipe(tmp_path, capsys):
