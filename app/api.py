@@ -130,7 +130,7 @@ def form_properties(properties: dict[str, Any]) -> dict[str, Any]:
             spec["anyOf"] = branches
         if "enum" in spec:
             spec["enum"] = [v for v in spec["enum"] if v is not None]
-        if spec.get("default", 0) is None:
+        if "default" in spec and spec["default"] is None:
             del spec["default"]
         fields[name] = spec
     return fields

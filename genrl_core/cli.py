@@ -443,7 +443,7 @@ def build_parser(add_commands: AddCommands | None = None) -> argparse.ArgumentPa
     add_flags(p, "seed", "bundle", "policies-dir", "device")
     p.set_defaults(func=_cmd_evaluate)
 
-    from genrl_core.practice import PracticePlan
+    from genrl_core.practice import ENV_WORKERS, PracticePlan
 
     _add_loop_parser(
         sub, "dyna", DynaPlan, DYNA_OWN_FLAGS, _cmd_dyna,
@@ -465,7 +465,7 @@ def build_parser(add_commands: AddCommands | None = None) -> argparse.ArgumentPa
     p.add_argument("--minutes", type=float, default=0.0,
                    help="practise at most this long in this run (the cycle under way ends first), then score and "
                         "write the bundle; rerun to go on (default %(default)s: until --frames)")
-    p.add_argument("--env-workers", choices=("processes", "ray"), default="processes",
+    p.add_argument("--env-workers", choices=ENV_WORKERS, default=ENV_WORKERS[0],
                    help="where episodes are rolled: --workers local processes (default), or Ray tasks of one CPU "
                         "each on a cluster (--workers is then unused: the cluster's CPUs set the parallelism)")
     p.add_argument("--ray-address", default=None,

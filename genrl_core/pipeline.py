@@ -61,14 +61,14 @@ def stage_status(out: Path, data: Path, body: str, recipe: str, preset: str) -> 
     wm_steps = cfg.get("world_model_train", {}).get("steps", get_preset("world_model", preset)["train"].steps)
     vlm_train = cfg.get("vlm_train", {})
     conn_train = cfg.get("connector", {}).get("train", {})
-    wm_file = Bundle(out).world_model_file
+    files = Bundle(out)
     return {
         "collect": collected,
         "world_model": cfg.get("world_model_train", {}).get("step", 0) >= wm_steps,
         "vlm": bool(vlm_train) and vlm_train.get("step", 0) >= vlm_train.get("steps", 1),
         "connector": bool(conn_train) and conn_train.get("step", 0) >= conn_train.get("steps", 1),
-        "start_states": Bundle(out).start_states_current(),
-        "generalist": wm_file.is_file() and generalist_problem(out, Bundle(out).world_model_digest()) is None,
+        "start_states": files.start_states_current(),
+        "generalist": files.world_model_file.is_file() and generalist_problem(out, files.world_model_digest()) is None,
     }
 
 

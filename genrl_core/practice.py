@@ -165,6 +165,11 @@ def _worker_init() -> None:
 ENV_WORKERS = ("processes", "ray")
 
 
+def check_env_workers(kind: str) -> None:
+    if kind not in ENV_WORKERS:
+        raise ConfigError(f"--env-workers must be one of {', '.join(ENV_WORKERS)}, got {kind!r}")
+
+
 def practice_episode(job: dict[str, Any], wm_state: dict | None, actor_state: dict | None) -> dict[str, np.ndarray]:
     """One practice episode: act from pixels with the given weights (random actions without an actor)."""
     from genrl_core.bundle import load_weights
@@ -214,8 +219,7 @@ class EnvWorkers:
     def __init__(self, workers: int, kind: str = "processes", ray_address: str | None = None):
         if workers < 1:
             raise ConfigError(f"--workers must be >= 1, got {workers}")
-        if kind not in ENV_WORKERS:
-            raise ConfigError(f"--env-workers must be one of {', '.join(ENV_WORKERS)}, got {kind!r}")
+        check_env_workers(kind)
         self.pool, self.ray, self._started_ray = None, None, False
         if kind == "ray":
             try:
@@ -568,6 +572,7 @@ def run_practice(bundle: str | Path, data: str | Path, out: str | Path, plan: Pr
     `env_workers`: where episodes are rolled (`EnvWorkers`)."""
     if minutes < 0:
         raise ConfigError(f"--minutes must be >= 0, got {minutes}")
+    check_env_workers(env_workers)  # before any work, as the other settings
     from genrl_core.bundle import load_torch
     from genrl_core.train.loop import ProgressLog, event_writer
 

@@ -93,6 +93,9 @@ def test_bad_drivers_and_settings_are_refused_before_any_work(tiny_bundle, walke
     code = main(["practice", "--bundle", str(tiny_bundle), "--data", str(walker_random_data), "--out", str(out),
                  "--driver", "walk@walker_nope"])
     assert code == 2 and not out.exists()
+    with pytest.raises(ConfigError, match="--env-workers"):  # from Python, where argparse does not check it
+        run_practice(tiny_bundle, walker_random_data, out, plan(), env_workers="threads", log=lambda *_: None)
+    assert not out.exists()
 
 
 def test_a_rerun_with_other_settings_is_refused(tiny_bundle, walker_random_data, tmp_path):
