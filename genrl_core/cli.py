@@ -97,7 +97,7 @@ def _cmd_train_wm(args: argparse.Namespace) -> None:
     from genrl_core.train.world_model import train_world_model
 
     train_world_model(args.data, args.out, preset=args.preset, overrides=settings_given(args), device=args.device,
-                      body=args.body, progress=not args.no_progress)
+                      body=args.body, progress=not args.no_progress, init_from=args.init_from)
 
 
 def _cmd_eval_wm(args: argparse.Namespace) -> None:
@@ -134,7 +134,8 @@ def _cmd_pipeline(args: argparse.Namespace) -> None:
 
     times = run_pipeline(args.body, args.out, args.data or f"data/{args.body}", preset=args.preset,
                          recipe=args.recipe, device=args.device, workers=args.workers,
-                         budget_minutes=args.budget_minutes, overrides=settings_given(args))
+                         budget_minutes=args.budget_minutes, overrides=settings_given(args),
+                         init_from=args.init_from)
     print("[pipeline] minutes per stage this run: " + ", ".join(f"{k} {v / 60:.1f}" for k, v in times.items()))
 
 
@@ -367,7 +368,7 @@ def build_parser(add_commands: AddCommands | None = None) -> argparse.ArgumentPa
     p.set_defaults(func=_cmd_unpack_data)
 
     p = sub.add_parser("train-wm", help="train (or resume) the RSSM world model of a bundle")
-    add_flags(p, "data", "device", "no-progress")
+    add_flags(p, "data", "device", "no-progress", "init-from")
     p.add_argument("--out", required=True, help="bundle folder; rerunning with the same folder resumes")
     p.add_argument("--body", default=None, help="body name recorded in the bundle (walker, ...)")
     add_settings(p, "world_model", "train.steps=5000 model.deter=512 train.amp=none")
@@ -416,7 +417,7 @@ def build_parser(add_commands: AddCommands | None = None) -> argparse.ArgumentPa
 
     p = sub.add_parser("pipeline", help="build a bundle from nothing: collect, world model, VLM, connector, start "
                                         "states, generalist")
-    add_flags(p, "body", "device", "workers", workers={"help": "collection worker processes"})
+    add_flags(p, "body", "device", "workers", "init-from", workers={"help": "collection worker processes"})
     p.add_argument("--out", required=True, help="bundle folder (rerun to resume; finished stages are skipped)")
     p.add_argument("--data", default=None, help="dataset folder (default data/BODY)")
     p.add_argument("--recipe", default="default", help="dataset recipe (genrl_core/data/recipes.py)")

@@ -17,7 +17,11 @@ FLAGS: dict[str, tuple[str, dict]] = {
     "workers": ("--workers", {"type": int, "default": 1, "help": "parallel worker processes"}),
     "seed": ("--seed", {"type": int, "default": 0, "help": "seed (episodes use seed, seed + 1, ...)"}),
     "size": ("--size", {"type": int, "default": 64, "help": "rendered frame size in pixels"}),
-    "body": ("--body", {"required": True, "help": "walker | cheetah | quadruped"}),
+    "body": ("--body", {"required": True, "help": "walker | cheetah | quadruped | stickman"}),
+    "init-from": ("--init-from", {"default": None,
+                                  "help": "start a new world model from this bundle's (same sizes), e.g. "
+                                          "checkpoints/walker for a new body: it already sees the floor, sky and "
+                                          "light all bodies share"}),
     "vlm-backend": ("--vlm-backend", {"default": "embedded", "help": "embedded (the bundle's, default) | open_clip"}),
     "vlm-arch": ("--vlm-arch", {"default": None, "help": "open_clip architecture, e.g. ViT-B-32"}),
     "vlm-pretrained": ("--vlm-pretrained", {"default": None,

@@ -88,7 +88,8 @@ def train_bundle_generalist(out: Path, data: Path, preset: str, device: str, log
 
 def run_pipeline(body: str, out: str | Path, data: str | Path, preset: str = "small", recipe: str = "default",
                  device: str = "cpu", workers: int = 1, budget_minutes: float | None = None,
-                 overrides: list[str] | None = None, log=print) -> dict[str, float]:
+                 overrides: list[str] | None = None, init_from: str | Path | None = None,
+                 log=print) -> dict[str, float]:
     """Run the unfinished stages in order; returns seconds spent per stage in this call."""
     from genrl_core.data.collect import collect
     from genrl_core.data.recipes import get_recipe
@@ -104,7 +105,7 @@ def run_pipeline(body: str, out: str | Path, data: str | Path, preset: str = "sm
     stages = [
         ("collect", lambda: [collect(body, p, n, data, workers=workers, log=log) for p, n in get_recipe(body, recipe)]),
         ("world_model", lambda: train_world_model(data, out, preset=preset, overrides=overrides, device=device,
-                                                  body=body, log=log)),
+                                                  body=body, init_from=init_from, log=log)),
         ("vlm", lambda: train_vlm(data, out, device=device, preset=preset, log=log)),
         ("connector", lambda: (embed_dataset(data, load_vlm(out, device=device), log=log),
                                train_connector(data, out, device=device, preset=preset, log=log))),

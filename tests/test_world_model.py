@@ -195,3 +195,23 @@ def test_sigterm_saves_a_checkpoint_and_exits(tmp_path, walker_random_data):
     assert proc.returncode == 130 and "interrupted at step" in out
     step = torch.load(Bundle(bundle).train_state_file("world_model"), weights_only=True)["step"]
     assert step >= 10 and json.loads((bundle / "config.json").read_text())["world_model_train"]["step"] == step
+
+
+def test_a_new_world_model_starts_from_another_bundles(tmp_path, walker_random_data, tiny_bundle):
+    """--init-from: step 0 and a fresh optimizer, but the other bundle's weights, so the first update's
+    loss is the trained model's, far below a model started from nothing; other sizes are refused."""
+    one_step = ["train.steps=1", "train.log_every=1"]
+    started = tmp_path / "started"
+    train_world_model(walker_random_data, started, preset="tiny", overrides=one_step, init_from=tiny_bundle, **QUIET)
+    train_world_model(walker_random_data, tmp_path / "scratch", preset="tiny", overrides=one_step, **QUIET)
+    assert _log(started)[0]["loss"] < 0.8 * _log(tmp_path / "scratch")[0]["loss"]
+    cfg = json.loads((started / "config.json").read_text())
+    assert cfg["world_model_train"]["step"] == 1 and cfg["world_model_init"].endswith(tiny_bundle.name)
+    # resuming keeps the record and ignores --init-from (the bundle's own model wins)
+    train_world_model(walker_random_data, started, preset="tiny", overrides=["train.steps=2"], **QUIET)
+    assert json.loads((started / "config.json").read_text())["world_model_init"] == cfg["world_model_init"]
+    with pytest.raises(BundleError, match="other sizes"):
+        train_world_model(walker_random_data, tmp_path / "wide", preset="tiny", overrides=["model.deter=64"],
+                          init_from=tiny_bundle, **QUIET)
+    with pytest.raises(BundleError, match="no world_model.pt"):
+        train_world_model(walker_random_data, tmp_path / "none", preset="tiny", init_from=tmp_path / "nope", **QUIET)

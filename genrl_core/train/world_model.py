@@ -5,8 +5,11 @@
 
 Rerunning with the same --out resumes from `train_state/world_model.pt` (weights,
 optimizer, step, RNG and sampler state). Without that file but with shipped weights it
-warm-starts from `world_model.pt` with a fresh optimizer. Logs go to
-`logs/world_model.jsonl`; `world_model.pt` (weights only) is what the bundle ships.
+warm-starts from `world_model.pt` with a fresh optimizer. With neither, `init_from` starts a
+new body's model from another bundle's world model of the same sizes (step 0, fresh optimizer):
+the frames of every body share the floor, the sky and the lighting, so a new body need not learn
+to see from nothing. Logs go to `logs/world_model.jsonl`; `world_model.pt` (weights only) is what
+the bundle ships.
 """
 
 from __future__ import annotations
@@ -61,6 +64,22 @@ def resolve_configs(out: Path, preset: str, overrides: list[str],
     return model_cfg, train_cfg, bundle
 
 
+def _init_weights(source: Path, model_cfg: RSSMConfig) -> Path:
+    """The world-model file of bundle `source`, checked to have the sizes of `model_cfg`."""
+    files = Bundle(source)
+    if not files.world_model_file.is_file():
+        raise BundleError(f"--init-from {source}: no world_model.pt there")
+    saved = files.config().get("world_model")
+    if saved is None:
+        raise BundleError(f"--init-from {source}: its config.json does not describe its world model")
+    diff = {k: (v, getattr(model_cfg, k)) for k, v in dataclasses.asdict(config_from_dict(saved)).items()
+            if getattr(model_cfg, k) != v}
+    if diff:
+        raise BundleError(f"--init-from {source}: its world model has other sizes (its vs this one's: {diff}); "
+                          f"pick the same --preset and sizes")
+    return files.world_model_file
+
+
 def _dist_info() -> tuple[int, int, int]:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     return int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0")), world
@@ -68,8 +87,9 @@ def _dist_info() -> tuple[int, int, int]:
 
 def train_world_model(data: str | Path, out: str | Path, preset: str = "small", overrides: list[str] | None = None,
                       device: str = "cpu", body: str | None = None, progress: bool = True,
-                      log=print) -> dict[str, Any]:
-    """Train (or resume) the world model of bundle `out` on the episodes in `data`."""
+                      init_from: str | Path | None = None, log=print) -> dict[str, Any]:
+    """Train (or resume) the world model of bundle `out` on the episodes in `data`; `init_from`: a bundle
+    whose world model a new one starts from (ignored when `out` already holds one)."""
     out = Path(out)
     rank, local_rank, world = _dist_info()
     if world > 1 and not dist.is_initialized():
@@ -109,6 +129,10 @@ def train_world_model(data: str | Path, out: str | Path, preset: str = "small", 
         load_weights(model, files.world_model_file)
         step = int(bundle.get("world_model_train", {}).get("step", 0))
         log(f"[train-wm] warm start from {files.world_model_file} at step {step} (no optimizer state found)")
+    elif init_from is not None:
+        load_weights(model, _init_weights(Path(init_from), model_cfg))
+        bundle["world_model_init"] = relative_to_bundle(Path(init_from), out)
+        log(f"[train-wm] new world model initialised from {Path(init_from) / 'world_model.pt'}")
 
     choice = DeviceChoice.choose(dev, cfg.amp, cfg.compile, model_cfg.deter >= PAPER_DETER, cfg.steps - step)
     # RSSM.forward is the loss, so DDP's gradient hooks see the whole update
@@ -119,6 +143,7 @@ def train_world_model(data: str | Path, out: str | Path, preset: str = "small", 
         "body": body or bundle.get("body"), "world_model": dataclasses.asdict(model_cfg),
         "world_model_preset": preset, "world_model_data": relative_to_bundle(data, out),
         "world_model_heldout": [p.name for p in held_out],
+        **({"world_model_init": bundle["world_model_init"]} if "world_model_init" in bundle else {}),
     }
 
     def checkpoint(step: int, elapsed: float) -> None:
