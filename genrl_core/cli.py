@@ -111,7 +111,7 @@ def _cmd_train_vlm(args: argparse.Namespace) -> None:
     from genrl_core.train.vlm import train_vlm
 
     train_vlm(args.data, args.out, preset=args.preset, overrides=settings_given(args), device=args.device,
-              progress=not args.no_progress)
+              progress=not args.no_progress, init_from=args.init_from)
 
 
 def _cmd_embed_dataset(args: argparse.Namespace) -> None:
@@ -385,7 +385,8 @@ def build_parser(add_commands: AddCommands | None = None) -> argparse.ArgumentPa
     p.set_defaults(func=_cmd_eval_wm)
 
     p = sub.add_parser("train-vlm", help="train (or resume) the embedded VLM of a bundle on a dataset")
-    add_flags(p, "data", "device", "no-progress")
+    add_flags(p, "data", "device", "no-progress", "init-from",
+              init_from={"help": "start a new VLM from this bundle's (same sizes), e.g. checkpoints/walker"})
     p.add_argument("--out", required=True, help="bundle folder; rerunning with the same folder resumes")
     add_settings(p, "vlm", "train.steps=500 train.batch=16 model.width=128")
     p.set_defaults(func=_cmd_train_vlm)

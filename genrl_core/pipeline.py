@@ -106,7 +106,7 @@ def run_pipeline(body: str, out: str | Path, data: str | Path, preset: str = "sm
         ("collect", lambda: [collect(body, p, n, data, workers=workers, log=log) for p, n in get_recipe(body, recipe)]),
         ("world_model", lambda: train_world_model(data, out, preset=preset, overrides=overrides, device=device,
                                                   body=body, init_from=init_from, log=log)),
-        ("vlm", lambda: train_vlm(data, out, device=device, preset=preset, log=log)),
+        ("vlm", lambda: train_vlm(data, out, device=device, preset=preset, init_from=init_from, log=log)),
         ("connector", lambda: (embed_dataset(data, load_vlm(out, device=device), log=log),
                                train_connector(data, out, device=device, preset=preset, log=log))),
         ("start_states", lambda: build_start_states(Bundle(out).load_world_model(device), data, out,

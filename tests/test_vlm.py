@@ -8,6 +8,7 @@ import open_clip
 import pytest
 import torch
 
+from genrl_core.bundle import BundleError
 from genrl_core.cli import main
 from genrl_core.config import preset
 from genrl_core.data import EpisodeStore
@@ -123,6 +124,27 @@ def test_tiny_contrastive_training_loss_falls_and_bundle_loads(tmp_path, walker_
         "image"][:8])[None]
     torch.testing.assert_close(vlm.embed_video(frames), res["vlm"].embed_video(frames), atol=1e-5, rtol=1e-4)
     assert not any(k.startswith("clip.text.") for k in torch.load(bundle / "vlm.pt", weights_only=True))
+
+
+def test_a_new_vlm_starts_from_another_bundles(tmp_path, walker_random_data):
+    """--init-from: one update away from the other bundle's VLM (a scratch start, of another seed, is
+    far from it), recorded in config.json; a VLM of other sizes is refused."""
+    one = ["train.steps=1", "train.batch=4"]
+    other = tmp_path / "other"
+    train_vlm(walker_random_data, other, preset="tiny", overrides=[*one, "train.seed=1"], **QUIET)
+    source = torch.load(other / "vlm.pt", weights_only=True)
+
+    def distance(bundle):
+        trained = torch.load(bundle / "vlm.pt", weights_only=True)
+        return max((trained[k].float() - v.float()).abs().max().item() for k, v in source.items())
+
+    train_vlm(walker_random_data, tmp_path / "started", preset="tiny", overrides=one, init_from=other, **QUIET)
+    train_vlm(walker_random_data, tmp_path / "scratch", preset="tiny", overrides=one, **QUIET)
+    assert distance(tmp_path / "started") < 0.01 < distance(tmp_path / "scratch")
+    assert json.loads((tmp_path / "started" / "config.json").read_text())["vlm_init"] == "../other"
+    with pytest.raises(BundleError, match="other sizes"):
+        train_vlm(walker_random_data, tmp_path / "wide", preset="tiny", overrides=[*one, "model.width=96"],
+                  init_from=other, **QUIET)
 
 
 def test_embed_dataset_caches_per_vlm(tmp_path, walker_random_data, tiny_embedded):

@@ -99,10 +99,24 @@ class CaptionCache:
         return torch.stack([self.cache[t] for t in texts])
 
 
+def _init_state(source: Path, model_cfg: EmbeddedVLMConfig) -> dict[str, torch.Tensor]:
+    """The trainable VLM weights of bundle `source`, checked to be of the sizes of `model_cfg`."""
+    files = Bundle(source)
+    saved = files.config().get("vlm", {})
+    if not files.vlm_file.is_file() or saved.get("backend") != "embedded":
+        raise BundleError(f"--init-from {source}: no embedded VLM there")
+    if saved.get("config") != dataclasses.asdict(model_cfg):
+        raise BundleError(f"--init-from {source}: its VLM has other sizes ({saved.get('config')})")
+    return torch.load(files.vlm_file, map_location="cpu", weights_only=True)
+
+
 def train_vlm(data: str | Path, out: str | Path, preset: str = "small", overrides: list[str] | None = None,
-              device: str = "cpu", progress: bool = True, log=print) -> dict[str, Any]:
+              device: str = "cpu", progress: bool = True, init_from: str | Path | None = None,
+              log=print) -> dict[str, Any]:
     """Train (or resume) the embedded VLM of bundle `out`. `overrides`: `model.KEY=VALUE` and
-    `train.KEY=VALUE` over the preset; without model overrides, a resumed bundle keeps its sizes."""
+    `train.KEY=VALUE` over the preset; without model overrides, a resumed bundle keeps its sizes.
+    `init_from`: a bundle whose VLM (same sizes) a new one starts from, as a new body's model starts
+    from a trained body's words and frames (step 0, fresh optimizer; ignored when resuming)."""
     overrides = list(overrides or [])
     sections = apply_overrides(get_preset("vlm", preset), overrides)
     out, dev = Path(out), torch.device(device)
@@ -132,11 +146,15 @@ def train_vlm(data: str | Path, out: str | Path, preset: str = "small", override
         opt.load_state_dict(state["optimizer"])
         step = run.step
         log(f"[train-vlm] resumed {out} at step {step}")
+    elif init_from is not None:
+        model.load_state_dict(_init_state(Path(init_from), model_cfg), strict=False)
+        bundle["vlm_init"] = relative_to_bundle(Path(init_from), out)
+        log(f"[train-vlm] new VLM initialised from {Bundle(init_from).vlm_file}")
     loss_fn = open_clip.ClipLoss()
     captions = CaptionCache(model, dev)
     meta = {"body": bundle.get("body") or windows.body, "vlm": {
         "backend": "embedded", "config": dataclasses.asdict(model_cfg), "data": relative_to_bundle(data, out),
-        "heldout": [p.name for p in held]}}
+        "heldout": [p.name for p in held]}, **({"vlm_init": bundle["vlm_init"]} if "vlm_init" in bundle else {})}
 
     def checkpoint(elapsed: float) -> None:
         run.save(step, elapsed, model=model.trainable_state(), optimizer=opt.state_dict())
