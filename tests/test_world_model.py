@@ -1,5 +1,6 @@
 """RSSM world model: learning, save/load, resume, errors, DDP, open-loop evaluation."""
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -215,3 +216,19 @@ def test_a_new_world_model_starts_from_another_bundles(tmp_path, walker_random_d
                           init_from=tiny_bundle, **QUIET)
     with pytest.raises(BundleError, match="no world_model.pt"):
         train_world_model(walker_random_data, tmp_path / "none", preset="tiny", init_from=tmp_path / "nope", **QUIET)
+
+
+def test_adopting_another_bodys_model_keeps_all_but_its_action_inputs():
+    """A 12-d-action model (quadruped) takes a 6-d one's (walker) weights: every tensor but the action
+    columns of the dynamics' input layer, which keep their fresh values."""
+    walker, quadruped = RSSM(TINY), RSSM(dataclasses.replace(TINY, action_dim=12))
+    fresh = quadruped.img_in[0].weight.detach().clone()
+    quadruped.adopt(walker.state_dict())
+    stoch_dim = TINY.stoch * TINY.classes
+    for key, value in walker.state_dict().items():
+        if key != "img_in.0.weight":
+            assert torch.equal(quadruped.state_dict()[key], value), key
+    adopted = quadruped.img_in[0].weight
+    assert torch.equal(adopted[:, :stoch_dim], walker.img_in[0].weight[:, :stoch_dim])
+    assert torch.equal(adopted[:, stoch_dim:], fresh[:, stoch_dim:])
+    assert not torch.equal(adopted[:, :stoch_dim], fresh[:, :stoch_dim])

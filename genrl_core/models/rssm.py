@@ -77,6 +77,17 @@ class RSSM(nn.Module):
         self.prior_head = mlp(cfg.deter, cfg.hidden, cfg.stoch_dim)
         self.decoder = ConvDecoder(cfg.stoch_dim, cfg.depth)
 
+    def adopt(self, state: dict[str, torch.Tensor]) -> None:
+        """Take the weights of a model of the same sizes but maybe another action size (another
+        body): all of them, except that the action columns of the dynamics' input layer, which mean
+        other joints there, keep this model's fresh ones."""
+        key = "img_in.0.weight"  # (hidden, stoch_dim + action_dim): the state's columns come first
+        if key in state and state[key].shape != self.img_in[0].weight.shape:
+            mixed = self.img_in[0].weight.detach().clone()
+            mixed[:, :self.cfg.stoch_dim] = state[key][:, :self.cfg.stoch_dim]
+            state = {**state, key: mixed}
+        self.load_state_dict(state)
+
     # ------------------------------------------------------------- distributions
     def _probs(self, logits: torch.Tensor) -> torch.Tensor:
         return categorical_probs(logits.reshape(*logits.shape[:-1], self.cfg.stoch, self.cfg.classes),

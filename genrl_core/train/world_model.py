@@ -6,7 +6,8 @@
 Rerunning with the same --out resumes from `train_state/world_model.pt` (weights,
 optimizer, step, RNG and sampler state). Without that file but with shipped weights it
 warm-starts from `world_model.pt` with a fresh optimizer. With neither, `init_from` starts a
-new body's model from another bundle's world model of the same sizes (step 0, fresh optimizer):
+new body's model from another bundle's world model of the same sizes (step 0, fresh optimizer;
+where the bodies' action sizes differ, only the action inputs start fresh):
 the frames of every body share the floor, the sky and the lighting, so a new body need not learn
 to see from nothing. Logs go to `logs/world_model.jsonl`; `world_model.pt` (weights only) is what
 the bundle ships.
@@ -64,20 +65,24 @@ def resolve_configs(out: Path, preset: str, overrides: list[str],
     return model_cfg, train_cfg, bundle
 
 
-def _init_weights(source: Path, model_cfg: RSSMConfig) -> Path:
-    """The world-model file of bundle `source`, checked to have the sizes of `model_cfg`."""
+def _adopt_weights(model: RSSM, source: Path) -> None:
+    """Start `model` from the world model of bundle `source`: of the same sizes, but maybe of another
+    body with another action size (those inputs start fresh; `RSSM.adopt`)."""
     files = Bundle(source)
     if not files.world_model_file.is_file():
         raise BundleError(f"--init-from {source}: no world_model.pt there")
     saved = files.config().get("world_model")
     if saved is None:
         raise BundleError(f"--init-from {source}: its config.json does not describe its world model")
-    diff = {k: (v, getattr(model_cfg, k)) for k, v in dataclasses.asdict(config_from_dict(saved)).items()
-            if getattr(model_cfg, k) != v}
+    theirs = config_from_dict(saved)
+    diff = {k: (v, getattr(model.cfg, k)) for k, v in dataclasses.asdict(theirs).items()
+            if getattr(model.cfg, k) != v and k != "action_dim"}
     if diff:
         raise BundleError(f"--init-from {source}: its world model has other sizes (its vs this one's: {diff}); "
                           f"pick the same --preset and sizes")
-    return files.world_model_file
+    source_model = RSSM(theirs)
+    load_weights(source_model, files.world_model_file)  # names any tensor the file lacks
+    model.adopt(source_model.state_dict())
 
 
 def _dist_info() -> tuple[int, int, int]:
@@ -130,7 +135,7 @@ def train_world_model(data: str | Path, out: str | Path, preset: str = "small", 
         step = int(bundle.get("world_model_train", {}).get("step", 0))
         log(f"[train-wm] warm start from {files.world_model_file} at step {step} (no optimizer state found)")
     elif init_from is not None:
-        load_weights(model, _init_weights(Path(init_from), model_cfg))
+        _adopt_weights(model, Path(init_from))
         bundle["world_model_init"] = relative_to_bundle(Path(init_from), out)
         log(f"[train-wm] new world model initialised from {Path(init_from) / 'world_model.pt'}")
 
