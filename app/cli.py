@@ -1,7 +1,7 @@
 """`genrl`, the console script: the core's commands (genrl_core/cli.py) and the app's, `serve` and
 `worker`, which only the app knows how to run (genrl_core never imports the app).
 
-    genrl serve --bundle checkpoints/walker       # the web app: REST API + UI
+    genrl serve                                   # the web app (REST API + UI) on every shipped bundle
     genrl worker --runs runs/app --device cuda:1  # one more process running the server's queued jobs
 """
 
@@ -14,6 +14,9 @@ from collections.abc import Sequence
 from genrl_core import cli as core
 from genrl_core.cli_flags import add_flags
 from genrl_core.errors import ConfigError
+
+SERVED_BUNDLES = {"default": None, "help": "bundle folder(s), one per body, comma-separated (default: GENRL_BUNDLE, "
+                                           "else every bundle in checkpoints/, the walker's first)"}
 
 
 def _cmd_serve(args: argparse.Namespace) -> None:
@@ -46,7 +49,7 @@ def add_app_commands(sub: argparse._SubParsersAction) -> None:
     from app.config import AppConfig
 
     p = sub.add_parser("serve", help="start the web app (REST API + UI) on a bundle")
-    add_flags(p, "bundle")
+    add_flags(p, "bundle", bundle=SERVED_BUNDLES)
     _add_job_store_flags(p, "folder of job artefacts, uploads, learned policies and caches, and of the job database "
                             "unless --db says otherwise (default: GENRL_RUNS, else runs/app)")
     p.add_argument("--host", default="127.0.0.1", help="0.0.0.0 to listen on all interfaces")
@@ -63,7 +66,7 @@ def add_app_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("worker", help="run queued learning jobs of a server's job database (e.g. one per GPU)")
     add_flags(p, "bundle", "device",
               bundle={"default": None, "help": "bundle folder(s), comma-separated, as the server's "
-                                               "(default: GENRL_BUNDLE, else checkpoints/walker)"},
+                                               "(default: GENRL_BUNDLE, else every bundle in checkpoints/)"},
               device={"default": None, "help": "cpu | cuda | cuda:K | auto (default: GENRL_DEVICE, else auto)"})
     _add_job_store_flags(p, "the server's runs folder (default: GENRL_RUNS, else runs/app)")
     p.add_argument("--jobs", type=int, default=1, help="jobs this worker runs at once")

@@ -6,7 +6,14 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-DEFAULT_BUNDLE = "checkpoints/walker"
+SHIPPED_DIR = Path("checkpoints")
+DEFAULT_BUNDLE = SHIPPED_DIR / "walker"  # served first: the body a request that names none gets
+
+
+def shipped_bundles() -> list[Path]:
+    """Every bundle shipped in checkpoints/ (a folder with a world model), the walker's first."""
+    found = [f.parent for f in sorted(SHIPPED_DIR.glob("*/world_model.pt")) if (f.parent / "config.json").is_file()]
+    return sorted(found, key=lambda d: d != DEFAULT_BUNDLE) or [DEFAULT_BUNDLE]
 
 
 def _env(name: str, default: str | None = None) -> str | None:
@@ -16,7 +23,7 @@ def _env(name: str, default: str | None = None) -> str | None:
 
 @dataclass
 class AppConfig:
-    bundles: list[Path] = field(default_factory=lambda: [Path(DEFAULT_BUNDLE)])  # one per body
+    bundles: list[Path] = field(default_factory=shipped_bundles)  # one per body (default: all shipped)
     db: Path = Path("runs/app/jobs.sqlite")          # SQLite job store
     runs: Path = Path("runs/app")                     # job artefacts, uploads, policies, caches
     device: str = "auto"                              # cpu | cuda | auto (cuda when available)

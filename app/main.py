@@ -1,6 +1,6 @@
 """The app: one FastAPI server with the REST API and the Gradio UI mounted at /ui.
 
-    genrl serve                                   # shipped walker bundle on http://127.0.0.1:7860/
+    genrl serve                                   # every shipped bundle on http://127.0.0.1:7860/
     uvicorn app.main:app --host 0.0.0.0           # the same, configured by GENRL_* env vars
 """
 
@@ -151,7 +151,7 @@ def create_app(bundle: str | Path | list[str | Path] | None = None, db: str | Pa
 _CSS = ".genrl-video video { max-height: 256px; object-fit: contain; image-rendering: pixelated; }"
 
 
-def serve(bundle: str = "checkpoints/walker", host: str = "127.0.0.1", port: int = 7860, db: str | None = None,
+def serve(bundle: str | None = None, host: str = "127.0.0.1", port: int = 7860, db: str | None = None,
           max_jobs: int = 1, token: str | None = None, **settings: Any) -> None:
     """Start the app with uvicorn and print its URL (`genrl serve` calls this)."""
     import uvicorn

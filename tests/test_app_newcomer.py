@@ -15,6 +15,7 @@ import pytest
 from fastapi.testclient import TestClient
 from helpers_jobs import finished
 
+from app.config import AppConfig
 from app.main import create_app
 from app.service import Services
 from app.ui import build_ui
@@ -135,3 +136,14 @@ def test_each_action_first_empties_the_results_an_earlier_one_showed(svc):
 
 def build_ui_fn(svc: Services, name: str):
     return next(f.fn for f in build_ui(svc).fns.values() if f.name == name)
+
+
+def test_serve_without_bundles_named_serves_every_shipped_one_walker_first(tmp_path, monkeypatch):
+    for name in ("cheetah", "walker", "half_built"):
+        (tmp_path / "checkpoints" / name).mkdir(parents=True)
+        (tmp_path / "checkpoints" / name / "config.json").write_text("{}")
+        if name != "half_built":  # a folder without a world model is no bundle yet
+            (tmp_path / "checkpoints" / name / "world_model.pt").write_bytes(b"")
+    monkeypatch.chdir(tmp_path)
+    assert AppConfig.from_env().bundles == [Path("checkpoints/walker"), Path("checkpoints/cheetah")]
+    assert AppConfig.from_env(bundles="checkpoints/cheetah").bundles == [Path("checkpoints/cheetah")]
