@@ -25,7 +25,7 @@ from torch import nn
 
 import genrl_core
 from genrl_core.errors import BundleError
-from genrl_core.fileio import atomic_write
+from genrl_core.fileio import atomic_write, file_lock
 from genrl_core.models.actor_critic import Actor
 from genrl_core.models.aligner import Aligner
 from genrl_core.models.connector import Connector
@@ -155,8 +155,10 @@ class Bundle:
         return read_config(self.path)
 
     def update_config(self, sections: dict[str, Any]) -> None:
-        """Write `sections` into config.json over what it holds (a trainer records its own sections)."""
-        write_config(self.path, {**self.config(), **sections})
+        """Write `sections` into config.json over what it holds (a trainer records its own sections);
+        trainers of one bundle may run at once (the world model beside the VLM), hence the lock."""
+        with file_lock(self.path / CONFIG_FILE):
+            write_config(self.path, {**self.config(), **sections})
 
     # ------------------------------------------------------------ world model
     def world_model_digest(self) -> str:

@@ -1,10 +1,13 @@
-"""Atomic file writes: a crash never leaves a torn file under the final name."""
+"""Atomic file writes: a crash never leaves a torn file under the final name; a lock file for
+read-modify-write updates that several processes make to one file."""
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
@@ -29,3 +32,18 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[BinaryIO], objec
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+@contextlib.contextmanager
+def file_lock(path: str | os.PathLike[str]) -> Iterator[None]:
+    """Hold an exclusive lock on the dot-file `.NAME.lock` beside `path` (waits for other holders),
+    so that processes updating one file (trainers of one bundle's config.json) never lose each
+    other's writes."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.parent / f".{path.name}.lock", "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import multiprocessing
 import subprocess
 import sys
 from pathlib import Path
@@ -75,3 +76,24 @@ def test_old_bf16_settings_map_to_amp_and_keep_their_slug(tmp_path):
     assert store.slug(Prompt.text("sit"), auto) != store.slug(Prompt.text("sit"), BehaviourConfig())
     with pytest.raises(ConfigError, match="loss scaling"):
         BehaviourConfig(amp="fp16")
+
+
+def _record_many(bundle: str, who: str, start) -> None:
+    start.wait()
+    for i in range(150):
+        Bundle(bundle).update_config({f"{who}_{i}": i})
+
+
+def test_trainers_updating_one_config_at_once_lose_nothing(tmp_path):
+    """The world-model and VLM trainers of one bundle may run side by side; each update of
+    config.json keeps every section the other wrote."""
+    ctx = multiprocessing.get_context("spawn")
+    start = ctx.Barrier(2)
+    procs = [ctx.Process(target=_record_many, args=(str(tmp_path), who, start)) for who in ("wm", "vlm")]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+    assert all(p.exitcode == 0 for p in procs)
+    cfg = Bundle(tmp_path).config()
+    assert {f"{who}_{i}" for who in ("wm", "vlm") for i in range(150)} <= set(cfg)
