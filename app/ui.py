@@ -285,7 +285,7 @@ class LearnTab:
                                        info="this server asks for its token to show targets, take videos, "
                                             "learn and replay: paste it here", elem_id="token")
                     names = svc.body_names()
-                    body = gr.Dropdown(names, value=names[0], label="Body")
+                    body = gr.Dropdown(names, value=names[0], label="Body", elem_id="body")
                     prompt = gr.Textbox(label="Prompt", placeholder="e.g. stand up straight", lines=2,
                                         max_lines=4, elem_id="prompt")
                     # the body's own tasks' prompts, replaced when another body is picked

@@ -48,6 +48,21 @@ def tiny_bundle(tmp_path_factory, walker_random_data):
 
 
 @pytest.fixture(scope="session")
+def tiny_cheetah_bundle(tmp_path_factory, tiny_bundle):
+    """A second body's tiny bundle, from two real random cheetah episodes, its world model and VLM
+    started from the tiny walker's (`--init-from`), as a new body's are: for serving two bodies."""
+    data = tmp_path_factory.mktemp("cheetah_random")
+    collect("cheetah", "random", 2, data, seed=0, log=lambda *_: None)
+    bundle = tmp_path_factory.mktemp("cheetah_bundle")
+    train_world_model(data, bundle, preset="tiny", overrides=["train.steps=5"], body="cheetah", init_from=tiny_bundle,
+                      **QUIET)
+    train_vlm(data, bundle, preset="tiny", overrides=["train.steps=2"], init_from=tiny_bundle, **QUIET)
+    embed_dataset(data, load_vlm(bundle), log=lambda *_: None)
+    train_connector(data, bundle, preset="tiny", overrides=["train.steps=10", "train.log_every=5"], **QUIET)
+    return bundle
+
+
+@pytest.fixture(scope="session")
 def generalist_bundle(tmp_path_factory, tiny_bundle):
     """A copy of the tiny bundle with a tiny trained generalist (zero-shot use: GenRL.act, /act)."""
     import shutil

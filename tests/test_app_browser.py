@@ -10,6 +10,7 @@ import pytest
 
 from app.background import running
 from app.main import create_app
+from app.service import parse_prompt
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 
@@ -131,3 +132,33 @@ def test_a_refused_learn_is_one_message_not_an_error_badge_on_every_panel(chromi
         finally:
             browser.close()
     assert app.state.services.store.list() == []  # and nothing was queued
+
+
+def test_switching_body_shows_its_examples_and_its_target(chromium, tiny_bundle, tiny_cheetah_bundle, tmp_path):
+    """Two bodies served at once: picking the cheetah in the Body menu replaces the walker's example
+    prompts with the cheetah's, and Target then decodes the prompt on the cheetah's bundle."""
+    from playwright.sync_api import sync_playwright
+
+    app = create_app([tiny_bundle, tiny_cheetah_bundle], db=tmp_path / "jobs.sqlite", runs=tmp_path / "runs",
+                     eval_episodes=0)
+    with running(app) as url, sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=chromium, args=ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.goto(f"{url}/ui/")
+            page.wait_for_function(f"{text('#status')}.includes('cheetah ready')", timeout=60_000)
+            assert "kneel on your knees" in page.inner_text("#examples")
+            page.click("#body input")
+            page.click("ul[role='listbox'] >> text=cheetah")
+            page.wait_for_function(f"{text('#examples')}.includes('stand up on your back legs')", timeout=30_000)
+            assert "kneel on your knees" not in page.inner_text("#examples")
+            page.click("#examples >> text=run fast")
+            page.click("#target-btn")
+            page.wait_for_selector("#target-video video[src]", timeout=60_000)
+        finally:
+            browser.close()
+    svc = app.state.services  # the video shown is the cheetah's decoded target, not the walker's
+    cheetah = svc.bodies.body("cheetah")
+    assert svc.targets.path("cheetah", cheetah.version, parse_prompt("run fast").identity, 32, True).is_file()
+    assert not svc.targets.path("walker", svc.bodies.body("walker").version, parse_prompt("run fast").identity, 32,
+                                True).exists()
