@@ -1,6 +1,7 @@
 """One resumable command that builds a body's bundle from nothing:
 
     collect -> world model -> VLM -> embed dataset -> connector + aligner -> start states -> generalist
+    -> stock policies (the standard tasks' stock prompts, learned and scored in the real simulator)
 
     genrl pipeline --body walker --out checkpoints/walker --data data/walker
     genrl pipeline --body walker --out runs/walker --preset paper --device cuda --budget-minutes 9
@@ -69,7 +70,50 @@ def stage_status(out: Path, data: Path, body: str, recipe: str, preset: str) -> 
         "connector": bool(conn_train) and conn_train.get("step", 0) >= conn_train.get("steps", 1),
         "start_states": files.start_states_current(),
         "generalist": files.world_model_file.is_file() and generalist_problem(out, files.world_model_digest()) is None,
+        "stock_policies": stock_policies_done(out, body),
     }
+
+
+def stock_prompts(body: str) -> list[tuple[str, str]]:
+    """(task, prompt) of the body's standard tasks: the policies a bundle ships, so that the CLI and
+    the app reuse them at once and show their real scores."""
+    from genrl_core.envs import STOCK_PROMPTS, body_tasks
+
+    return [(t.name, STOCK_PROMPTS[t.name]) for t in body_tasks(body) if t.standard]
+
+
+def stock_policies_done(out: Path, body: str) -> bool:
+    """Every stock prompt has a finished policy on the current world model, with its real-env record."""
+    from genrl_core.evaluate import RECORD_FILE
+    from genrl_core.policies import read_meta
+
+    files = Bundle(out)
+    if not files.world_model_file.is_file():
+        return False
+    digest = files.world_model_digest()
+    done = {meta.prompt for folder in sorted((out / "policies").glob("*"))
+            if (meta := read_meta(folder)) is not None and meta.finished and meta.world_model == digest
+            and (folder / RECORD_FILE).is_file()}
+    return all(prompt in done for _, prompt in stock_prompts(body))
+
+
+def learn_stock_policies(out: Path, body: str, preset: str, device: str, log) -> None:
+    """The stock-policies stage: each stock prompt learned with the preset's default settings (a
+    finished one is reused) and scored on its task (seeds 1000 on), the score and episode 0's video
+    kept in the policy's folder as `genrl evaluate --record` keeps them."""
+    from genrl_core.agent import GenRL
+    from genrl_core.evaluate import RECORD_FILE, RECORD_VIDEO, write_record
+
+    agent = GenRL.load(out, device=device, behaviour_preset=preset)
+    episodes = 1 if preset == "tiny" else 3
+    for task, prompt in stock_prompts(body):
+        policy = agent.learn(prompt, progress=False)
+        if (policy.path / RECORD_FILE).is_file():
+            continue
+        result = agent.evaluate(policy, task, episodes, policy.path / RECORD_VIDEO, seed=1000)
+        write_record(policy.path, result, 1000)
+        log(f"[pipeline] {prompt!r} ({policy.slug}, {policy.meta.updates_done} updates) on {task}: "
+            f"normalised {result['normalised']}, returns {result['returns']}")
 
 
 # the tiny preset's generalist: a few updates on a small pool, so that a tiny pipeline ends in seconds
@@ -112,6 +156,7 @@ def run_pipeline(body: str, out: str | Path, data: str | Path, preset: str = "sm
         ("start_states", lambda: build_start_states(Bundle(out).load_world_model(device), data, out,
                                                     count=512 if preset == "tiny" else 4096, log=log)),
         ("generalist", lambda: train_bundle_generalist(out, data, preset, device, log)),
+        ("stock_policies", lambda: learn_stock_policies(out, body, preset, device, log)),
     ]
     deadline = time.time() + budget_minutes * 60 if budget_minutes else None
     for name, run in stages:

@@ -8,6 +8,7 @@ import pytest
 from genrl_core.agent import GenRL
 from genrl_core.cli import main
 from genrl_core.data import EpisodeStore
+from genrl_core.evaluate import read_record
 from genrl_core.pipeline import BudgetExhausted, run_pipeline, stage_status, time_budget
 
 QUIET = {"log": lambda *_: None}
@@ -39,16 +40,20 @@ def test_pipeline_in_chunks_then_complete_then_skips(tmp_path, capsys):
     assert not list(data.glob(".*.tmp"))  # no torn episode files
     # the same command again finishes every stage
     times = run_pipeline("walker", out, data, preset="tiny", recipe="tiny", **QUIET)
-    assert set(times) == {"collect", "world_model", "vlm", "connector", "start_states", "generalist"}
+    assert set(times) == {"collect", "world_model", "vlm", "connector", "start_states", "generalist", "stock_policies"}
     assert all(stage_status(out, data, "walker", "tiny", "tiny").values())
     assert len(EpisodeStore(data)) == 3
     agent = GenRL.load(out)
     assert agent.target("stand up straight", steps=8).shape[0] == 8
     assert agent.act("stand up straight").slug.startswith("instant-")  # the bundle's generalist acts at once
+    # the standard tasks' stock prompts ship learned, each with its real-env score
+    shipped = {p.meta.prompt: read_record(p.path) for p in agent.policies.list()}
+    assert set(shipped) == {"stand up straight", "walk forward", "run fast"}
+    assert all(r is not None and r["episodes"] == 1 and r["task"].startswith("walker_") for r in shipped.values())
     # and a third run has nothing left to do
     assert main(["pipeline", "--body", "walker", "--out", str(out), "--data", str(data), "--preset", "tiny",
                  "--recipe", "tiny"]) == 0
-    assert capsys.readouterr().out.count("finished, skipping") == 6
+    assert capsys.readouterr().out.count("finished, skipping") == 7
 
 
 def test_pipeline_rejects_unknown_recipe(tmp_path, capsys):
