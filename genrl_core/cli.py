@@ -417,7 +417,7 @@ def build_parser(add_commands: AddCommands | None = None) -> argparse.ArgumentPa
     p.set_defaults(func=_cmd_target)
 
     p = sub.add_parser("pipeline", help="build a bundle from nothing: collect, world model, VLM, connector, start "
-                                        "states, generalist, stock policies")
+                                        "states, stock policies, generalist")
     add_flags(p, "body", "device", "workers", "init-from", workers={"help": "collection worker processes"})
     p.add_argument("--out", required=True, help="bundle folder (rerun to resume; finished stages are skipped)")
     p.add_argument("--data", default=None, help="dataset folder (default data/BODY)")

@@ -1,7 +1,7 @@
 """One resumable command that builds a body's bundle from nothing:
 
-    collect -> world model -> VLM -> embed dataset -> connector + aligner -> start states -> generalist
-    -> stock policies (the standard tasks' stock prompts, learned and scored in the real simulator)
+    collect -> world model -> VLM -> embed dataset -> connector + aligner -> start states -> stock policies
+    (the standard tasks' stock prompts, learned and scored in the real simulator) -> generalist
 
     genrl pipeline --body walker --out checkpoints/walker --data data/walker
     genrl pipeline --body walker --out runs/walker --preset paper --device cuda --budget-minutes 9
@@ -155,8 +155,9 @@ def run_pipeline(body: str, out: str | Path, data: str | Path, preset: str = "sm
                                train_connector(data, out, device=device, preset=preset, log=log))),
         ("start_states", lambda: build_start_states(Bundle(out).load_world_model(device), data, out,
                                                     count=512 if preset == "tiny" else 4096, log=log)),
-        ("generalist", lambda: train_bundle_generalist(out, data, preset, device, log)),
+        # the stock policies before the generalist: they make the bundle useful in the app sooner
         ("stock_policies", lambda: learn_stock_policies(out, body, preset, device, log)),
+        ("generalist", lambda: train_bundle_generalist(out, data, preset, device, log)),
     ]
     deadline = time.time() + budget_minutes * 60 if budget_minutes else None
     for name, run in stages:
