@@ -15,17 +15,18 @@ import pytest
 from fastapi.testclient import TestClient
 from helpers_jobs import finished
 
-from app.config import AppConfig
+from app.config import AppConfig, shipped_bundles
 from app.main import create_app
 from app.service import Services
 from app.ui import build_ui
 from genrl_core.agent import GenRL
+from genrl_core.bundle import Bundle
 from genrl_core.cli import main
 from genrl_core.evaluate import RECORD_FILE, RECORD_KEYS, RECORD_VIDEO, read_record
+from genrl_core.policies import read_meta
 
 # gradio's own use of pandas, not ours
 pytestmark = pytest.mark.filterwarnings("ignore:.*no_silent_downcasting", "ignore:The copy keyword is deprecated")
-SHIPPED = Path("checkpoints/walker/policies")
 
 
 @pytest.fixture(scope="module")
@@ -55,10 +56,17 @@ def test_evaluate_record_keeps_the_score_and_episode_0_in_the_policys_folder(shi
     assert "--record keeps whole episodes" in capsys.readouterr().err
 
 
-def test_every_shipped_walker_policy_carries_its_real_env_record():
-    folders = sorted(p for p in SHIPPED.iterdir() if (p / "meta.json").exists())
-    assert len(folders) >= 5
+@pytest.mark.parametrize("bundle", shipped_bundles(), ids=lambda b: b.name)
+def test_every_shipped_bundle_is_small_and_its_policies_carry_their_real_env_records(bundle):
+    """What `genrl serve` serves by default: each bundle under 50 MB (its tracked files: no training
+    state), its stock policies learned on its own world model, each with a 3-episode real score."""
+    tracked = [f for f in bundle.rglob("*") if f.is_file() and "train_state" not in f.parts]
+    assert sum(f.stat().st_size for f in tracked) < 50 << 20
+    digest = Bundle(bundle).world_model_digest()
+    folders = sorted(p for p in (bundle / "policies").iterdir() if (p / "meta.json").exists())
+    assert len(folders) >= (5 if bundle.name == "walker" else 1)
     for folder in folders:
+        assert read_meta(folder).world_model == digest, folder
         record = read_record(folder)
         assert record is not None and record["episodes"] == 3 and record["seeds"] == [1000, 1001, 1002], folder
         assert isinstance(record["normalised"], float) and record["expert_return"] is not None, folder
