@@ -26,16 +26,21 @@ from genrl_core.video import write_mp4
 
 # (random, expert) returns per task, and where each number comes from.
 #  paper: GenRL (Mazzaglia et al. 2024), the reference returns in docs/GENRL.md section 7.
-#  ours-random: mean of the 40 random-policy episodes of our walker dataset (seed 0).
+#  ours-random: mean of the 40 random-policy episodes of the body's default dataset (seed 0).
 #  ours-expert: best episode of our MPC expert on the true state (checkpoints/experts, dataset).
 #  ceiling: no expert exists for a held-out task; 1000 is the most the reward can give.
 _REFERENCES: dict[str, dict[str, tuple[float, float]]] = {  # source -> task -> (random, expert)
     "paper": {"walker_stand": (150.0, 970.0), "walker_walk": (45.0, 960.0), "walker_run": (30.0, 770.0),
-              "cheetah_run": (9.0, 890.0), "quadruped_walk": (10.0, 960.0), "quadruped_run": (10.0, 930.0),
+              "cheetah_run": (9.0, 890.0), "quadruped_stand": (15.0, 990.0), "quadruped_walk": (10.0, 960.0),
+              "quadruped_run": (10.0, 930.0),
               "stickman_stand": (70.0, 970.0), "stickman_walk": (35.0, 960.0), "stickman_run": (25.0, 830.0)},
-    "ours-random / ours-expert": {"walker_lying_down": (769.0, 987.0), "walker_sit_knees": (28.0, 975.0)},
+    "ours-random / ours-expert": {"walker_lying_down": (769.0, 987.0), "walker_sit_knees": (28.0, 975.0),
+                                  "cheetah_standing": (115.6, 975.6)},
     "ours-random / ceiling": {"walker_legs_up": (176.0, 1000.0), "walker_one_foot": (12.0, 1000.0),
-                              "walker_high_kick": (9.0, 1000.0), "walker_flip": (399.0, 1000.0)},
+                              "walker_high_kick": (9.0, 1000.0), "walker_flip": (399.0, 1000.0),
+                              # the MPC expert cannot turn the cheetah over (returns below 1)
+                              "cheetah_lying_down": (13.2, 1000.0), "cheetah_run_backward": (22.3, 1000.0),
+                              "cheetah_flip": (211.6, 1000.0)},
 }
 REFERENCE_RETURNS: dict[str, tuple[float, float, str]] = {
     task: (*returns, source) for source, tasks in _REFERENCES.items() for task, returns in tasks.items()}
