@@ -26,7 +26,7 @@ from genrl_core.config import preset as get_preset
 from genrl_core.envs.pixel_env import PixelEnv
 from genrl_core.envs.tasks import body_tasks
 from genrl_core.errors import ConfigError
-from genrl_core.evaluate import TASK_PHRASES, run_policy
+from genrl_core.evaluate import RECORD_VIDEO, TASK_PHRASES, run_policy, write_record
 from genrl_core.generalist import InstantPolicy, generalist_values, load_generalist
 from genrl_core.models.actor_critic import Actor, feature
 from genrl_core.models.aligner import Aligner
@@ -328,3 +328,12 @@ class GenRL:
         if not 1 <= int(episodes) <= 100:
             raise PromptError(f"episodes must be between 1 and 100, got {episodes}")
         return run_policy(self.wm, actor, task, int(episodes), seed, video, max_steps, keep_actions)
+
+    def record(self, policy: str | LearnedPolicy, task: str | None = None, episodes: int = 3,
+               seed: int = 1000) -> dict[str, Any]:
+        """`evaluate` on whole episodes, kept in the policy's folder: the score as `RECORD_FILE` and
+        episode 0 as `RECORD_VIDEO` (what the app shows for a policy, `genrl evaluate --record`)."""
+        folder = self.policies.get(policy).path
+        result = self.evaluate(policy, task, episodes, folder / RECORD_VIDEO, seed)
+        write_record(folder, result, seed)
+        return result

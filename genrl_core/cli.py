@@ -180,21 +180,22 @@ def _cmd_learn(args: argparse.Namespace) -> None:
 def _cmd_evaluate(args: argparse.Namespace) -> None:
     import json
 
-    from genrl_core.evaluate import RECORD_FILE, RECORD_VIDEO, write_record
+    from genrl_core.evaluate import RECORD_FILE, RECORD_VIDEO
 
     if args.record and (args.video or args.max_steps):
         # a record is the policy's real score, which a part of an episode is not; its video is episode 0's
         raise ConfigError("--record keeps whole episodes and writes its own video: drop --max-steps and --video")
     agent = _load_agent(args)
-    folder = agent.policies.get(args.policy).path if args.record else None
-    video = folder / RECORD_VIDEO if folder else args.video
-    out = agent.evaluate(args.policy, args.task, args.episodes, video, args.seed, args.max_steps)
+    if args.record:
+        out = agent.record(args.policy, args.task, args.episodes, args.seed)
+    else:
+        out = agent.evaluate(args.policy, args.task, args.episodes, args.video, args.seed, args.max_steps)
     score = "n/a" if out["normalised"] is None else f"{out['normalised']:.2f}"
     print(f"[evaluate] {args.policy} on {out['task']}: return {out['mean_return']} {out['returns']}, "
           f"normalised {score} (random {out['random_return']}, expert {out['expert_return']}, "
           f"{out['reference_source']})", file=sys.stderr)
-    if folder:
-        write_record(folder, out, args.seed)
+    if args.record:
+        folder = agent.policies.get(args.policy).path
         print(f"[evaluate] recorded -> {folder / RECORD_FILE}, {folder / RECORD_VIDEO}", file=sys.stderr)
     print(json.dumps(out))
 

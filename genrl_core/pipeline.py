@@ -63,14 +63,15 @@ def stage_status(out: Path, data: Path, body: str, recipe: str, preset: str) -> 
     vlm_train = cfg.get("vlm_train", {})
     conn_train = cfg.get("connector", {}).get("train", {})
     files = Bundle(out)
+    digest = files.world_model_digest() if files.world_model_file.is_file() else None  # hashed once
     return {
         "collect": collected,
         "world_model": cfg.get("world_model_train", {}).get("step", 0) >= wm_steps,
         "vlm": bool(vlm_train) and vlm_train.get("step", 0) >= vlm_train.get("steps", 1),
         "connector": bool(conn_train) and conn_train.get("step", 0) >= conn_train.get("steps", 1),
         "start_states": files.start_states_current(),
-        "generalist": files.world_model_file.is_file() and generalist_problem(out, files.world_model_digest()) is None,
-        "stock_policies": stock_policies_done(out, body),
+        "generalist": digest is not None and generalist_problem(out, digest) is None,
+        "stock_policies": digest is not None and stock_policies_done(files, body, digest),
     }
 
 
@@ -82,18 +83,13 @@ def stock_prompts(body: str) -> list[tuple[str, str]]:
     return [(t.name, STOCK_PROMPTS[t.name]) for t in body_tasks(body) if t.standard]
 
 
-def stock_policies_done(out: Path, body: str) -> bool:
-    """Every stock prompt has a finished policy on the current world model, with its real-env record."""
+def stock_policies_done(files: Bundle, body: str, digest: str) -> bool:
+    """Every stock prompt has a finished policy on the world model of `digest`, with its real-env record."""
     from genrl_core.evaluate import RECORD_FILE
-    from genrl_core.policies import read_meta
+    from genrl_core.policies import PolicyStore
 
-    files = Bundle(out)
-    if not files.world_model_file.is_file():
-        return False
-    digest = files.world_model_digest()
-    done = {meta.prompt for folder in sorted((out / "policies").glob("*"))
-            if (meta := read_meta(folder)) is not None and meta.finished and meta.world_model == digest
-            and (folder / RECORD_FILE).is_file()}
+    store = PolicyStore(files.policies_dir, files.policies_dir, digest)
+    done = {p.meta.prompt for p in store.list() if p.meta.world_model == digest and (p.path / RECORD_FILE).is_file()}
     return all(prompt in done for _, prompt in stock_prompts(body))
 
 
@@ -102,7 +98,7 @@ def learn_stock_policies(out: Path, body: str, preset: str, device: str, log) ->
     finished one is reused) and scored on its task (seeds 1000 on), the score and episode 0's video
     kept in the policy's folder as `genrl evaluate --record` keeps them."""
     from genrl_core.agent import GenRL
-    from genrl_core.evaluate import RECORD_FILE, RECORD_VIDEO, write_record
+    from genrl_core.evaluate import RECORD_FILE
 
     agent = GenRL.load(out, device=device, behaviour_preset=preset)
     episodes = 1 if preset == "tiny" else 3
@@ -110,8 +106,7 @@ def learn_stock_policies(out: Path, body: str, preset: str, device: str, log) ->
         policy = agent.learn(prompt, progress=False)
         if (policy.path / RECORD_FILE).is_file():
             continue
-        result = agent.evaluate(policy, task, episodes, policy.path / RECORD_VIDEO, seed=1000)
-        write_record(policy.path, result, 1000)
+        result = agent.record(policy, task, episodes)
         log(f"[pipeline] {prompt!r} ({policy.slug}, {policy.meta.updates_done} updates) on {task}: "
             f"normalised {result['normalised']}, returns {result['returns']}")
 

@@ -22,7 +22,7 @@ import open_clip
 import torch
 import torch.nn.functional as F
 
-from genrl_core.bundle import Bundle, BundleError, relative_to_bundle
+from genrl_core.bundle import Bundle, BundleError, load_torch, relative_to_bundle
 from genrl_core.config import EmbeddedVLMConfig, VLMTrainConfig, apply_overrides
 from genrl_core.config import preset as get_preset
 from genrl_core.data.replay import split_episodes
@@ -107,7 +107,7 @@ def _init_state(source: Path, model_cfg: EmbeddedVLMConfig) -> dict[str, torch.T
         raise BundleError(f"--init-from {source}: no embedded VLM there")
     if saved.get("config") != dataclasses.asdict(model_cfg):
         raise BundleError(f"--init-from {source}: its VLM has other sizes ({saved.get('config')})")
-    return torch.load(files.vlm_file, map_location="cpu", weights_only=True)
+    return load_torch(files.vlm_file)
 
 
 def train_vlm(data: str | Path, out: str | Path, preset: str = "small", overrides: list[str] | None = None,

@@ -39,6 +39,12 @@ class TrainingDiverged(GenRLError, RuntimeError):
     """The loss became NaN/inf; the last good checkpoint is kept."""
 
 
+def _size_diff(saved: RSSMConfig, wanted: RSSMConfig, ignore: tuple[str, ...] = ()) -> dict[str, tuple]:
+    """The sizes in which two world-model configs differ: name -> (saved, wanted)."""
+    return {k: (v, getattr(wanted, k)) for k, v in dataclasses.asdict(saved).items()
+            if k not in ignore and getattr(wanted, k) != v}
+
+
 def resolve_configs(out: Path, preset: str, overrides: list[str],
                     action_dim: int | None) -> tuple[RSSMConfig, WMTrainConfig, dict[str, Any]]:
     """Model/train configs for `out`: from its config.json when resuming, else from the preset.
@@ -58,8 +64,8 @@ def resolve_configs(out: Path, preset: str, overrides: list[str],
         if old_preset != preset:
             raise BundleError(f"{out} holds a world model trained with preset {old_preset!r}, not {preset!r}: "
                               f"pass --preset {old_preset} to resume it, or choose another --out")
-        diff = {k: (v, getattr(model_cfg, k)) for k, v in dataclasses.asdict(saved).items()
-                if getattr(model_cfg, k) != v and (k != "action_dim" or action_dim is not None)}
+        # the action size comes from the dataset: compared only once it is known
+        diff = _size_diff(saved, model_cfg, ignore=() if action_dim is not None else ("action_dim",))
         if diff:
             raise BundleError(f"{out} holds a world model of other sizes (saved vs requested: {diff})")
     return model_cfg, train_cfg, bundle
@@ -75,9 +81,7 @@ def _adopt_weights(model: RSSM, source: Path) -> None:
     if saved is None:
         raise BundleError(f"--init-from {source}: its config.json does not describe its world model")
     theirs = config_from_dict(saved)
-    diff = {k: (v, getattr(model.cfg, k)) for k, v in dataclasses.asdict(theirs).items()
-            if getattr(model.cfg, k) != v and k != "action_dim"}
-    if diff:
+    if diff := _size_diff(theirs, model.cfg, ignore=("action_dim",)):
         raise BundleError(f"--init-from {source}: its world model has other sizes (its vs this one's: {diff}); "
                           f"pick the same --preset and sizes")
     source_model = RSSM(theirs)
@@ -137,7 +141,7 @@ def train_world_model(data: str | Path, out: str | Path, preset: str = "small", 
     elif init_from is not None:
         _adopt_weights(model, Path(init_from))
         bundle["world_model_init"] = relative_to_bundle(Path(init_from), out)
-        log(f"[train-wm] new world model initialised from {Path(init_from) / 'world_model.pt'}")
+        log(f"[train-wm] new world model initialised from {Bundle(init_from).world_model_file}")
 
     choice = DeviceChoice.choose(dev, cfg.amp, cfg.compile, model_cfg.deter >= PAPER_DETER, cfg.steps - step)
     # RSSM.forward is the loss, so DDP's gradient hooks see the whole update
