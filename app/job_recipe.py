@@ -129,7 +129,8 @@ class _Run:
         self.stage("decoding the target", 0.02)
         plan = agent.plan(prompt, settings)  # the config, slug and target, for the reuse check and learning
         slug = plan.slug
-        frames = agent.decode(agent.target(prompt, steps=steps, use_aligner=plan.cfg.use_aligner))
+        frames = agent.decode(agent.target(prompt, steps=steps, use_aligner=plan.cfg.use_aligner,
+                                           samples=plan.cfg.target_samples))
         self.save("target", lambda p: write_video(p, frames))
 
         self.store.update(job_id, slug=slug)

@@ -35,6 +35,7 @@ from genrl_core.models.generalist import BoundActor, target_condition
 from genrl_core.models.reward import alignment_scores, make_reward, similarity_matrix
 from genrl_core.policies import LearnedPolicy, PolicyMeta, PolicyStore, read_meta
 from genrl_core.prompt import Prompt, PromptError, check_steps
+from genrl_core.target_choice import best_of_samples
 from genrl_core.train.behaviour import BehaviourConfig, LearningCancelled, LearnRun, StartStates, learn_policy
 from genrl_core.train.generalist import warm_started
 from genrl_core.video import read_video_prompt
@@ -86,8 +87,7 @@ class GenRL:
         self.behaviour_defaults: BehaviourConfig = get_preset("behaviour", behaviour_preset)["behaviour"]
         self.wm_digest = self.files.world_model_digest()
         self.policies = PolicyStore(policies_dir or self.files.policies_dir, self.files.policies_dir, self.wm_digest)
-        # prompt identity, aligner -> the longest target rollout made so far: the connector's mode
-        # rollout is deterministic, so a shorter target is a prefix of a longer one
+        # (prompt identity, aligner, samples) -> the longest target made so far
         self._targets = _Recent(TARGET_CACHE)
         self._reset_frames = _Recent(RESET_FRAME_CACHE)  # seed -> a real first frame (12 KB)
         self._generalist: tuple[Actor, LearnedPolicy] | None = None  # loaded on the first act()
@@ -130,17 +130,28 @@ class GenRL:
         with torch.no_grad():
             return (self.aligner(emb) if use_aligner else emb)[0]
 
-    def target(self, prompt: PromptLike, steps: int = 32, use_aligner: bool = True) -> torch.Tensor:
-        """Target latent states (steps, stoch, classes): the connector's mode rollout for the prompt.
-        `steps` as a user gives it (prompt.STEPS_HELP)."""
-        return self._target(Prompt.parse(prompt), check_steps(steps), use_aligner)
+    def target(self, prompt: PromptLike, steps: int = 32, use_aligner: bool = True,
+               samples: int | None = None) -> torch.Tensor:
+        """Target latent states (steps, stoch, classes) for the prompt: the connector's mode rollout,
+        or with `samples` N > 0 the best of N sampled rollouts by the VLM (genrl_core/target_choice.py;
+        None: the learning default, `target_samples`). `steps` as a user gives it (prompt.STEPS_HELP)."""
+        if samples is None:
+            samples = self.behaviour_defaults.target_samples
+        return self._target(Prompt.parse(prompt), check_steps(steps), use_aligner, samples)
 
     @torch.no_grad()
-    def _target(self, prompt: Prompt, steps: int, use_aligner: bool) -> torch.Tensor:
-        key = (prompt.identity, use_aligner)
+    def _target(self, prompt: Prompt, steps: int, use_aligner: bool, samples: int = 0) -> torch.Tensor:
+        key = (prompt.identity, use_aligner, samples)
         cached = self._targets.get(key)
-        if cached is None or len(cached) < steps:  # two threads may both compute it: the same tensor
-            cached = self.connector.rollout(self.embed_prompt(prompt, use_aligner)[None], steps)[0]
+        # both kinds are deterministic and a shorter target is a prefix of a longer one; two threads
+        # may both compute it: the same tensor
+        if cached is None or len(cached) < steps:
+            emb = self.embed_prompt(prompt, use_aligner)
+            if samples:
+                query = self.embed_prompt(prompt, use_aligner=False)  # the prompt's own meaning in the VLM
+                cached, _ = best_of_samples(self.wm, self.connector, self.vlm, emb, query, steps, samples)
+            else:
+                cached = self.connector.rollout(emb[None], steps)[0]
             self._targets.put(key, cached)
         return cached[:steps].clone()  # a copy: saved alone (not the longer tensor), and safe to change
 
@@ -181,7 +192,7 @@ class GenRL:
         cfg = self.behaviour_config(settings)
         if target is None:
             return LearnPlan(prompt, cfg, self.policies.slug(prompt, cfg),
-                             self._target(prompt, cfg.horizon + 1, cfg.use_aligner))
+                             self._target(prompt, cfg.horizon + 1, cfg.use_aligner, cfg.target_samples))
         if target.shape != (want := (cfg.horizon + 1, self.wm.cfg.stoch, self.wm.cfg.classes)):
             raise PromptError(f"a target must have shape {want}, got {tuple(target.shape)}")
         return LearnPlan(prompt, cfg, self.policies.slug(prompt, cfg, target), target)
@@ -232,7 +243,7 @@ class GenRL:
         prompt = Prompt.parse(prompt)
         actor, found = self._load_generalist()
         cfg = found.config
-        target = self._target(prompt, cfg.horizon + 1, cfg.use_aligner)
+        target = self._target(prompt, cfg.horizon + 1, cfg.use_aligner, cfg.target_samples)
         meta = dataclasses.replace(found.meta, slug=f"instant-{self.policies.slug(prompt, cfg, None)}",
                                    prompt=prompt.name, prompt_kind=prompt.kind)
         return InstantPolicy(meta, BoundActor(actor, target_condition(target[None])).to(self.device), target)
@@ -307,7 +318,7 @@ class GenRL:
             target = found.target if isinstance(found, InstantPolicy) else load_torch(found.target_file)
             target = target.to(self.device)
         else:
-            target = self._target(Prompt.parse(prompt), cfg.horizon + 1, cfg.use_aligner)
+            target = self._target(Prompt.parse(prompt), cfg.horizon + 1, cfg.use_aligner, cfg.target_samples)
         torch.manual_seed(seed)
         states = self.rollout(found, *self.real_start(batch, seed), cfg.horizon)["stoch"]
         sim = similarity_matrix(cfg.reward, self.wm, states, target, states)

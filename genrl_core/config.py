@@ -163,6 +163,8 @@ class BehaviourConfig:
     reward: str = "max_cosine"  # max_cosine | cosine | kl | oracle:TASK (a true-reward head: the ladder's ceiling)
     align_states: int = 8  # b: initial target states slid over the imagined window
     use_aligner: bool = True  # map the prompt embedding with the aligner (off only for the ablation)
+    # the connector's mode rollout can settle a gait onto one held pose (genrl_core/target_choice.py)
+    target_samples: int = 0  # 0: the connector's mode rollout is the target; N: the best of N samples by the VLM
     start: str = "auto"  # dataset | data_free | auto (dataset when the bundle has start states)
     init: str = "scratch"  # scratch | generalist: start from the bundle's generalist on this prompt (refine it)
     # a reverse KL to the bundle's behaviour-cloning prior keeps imagined actions near the data's
@@ -193,6 +195,8 @@ class BehaviourConfig:
             raise ConfigError(f"max_minutes must be >= 0, got {self.max_minutes}")
         if self.bc_weight < 0:
             raise ConfigError(f"bc_weight must be >= 0, got {self.bc_weight}")
+        if not 0 <= self.target_samples <= MAX_TARGET_SAMPLES:
+            raise ConfigError(f"target_samples must be between 0 and {MAX_TARGET_SAMPLES}, got {self.target_samples}")
         if min(self.updates, self.batch, self.horizon, self.align_states, self.log_every) < 1:
             raise ConfigError("updates, batch, horizon, align_states and log_every must be >= 1")
         if self.align_states > self.horizon:
@@ -200,6 +204,8 @@ class BehaviourConfig:
         if not (0 < self.gamma <= 1 and 0 <= self.lam <= 1 and self.actor_lr > 0 and self.critic_lr > 0):
             raise ConfigError("need 0 < gamma <= 1, 0 <= lam <= 1 and positive learning rates")
 
+
+MAX_TARGET_SAMPLES = 256  # each candidate is decoded and embedded: a few ms apiece on a CPU
 
 # where a policy's actor starts: its own random weights, or the bundle's generalist (genrl_core/generalist.py)
 BEHAVIOUR_INITS = ("scratch", "generalist")
@@ -215,8 +221,9 @@ def behaviour_identity(cfg: BehaviourConfig) -> dict[str, Any]:
     spelled as policies were first named (`bf16: true|false`), so that a request still finds the
     policies learned and shipped before the rename; `auto`, which has no old spelling, stays `amp`."""
     settings = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in BEHAVIOUR_BOOKKEEPING}
-    # settings that came later: at their defaults, a policy keeps the name it had before them
-    for key, default in (("init", "scratch"), ("bc_weight", 0.0)):
+    # settings that came later: at the value that was the only one before them, a policy keeps the
+    # name it had then
+    for key, default in (("init", "scratch"), ("bc_weight", 0.0), ("target_samples", 0)):
         if settings[key] == default:
             del settings[key]
     old = {word: flag for flag, word in LEGACY_BF16.items()}

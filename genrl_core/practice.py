@@ -277,7 +277,8 @@ def write_prompt_targets(bundle: Path, plan: PracticePlan, folder: Path, device:
     agent = GenRL.load(bundle, device=device)
     folder.mkdir(parents=True, exist_ok=True)
     for d in todo:
-        frames = agent.decode(agent.target(d.prompt, d.behaviour(dict(plan.settings)).horizon + 1))
+        cfg = d.behaviour(dict(plan.settings))
+        frames = agent.decode(agent.target(d.prompt, cfg.horizon + 1, cfg.use_aligner, cfg.target_samples))
         atomic_write(folder / f"{d.slug}.npy", lambda f, frames=frames: np.save(f, frames))
 
 

@@ -55,13 +55,16 @@ class Connector(nn.Module):
         return categorical_kl(conn, post_probs.detach()).mean()
 
     @torch.no_grad()
-    def rollout(self, emb: torch.Tensor, steps: int, sample: bool = False) -> torch.Tensor:
-        """Target latents (B, steps, stoch, classes): a rollout of steps + 1, the first dropped."""
+    def rollout(self, emb: torch.Tensor, steps: int, sample: bool = False,
+                generator: torch.Generator | None = None) -> torch.Tensor:
+        """Target latents (B, steps, stoch, classes): a rollout of steps + 1, the first dropped.
+        `sample`: each state drawn from the connector's distribution (with `generator`, repeatably;
+        a longer rollout with the same seed extends a shorter one), else its mode."""
         deter, prev = self.initial(emb)
         out = []
         for _ in range(steps + 1):
             deter = self._step(deter, prev, emb)
             probs = self._probs(deter)
-            prev = sample_onehot(probs, straight_through=False) if sample else mode_onehot(probs)
+            prev = sample_onehot(probs, straight_through=False, generator=generator) if sample else mode_onehot(probs)
             out.append(prev)
         return torch.stack(out[1:], 1)

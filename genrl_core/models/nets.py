@@ -91,9 +91,12 @@ def categorical_probs(logits: torch.Tensor, unimix: float) -> torch.Tensor:
     return (1 - unimix) * probs + unimix / probs.shape[-1]
 
 
-def sample_onehot(probs: torch.Tensor, straight_through: bool = True) -> torch.Tensor:
-    """One-hot sample (Gumbel-max); with straight-through gradients to `probs`."""
-    gumbel = -torch.log(-torch.log(torch.rand_like(probs).clamp_(1e-10, 1.0)))
+def sample_onehot(probs: torch.Tensor, straight_through: bool = True,
+                  generator: torch.Generator | None = None) -> torch.Tensor:
+    """One-hot sample (Gumbel-max); with straight-through gradients to `probs`. `generator` makes
+    the draw repeatable (it must be on probs' device)."""
+    noise = torch.rand(probs.shape, generator=generator, device=probs.device, dtype=probs.dtype)
+    gumbel = -torch.log(-torch.log(noise.clamp_(1e-10, 1.0)))
     idx = (probs.log() + gumbel).argmax(-1)
     onehot = F.one_hot(idx, probs.shape[-1]).to(probs.dtype)
     return onehot + probs - probs.detach() if straight_through else onehot
