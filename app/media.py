@@ -32,16 +32,17 @@ def digest(*parts: Any) -> str:
 
 
 class TargetCache:
-    """Decoded target mp4s keyed by body, bundle version, prompt, steps and aligner; targets are
-    deterministic (the connector's mode rollout), so a repeated prompt is served from disk."""
+    """Decoded target mp4s keyed by body, bundle version, prompt, steps, aligner and target samples;
+    targets are deterministic (the connector's mode rollout, or the best of a seeded set of samples),
+    so a repeated prompt is served from disk."""
 
     def __init__(self, folder: Path, keep: int = 256):
         self.folder, self.keep = folder, keep
         self._lock = threading.Lock()
         self.hits = self.misses = 0
 
-    def path(self, body: str, version: str, prompt: str, steps: int, use_aligner: bool) -> Path:
-        return self.folder / f"{digest(body, version, prompt, steps, use_aligner)}.mp4"
+    def path(self, body: str, version: str, prompt: str, steps: int, use_aligner: bool, samples: int) -> Path:
+        return self.folder / f"{digest(body, version, prompt, steps, use_aligner, samples)}.mp4"
 
     def get(self, path: Path) -> Path | None:
         if path.exists():

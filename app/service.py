@@ -208,12 +208,13 @@ class Services:
         parsed = parse_prompt(prompt)
         b = self.bodies.body(body)
         agent = self.bodies.agent(b.name, wait=60)
-        path = self.targets.path(b.name, b.version, parsed.identity, steps, use_aligner)
+        samples = agent.behaviour_defaults.target_samples  # what learning this prompt would match
+        path = self.targets.path(b.name, b.version, parsed.identity, steps, use_aligner, samples)
         if self.targets.get(path):
             return path
         with self.bodies.gate():
             try:
-                frames = agent.decode(agent.target(parsed, steps=steps, use_aligner=use_aligner))
+                frames = agent.decode(agent.target(parsed, steps=steps, use_aligner=use_aligner, samples=samples))
             except GenRLError as exc:
                 raise AppError(400, str(exc)) from None
             write_video(path, frames)

@@ -22,7 +22,7 @@ from genrl_core.cli_flags import (
     plan_values,
     settings_given,
 )
-from genrl_core.config import parse_settings
+from genrl_core.config import MAX_TARGET_SAMPLES, parse_settings
 from genrl_core.errors import ConfigError, GenRLError, MissingFileError
 from genrl_core.prompt import STEPS_HELP
 
@@ -150,7 +150,10 @@ def _cmd_target(args: argparse.Namespace) -> None:
     prompt = Path(args.video) if args.video else args.prompt
     if prompt is None:
         raise ConfigError("give a text prompt or --video FILE")
-    frames = agent.decode(agent.target(prompt, steps=args.steps, use_aligner=not args.no_aligner))
+    if args.samples is not None and not 0 <= args.samples <= MAX_TARGET_SAMPLES:
+        raise ConfigError(f"--samples must be between 0 and {MAX_TARGET_SAMPLES}, got {args.samples}")
+    frames = agent.decode(agent.target(prompt, steps=args.steps, use_aligner=not args.no_aligner,
+                                       samples=args.samples))
     secs = time.perf_counter() - t0
     path = write_mp4(args.out, frames, upscale=4)
     print(f"[target] {prompt!s}: {len(frames)} steps decoded in {secs:.2f}s -> {path}")
@@ -415,6 +418,9 @@ def build_parser(add_commands: AddCommands | None = None) -> argparse.ArgumentPa
     p.add_argument("--steps", type=int, default=32, help=STEPS_HELP)
     p.add_argument("--out", default="out/target.mp4", help="mp4 path")
     p.add_argument("--no-aligner", action="store_true", help="skip the aligner (ablation)")
+    p.add_argument("--samples", type=int, default=None,
+                   help="0: the connector's mode rollout; N: the best of N sampled rollouts by the VLM "
+                        "(default: learning's target_samples, so that this is what a policy learns to match)")
     p.set_defaults(func=_cmd_target)
 
     p = sub.add_parser("pipeline", help="build a bundle from nothing: collect, world model, VLM, connector, start "

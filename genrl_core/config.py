@@ -216,15 +216,18 @@ BEHAVIOUR_BOOKKEEPING = ("log_every", "checkpoint_minutes", "compile")
 LEGACY_BF16 = {True: "bf16", False: "none"}
 
 
+# settings added after policies were first learned and named, with the one value they had before:
+# a meta without the key learned with that value, whatever today's default is
+LATER_SETTINGS = (("init", "scratch"), ("bc_weight", 0.0), ("target_samples", 0))
+
+
 def behaviour_identity(cfg: BehaviourConfig) -> dict[str, Any]:
     """The settings that name a policy (its slug digests them): all but the bookkeeping, with `amp`
     spelled as policies were first named (`bf16: true|false`), so that a request still finds the
     policies learned and shipped before the rename; `auto`, which has no old spelling, stays `amp`."""
     settings = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in BEHAVIOUR_BOOKKEEPING}
-    # settings that came later: at the value that was the only one before them, a policy keeps the
-    # name it had then
-    for key, default in (("init", "scratch"), ("bc_weight", 0.0), ("target_samples", 0)):
-        if settings[key] == default:
+    for key, before in LATER_SETTINGS:  # at the value it always had before, a policy keeps its name
+        if settings[key] == before:
             del settings[key]
     old = {word: flag for flag, word in LEGACY_BF16.items()}
     if settings["amp"] in old:
@@ -233,10 +236,13 @@ def behaviour_identity(cfg: BehaviourConfig) -> dict[str, Any]:
 
 
 def upgrade_behaviour_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
-    """Behaviour settings as a policy's meta recorded them, in this code's names (`bf16` -> `amp`)."""
+    """Behaviour settings as a policy's meta recorded them, in this code's names (`bf16` -> `amp`),
+    with the value a later setting had before it existed where the meta predates it."""
     settings = dict(settings)
     if "bf16" in settings and "amp" not in settings:
         settings["amp"] = LEGACY_BF16[bool(settings.pop("bf16"))]
+    for key, before in LATER_SETTINGS:
+        settings.setdefault(key, before)
     return settings
 
 # stage -> preset -> section -> config

@@ -153,7 +153,7 @@ def test_switching_body_shows_its_examples_and_its_target(chromium, tiny_bundle,
         page.click("#target-btn")
         page.wait_for_selector("#target-video video[src]", timeout=60_000)
     svc = app.state.services  # the video shown is the cheetah's decoded target, not the walker's
-    cheetah = svc.bodies.body("cheetah")
-    assert svc.targets.path("cheetah", cheetah.version, parse_prompt("run fast").identity, 32, True).is_file()
-    assert not svc.targets.path("walker", svc.bodies.body("walker").version, parse_prompt("run fast").identity, 32,
-                                True).exists()
+    cheetah, samples = svc.bodies.body("cheetah"), svc.behaviour_defaults.target_samples
+    run_fast = parse_prompt("run fast").identity
+    assert svc.targets.path("cheetah", cheetah.version, run_fast, 32, True, samples).is_file()
+    assert not svc.targets.path("walker", svc.bodies.body("walker").version, run_fast, 32, True, samples).exists()

@@ -63,9 +63,10 @@ def test_old_bf16_settings_map_to_amp_and_keep_their_slug(tmp_path):
 
     store = PolicyStore(tmp_path, tmp_path, "wm")
     for flag, word in ((True, "bf16"), (False, "none")):
-        # the settings as they were: `bf16` for `amp`, and no `init` or `bc_weight` (later settings)
+        # the settings as they were: `bf16` for `amp`, and no `init`, `bc_weight` or `target_samples`
+        # (later settings)
         old = {**{k: v for k, v in dataclasses.asdict(BehaviourConfig()).items()
-                  if k not in ("amp", "init", "bc_weight")},
+                  if k not in ("amp", "init", "bc_weight", "target_samples")},
                "bf16": flag}
         raw = {"slug": "sit-00000000", "prompt": "sit", "settings": old, "body": "walker", "world_model": "wm",
                "vlm": "v", "created": 1.0}

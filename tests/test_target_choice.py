@@ -1,14 +1,19 @@
 """Best-of-N targets (genrl_core/target_choice.py) on a tiny real bundle: the VLM picks among
 sampled connector rollouts, repeatably, and learning uses the target it picks."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
 
 from genrl_core.agent import GenRL
+from genrl_core.cli import main
+from genrl_core.config import behaviour_identity
 from genrl_core.data import EpisodeStore
 from genrl_core.data.store import read_arrays
 from genrl_core.errors import ConfigError
+from genrl_core.policies import PolicyMeta
 from genrl_core.target_choice import SCORED_STATES, best_of_samples, video_similarity
 
 FAST = {"updates": 3, "batch": 8, "hidden": 32, "layers": 1, "log_every": 1}
@@ -57,3 +62,21 @@ def test_learning_uses_the_chosen_target_and_names_the_policy_by_it(tiny_bundle,
     assert policy.meta.config.target_samples == 5
     with pytest.raises(ConfigError, match="target_samples"):
         agent.plan("run fast", {**FAST, "target_samples": -1})
+
+
+def test_cli_target_samples(tiny_bundle, tmp_path, capsys):
+    out = tmp_path / "t.mp4"
+    args = ["target", "walk forward", "--bundle", str(tiny_bundle), "--steps", "8", "--out", str(out)]
+    assert main([*args, "--samples", "4"]) == 0
+    assert out.stat().st_size > 1000 and "decoded in" in capsys.readouterr().out
+    assert main([*args, "--samples", "-2"]) == 2
+    assert "--samples must be between 0 and" in capsys.readouterr().err
+
+
+def test_a_policy_recorded_before_target_samples_learned_from_the_mode_rollout():
+    """A meta without the setting means 0, whatever the default becomes, and keeps its name."""
+    raw = {"slug": "sit-00000000", "prompt": "sit", "settings": {"updates": 5}, "body": "walker",
+           "world_model": "wm", "vlm": "v", "created": 1.0}
+    cfg = PolicyMeta.from_dict(raw).config
+    assert cfg.target_samples == 0 and "target_samples" not in behaviour_identity(cfg)
+    assert behaviour_identity(dataclasses.replace(cfg, target_samples=8))["target_samples"] == 8
