@@ -35,7 +35,11 @@ def video_similarity(vlm: VLM, videos: np.ndarray, query: torch.Tensor) -> torch
     if videos.ndim != 5 or videos.shape[1] < WINDOW:
         raise ValueError(f"videos must be (N, T >= {WINDOW}, H, W, 3), got {videos.shape}")
     query = F.normalize(query.float().cpu(), dim=-1)
-    return torch.stack([(vlm.embed_windows(v)[WINDOW - 1:] @ query).mean() for v in videos])
+    n, t = videos.shape[:2]
+    # one batched pass: the videos end to end as one clip, whose window ending at step k >= 7 of a
+    # video lies within that video (the windows that straddle two videos are dropped)
+    windows = vlm.embed_windows(videos.reshape(n * t, *videos.shape[2:])).reshape(n, t, -1)[:, WINDOW - 1:]
+    return (windows @ query).mean(1)
 
 
 @torch.no_grad()
