@@ -30,8 +30,11 @@ from genrl_core.train.behaviour import LearnRun, StartStates, learn_policy
 from genrl_core.train.generalist import GeneralistLearner, TargetSampler, warm_started
 
 GENERALIST_DIR = "generalist"
-# a generalist learns many targets at once: more updates than one prompt's default, no time cap
-GENERALIST_SETTINGS: dict[str, Any] = {"updates": 20_000, "max_minutes": 0.0}
+# a generalist learns many targets at once: more updates than one prompt's default, no time cap.
+# Its targets are the connector's mode rollouts (train.generalist_targets), so `act` conditions it on
+# a mode rollout too: a best-of-N sampled target is another kind of sequence to it (on the walker
+# bundle it halved zero-shot walk, docs/EXPERIMENTS.md "Best-of-N targets")
+GENERALIST_SETTINGS: dict[str, Any] = {"updates": 20_000, "max_minutes": 0.0, "target_samples": 0}
 
 
 @dataclasses.dataclass
@@ -92,6 +95,9 @@ def train_generalist(agent, settings: dict[str, Any] | None = None, plan: Genera
     generalist instead of from scratch. Its targets are rebuilt on this bundle all the same."""
     plan = plan or GeneralistPlan()
     cfg = agent.behaviour_config({**GENERALIST_SETTINGS, **(settings or {})})
+    if cfg.target_samples:
+        raise ConfigError(f"target_samples={cfg.target_samples}: the generalist learns from the connector's mode "
+                          "rollouts of its target pool, and acts on them; leave it at 0")
     run_dir = generalist_dir(agent.bundle)
     earlier = read_meta(run_dir)
     if earlier is not None and earlier.world_model != agent.wm_digest:

@@ -80,3 +80,11 @@ def test_a_policy_recorded_before_target_samples_learned_from_the_mode_rollout()
     cfg = PolicyMeta.from_dict(raw).config
     assert cfg.target_samples == 0 and "target_samples" not in behaviour_identity(cfg)
     assert behaviour_identity(dataclasses.replace(cfg, target_samples=8))["target_samples"] == 8
+
+
+def test_the_generalist_keeps_to_mode_rollouts(tiny_bundle):
+    """Its target pool is mode rollouts, so its own config (which `act` reads) says 0."""
+    from genrl_core.generalist import train_generalist
+
+    with pytest.raises(ConfigError, match="target_samples=4"):
+        train_generalist(GenRL.load(tiny_bundle), {**FAST, "target_samples": 4}, log=lambda *_: None)
