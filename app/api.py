@@ -17,7 +17,7 @@ from app.instant import VIDEOS
 from app.job import Job
 from app.job_recipe import ARTEFACTS
 from app.service import Services
-from genrl_core.config import BEHAVIOUR_INITS
+from genrl_core.config import BEHAVIOUR_INITS, MAX_TARGET_SAMPLES
 from genrl_core.models.reward import REWARD_KINDS
 from genrl_core.prompt import MAX_PROMPT_CHARS, MAX_STEPS, MIN_STEPS, PROMPT_PATTERN, STEPS_HELP
 
@@ -55,8 +55,11 @@ class LearnOptions(BaseModel):
                                       description="real-env evaluation episodes (0: skip)")
     init: Init | None = Field(None, description="scratch (default) | generalist: refine the bundle's generalist on "
                                                 "this prompt (409 when the bundle has none)")
+    target_samples: int | None = Field(None, ge=0, le=MAX_TARGET_SAMPLES,
+                                       description="0: learn to match the connector's mode rollout (default); N: the "
+                                                   "best of N sampled rollouts by the VLM (the job's target shows it)")
 
-    @field_validator("steps", "updates", "seed", "eval_episodes", mode="before")
+    @field_validator("steps", "updates", "seed", "eval_episodes", "target_samples", mode="before")
     @classmethod
     def _integral(cls, value: Any) -> Any:
         # JSON Schema's "integer" is any number with a zero fractional part, 8.0 as well as 8, while

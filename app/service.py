@@ -33,7 +33,7 @@ from app.media import (
     write_video,
 )
 from genrl_core import prompt as prompt_limits
-from genrl_core.config import BEHAVIOUR_BOOKKEEPING, BEHAVIOUR_INITS, BehaviourConfig, preset
+from genrl_core.config import BEHAVIOUR_BOOKKEEPING, BEHAVIOUR_INITS, MAX_TARGET_SAMPLES, BehaviourConfig, preset
 from genrl_core.envs.tasks import body_tasks
 from genrl_core.errors import BundleError, GenRLError
 from genrl_core.evaluate import RECORD_VIDEO, read_record
@@ -225,7 +225,8 @@ class Services:
     def learn_request(self, *, prompt: str | None = None, video: Path | None = None, body: str | None = None,
                       steps: int = 32, updates: int | None = None, reward: str | None = None,
                       seed: int | None = None, use_aligner: bool | None = None, task: str | None = None,
-                      eval_episodes: int | None = None, init: str | None = None) -> LearnRequest:
+                      eval_episodes: int | None = None, init: str | None = None,
+                      target_samples: int | None = None) -> LearnRequest:
         """A policy-learning request of REST or the UI, validated under this server's limits: a text
         prompt, or a stored video prompt (an upload this server kept), parsed (and hashed) here.
         `init="generalist"` refines the bundle's generalist (409 when the bundle has none that fits)."""
@@ -247,6 +248,8 @@ class Services:
             raise AppError(422, f"eval_episodes must be between 0 and {self.cfg.max_eval_episodes}, got {episodes}")
         if task:
             self._check_task(b.name, task)
+        if target_samples is not None and not 0 <= target_samples <= MAX_TARGET_SAMPLES:
+            raise AppError(422, f"target_samples must be between 0 and {MAX_TARGET_SAMPLES}, got {target_samples}")
         if init is not None and init not in BEHAVIOUR_INITS:
             raise AppError(422, f"unknown init {init!r}; valid: {', '.join(BEHAVIOUR_INITS)}")
         if init == "generalist":
@@ -254,7 +257,8 @@ class Services:
             if (problem := generalist_problem(agent.bundle, agent.wm_digest)) is not None:
                 raise AppError(409, problem)
         settings = {k: v for k, v in (("updates", updates), ("reward", reward), ("seed", seed),
-                                      ("use_aligner", use_aligner), ("init", init)) if v is not None}
+                                      ("use_aligner", use_aligner), ("init", init),
+                                      ("target_samples", target_samples)) if v is not None}
         return LearnRequest(b.name, parsed, settings, {"steps": steps, "task": task or None, "eval_episodes": episodes})
 
     def submit(self, request: LearnRequest) -> Job:

@@ -59,6 +59,12 @@ def test_prompts_and_ranges(client):
     expect(client.get("/learn", params={"prompt": "stand", "updates": 10**9}), 422, "updates")
     expect(client.get("/learn", params={"prompt": "stand", "task": "walker_fly"}), 422, "walker_stand")
     expect(client.get("/learn", params={"prompt": "stand", "eval_episodes": 99}), 422, "eval_episodes")
+    expect(client.get("/learn", params={"prompt": "stand", "target_samples": -1}), 422, "target_samples")
+    expect(client.post("/learn", json={"prompt": "stand", "target_samples": 10**4}), 422, "target_samples")
+    svc = client.app.state.services  # in range, it reaches the job's settings
+    assert svc.learn_request(prompt="stand", target_samples=4).settings["target_samples"] == 4
+    with pytest.raises(AppError, match="target_samples must be between 0 and"):
+        svc.learn_request(prompt="stand", target_samples=-3)  # the UI's and workers' path checks it too
     expect(client.post("/learn", json={"prompt": "stand", "colour": "red"}), 422, "colour")
     expect(client.post("/learn", json=["stand"]), 422, "JSON object")
     expect(client.post("/learn", content=b"{not json", headers={"content-type": "application/json"}), 400, "JSON")
