@@ -33,9 +33,9 @@ from app.media import (
     write_video,
 )
 from genrl_core import prompt as prompt_limits
-from genrl_core.config import BEHAVIOUR_BOOKKEEPING, BEHAVIOUR_INITS, MAX_TARGET_SAMPLES, BehaviourConfig, preset
+from genrl_core.config import BEHAVIOUR_BOOKKEEPING, BEHAVIOUR_INITS, BehaviourConfig, check_target_samples, preset
 from genrl_core.envs.tasks import body_tasks
-from genrl_core.errors import BundleError, GenRLError
+from genrl_core.errors import BundleError, ConfigError, GenRLError
 from genrl_core.evaluate import RECORD_VIDEO, read_record
 from genrl_core.generalist import generalist_problem
 from genrl_core.models.reward import REWARD_KINDS
@@ -248,8 +248,11 @@ class Services:
             raise AppError(422, f"eval_episodes must be between 0 and {self.cfg.max_eval_episodes}, got {episodes}")
         if task:
             self._check_task(b.name, task)
-        if target_samples is not None and not 0 <= target_samples <= MAX_TARGET_SAMPLES:
-            raise AppError(422, f"target_samples must be between 0 and {MAX_TARGET_SAMPLES}, got {target_samples}")
+        if target_samples is not None:
+            try:
+                check_target_samples(target_samples)
+            except ConfigError as exc:
+                raise AppError(422, str(exc)) from None
         if init is not None and init not in BEHAVIOUR_INITS:
             raise AppError(422, f"unknown init {init!r}; valid: {', '.join(BEHAVIOUR_INITS)}")
         if init == "generalist":

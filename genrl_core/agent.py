@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from genrl_core.bundle import Bundle, BundleError, load_torch
-from genrl_core.config import apply_settings
+from genrl_core.config import apply_settings, check_target_samples
 from genrl_core.config import preset as get_preset
 from genrl_core.envs.pixel_env import PixelEnv
 from genrl_core.envs.tasks import body_tasks
@@ -137,19 +137,20 @@ class GenRL:
         None: the learning default, `target_samples`). `steps` as a user gives it (prompt.STEPS_HELP)."""
         if samples is None:
             samples = self.behaviour_defaults.target_samples
+        check_target_samples(samples, "samples")
         return self._target(Prompt.parse(prompt), check_steps(steps), use_aligner, samples)
 
     @torch.no_grad()
-    def _target(self, prompt: Prompt, steps: int, use_aligner: bool, samples: int = 0) -> torch.Tensor:
+    def _target(self, prompt: Prompt, steps: int, use_aligner: bool, samples: int) -> torch.Tensor:
         key = (prompt.identity, use_aligner, samples)
         cached = self._targets.get(key)
         # both kinds are deterministic and a shorter target is a prefix of a longer one; two threads
         # may both compute it: the same tensor
         if cached is None or len(cached) < steps:
-            emb = self.embed_prompt(prompt, use_aligner)
-            if samples:
-                query = self.embed_prompt(prompt, use_aligner=False)  # the prompt's own meaning in the VLM
-                cached, _ = best_of_samples(self.wm, self.connector, self.vlm, emb, query, steps, samples)
+            raw = self.embed_prompt(prompt, use_aligner=False)  # a video prompt is read and embedded once
+            emb = self.aligner(raw[None])[0] if use_aligner else raw
+            if samples:  # candidates from the aligned embedding, judged against the prompt's own meaning
+                cached, _ = best_of_samples(self.wm, self.connector, self.vlm, emb, raw, steps, samples)
             else:
                 cached = self.connector.rollout(emb[None], steps)[0]
             self._targets.put(key, cached)

@@ -22,7 +22,7 @@ from genrl_core.cli_flags import (
     plan_values,
     settings_given,
 )
-from genrl_core.config import MAX_TARGET_SAMPLES, parse_settings
+from genrl_core.config import check_target_samples, parse_settings
 from genrl_core.errors import ConfigError, GenRLError, MissingFileError
 from genrl_core.prompt import STEPS_HELP
 
@@ -145,13 +145,13 @@ def _cmd_target(args: argparse.Namespace) -> None:
     from genrl_core.agent import GenRL
     from genrl_core.video import write_mp4
 
+    if args.samples is not None:
+        check_target_samples(args.samples, "--samples")  # before the bundle loads
     agent = GenRL.load(args.bundle, device=args.device)
     t0 = time.perf_counter()
     prompt = Path(args.video) if args.video else args.prompt
     if prompt is None:
         raise ConfigError("give a text prompt or --video FILE")
-    if args.samples is not None and not 0 <= args.samples <= MAX_TARGET_SAMPLES:
-        raise ConfigError(f"--samples must be between 0 and {MAX_TARGET_SAMPLES}, got {args.samples}")
     frames = agent.decode(agent.target(prompt, steps=args.steps, use_aligner=not args.no_aligner,
                                        samples=args.samples))
     secs = time.perf_counter() - t0

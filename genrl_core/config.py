@@ -195,8 +195,7 @@ class BehaviourConfig:
             raise ConfigError(f"max_minutes must be >= 0, got {self.max_minutes}")
         if self.bc_weight < 0:
             raise ConfigError(f"bc_weight must be >= 0, got {self.bc_weight}")
-        if not 0 <= self.target_samples <= MAX_TARGET_SAMPLES:
-            raise ConfigError(f"target_samples must be between 0 and {MAX_TARGET_SAMPLES}, got {self.target_samples}")
+        check_target_samples(self.target_samples)
         if min(self.updates, self.batch, self.horizon, self.align_states, self.log_every) < 1:
             raise ConfigError("updates, batch, horizon, align_states and log_every must be >= 1")
         if self.align_states > self.horizon:
@@ -206,6 +205,13 @@ class BehaviourConfig:
 
 
 MAX_TARGET_SAMPLES = 256  # each candidate is decoded and embedded: a few ms apiece on a CPU
+
+
+def check_target_samples(samples: int, name: str = "target_samples") -> None:
+    """0 (the connector's mode rollout) or a candidate count up to MAX_TARGET_SAMPLES; `name` is what
+    the caller calls it in the message (a setting, a flag)."""
+    if not 0 <= samples <= MAX_TARGET_SAMPLES:
+        raise ConfigError(f"{name} must be between 0 and {MAX_TARGET_SAMPLES}, got {samples}")
 
 # where a policy's actor starts: its own random weights, or the bundle's generalist (genrl_core/generalist.py)
 BEHAVIOUR_INITS = ("scratch", "generalist")
