@@ -178,14 +178,14 @@ class BehaviourConfig:
     checkpoint_minutes: float = 0.5  # a killed job loses at most ~30 s of learning (a save is a few MB)
 
     def __post_init__(self) -> None:
-        parse_reward(self.reward)  # the registry's kinds (models/reward.py)
+        reward_kind, _ = parse_reward(self.reward)  # the registry's kinds (models/reward.py)
         if self.start not in ("auto", "dataset", "data_free"):
             raise ConfigError(f"unknown start {self.start!r}; valid: auto, dataset, data_free")
         if self.compile not in COMPILE_SETTINGS:
             raise ConfigError(f"compile must be auto, true or false, got {self.compile!r}")
         if self.init not in BEHAVIOUR_INITS:
             raise ConfigError(f"unknown init {self.init!r}; valid: {', '.join(BEHAVIOUR_INITS)}")
-        if self.init == "generalist" and self.reward.startswith("oracle:"):
+        if self.init == "generalist" and not reward_kind.matches_target:
             raise ConfigError("init=generalist refines the generalist's trajectory matching; an oracle reward has "
                               "no target to condition it on")
         if self.amp not in BEHAVIOUR_AMP_SETTINGS:
@@ -196,6 +196,9 @@ class BehaviourConfig:
         if self.bc_weight < 0:
             raise ConfigError(f"bc_weight must be >= 0, got {self.bc_weight}")
         check_target_samples(self.target_samples)
+        if not reward_kind.matches_target:
+            # how a target is chosen cannot change what such a reward learns: one name, no sampling cost
+            object.__setattr__(self, "target_samples", 0)
         if min(self.updates, self.batch, self.horizon, self.align_states, self.log_every) < 1:
             raise ConfigError("updates, batch, horizon, align_states and log_every must be >= 1")
         if self.align_states > self.horizon:

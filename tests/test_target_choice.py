@@ -9,7 +9,7 @@ import torch
 
 from genrl_core.agent import GenRL
 from genrl_core.cli import main
-from genrl_core.config import behaviour_identity
+from genrl_core.config import BehaviourConfig, behaviour_identity
 from genrl_core.data import EpisodeStore
 from genrl_core.data.store import read_arrays
 from genrl_core.errors import ConfigError
@@ -80,6 +80,17 @@ def test_a_policy_recorded_before_target_samples_learned_from_the_mode_rollout()
     cfg = PolicyMeta.from_dict(raw).config
     assert cfg.target_samples == 0 and "target_samples" not in behaviour_identity(cfg)
     assert behaviour_identity(dataclasses.replace(cfg, target_samples=8))["target_samples"] == 8
+
+
+def test_a_true_reward_ignores_how_the_target_is_chosen():
+    """An oracle reward matches no target: target_samples cannot change what it learns, so it neither
+    renames the policy nor costs a sampled target."""
+    asked = BehaviourConfig(reward="oracle:walker_walk", target_samples=8)
+    assert asked.target_samples == 0
+    assert behaviour_identity(asked) == behaviour_identity(BehaviourConfig(reward="oracle:walker_walk"))
+    with pytest.raises(ConfigError, match="target_samples"):  # still checked
+        BehaviourConfig(reward="oracle:walker_walk", target_samples=-1)
+    assert BehaviourConfig(target_samples=8).target_samples == 8
 
 
 def test_the_generalist_keeps_to_mode_rollouts(tiny_bundle):

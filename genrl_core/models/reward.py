@@ -130,12 +130,13 @@ class RewardKind:
 
     build: Callable[[str, RSSM, str, HeadsSource, int], RewardFn]
     arg: str = ""  # what the kind takes after a colon (oracle:TASK); "" for a kind that takes nothing
+    matches_target: bool = True  # False: the reward ignores the prompt's target (a task's true reward)
 
 
 # name -> kind, as dreamerv3 dispatches module kinds; a new reward is one entry here
 REWARDS: dict[str, RewardKind] = {
     **{name: RewardKind(partial(_matching, sim)) for name, sim in SIMILARITIES.items()},
-    "oracle": RewardKind(_oracle, arg="TASK"),
+    "oracle": RewardKind(_oracle, arg="TASK", matches_target=False),
 }
 # the kinds a request may pick: trajectory matching against the prompt's target (an oracle needs
 # a task's true reward, which a user's prompt does not have)
