@@ -160,7 +160,9 @@ class BehaviourConfig:
     hidden: int = 256  # actor and critic MLP width
     layers: int = 2  # actor and critic MLP layers
     slow_critic_every: int = 100  # updates between hard copies to the slow critic, as GenRL
-    reward: str = "max_cosine"  # max_cosine | cosine | kl | oracle:TASK (a true-reward head: the ladder's ceiling)
+    # pose_motion: max_cosine that also asks a moving target for its motion (genrl_core/models/reward.py);
+    # oracle:TASK: a true-reward head, the score ladder's ceiling
+    reward: str = "max_cosine"  # max_cosine | cosine | kl | pose_motion | oracle:TASK
     align_states: int = 8  # b: initial target states slid over the imagined window
     use_aligner: bool = True  # map the prompt embedding with the aligner (off only for the ablation)
     # the connector's mode rollout can settle a gait onto one held pose (genrl_core/target_choice.py)

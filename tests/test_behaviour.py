@@ -77,11 +77,33 @@ def test_reward_is_highest_for_a_rollout_identical_to_the_target(agent, kind):
     assert totals[0] > totals[1:].max()
 
 
+def test_pose_motion_asks_a_moving_target_for_its_motion_and_a_still_one_for_its_pose(agent):
+    torch.manual_seed(0)
+    cfg = agent.wm.cfg
+    moving = F.one_hot(torch.randint(cfg.classes, (17, cfg.stoch)), cfg.classes).float()
+    still = moving[:1].expand(17, -1, -1)  # one pose held
+    rollouts = torch.stack([moving, still])
+    targets = {"still": still, "moving": moving}
+    pose = {name: similarity_matrix("max_cosine", agent.wm, rollouts, t) for name, t in targets.items()}
+    both = {name: similarity_matrix("pose_motion", agent.wm, rollouts, t) for name, t in targets.items()}
+    # a target that stays put is matched by pose alone, whatever the rollout does
+    assert torch.allclose(both["still"], pose["still"])
+    # a moving target: the rollout that moves as it does keeps its pose reward step for step...
+    assert torch.allclose(both["moving"][0].diagonal(), pose["moving"][0].diagonal())
+    # ...and holding a pose earns less of it (shrunk towards zero: no motion to match), all the
+    # more where the target moves most
+    held, posed = both["moving"][1].abs(), pose["moving"][1].abs()
+    assert (held <= posed + 1e-6).all() and held.sum() < posed.sum() / 2
+    # one target per trajectory (the generalist's batches) gives each row its own target's matrix
+    per_row = similarity_matrix("pose_motion", agent.wm, rollouts, torch.stack([moving, still]))
+    assert torch.allclose(per_row, torch.stack([both["moving"][0], both["still"][1]]))
+
+
 def test_the_reward_registry_names_every_kind_and_what_each_needs(agent):
-    assert REWARD_KINDS == ("max_cosine", "cosine", "kl")  # what a request may pick: no oracle
+    assert REWARD_KINDS == ("max_cosine", "cosine", "kl", "pose_motion")  # what a request may pick: no oracle
     assert parse_reward("oracle:walker_walk")[1] == "walker_walk" and parse_reward("kl")[1] == ""
     for bad in ("euclid", "oracle", "oracle:", "cosine:walker_walk"):
-        with pytest.raises(ConfigError, match="valid: max_cosine, cosine, kl, oracle:TASK"):
+        with pytest.raises(ConfigError, match="valid: max_cosine, cosine, kl, pose_motion, oracle:TASK"):
             BehaviourConfig(reward=bad)
     with pytest.raises(ConfigError, match="needs the bundle's oracle reward heads"):
         make_reward("oracle:walker_walk", agent.wm, None, 8)

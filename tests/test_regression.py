@@ -64,7 +64,7 @@ def outputs() -> dict[str, dict]:
         imagined = torch.nn.functional.one_hot(
             torch.randint(model_cfg.classes, (4, 9, model_cfg.stoch), generator=gen), model_cfg.classes).float()
         probs = torch.softmax(torch.randn(4, 9, model_cfg.stoch, model_cfg.classes, generator=gen), -1)
-        for kind in ("max_cosine", "cosine", "kl"):
+        for kind in ("max_cosine", "cosine", "kl", "pose_motion"):
             sim = similarity_matrix(kind, wm, imagined, target[0], probs)
             reward, t_a = aligned_reward(sim, 4)
             out[f"reward.{kind}"] = summary(reward)

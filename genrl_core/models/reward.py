@@ -3,7 +3,7 @@
 `make_reward(kind, wm, heads, align_states)` is the one place a reward kind is read: it returns
 the reward function `(traj, target) -> (reward (B, I), t_a (B,))` of an imagined trajectory.
 
-- trajectory matching (`max_cosine`, `cosine`, `kl`): the reward of imagined state i is its
+- trajectory matching (`max_cosine`, `cosine`, `kl`, `pose_motion`): the reward of imagined state i is its
   similarity to the target state max(0, i - t_a), where t_a is the offset at which the target's
   first `align_states` states best match the imagined trajectory. Everything is one batched
   similarity matrix per update; no loop over offsets. These are the kinds a request may pick.
@@ -39,12 +39,43 @@ Similarity = Callable[[RSSM, torch.Tensor, torch.Tensor, torch.Tensor | None], t
 
 
 # ------------------------------------------------------------------ trajectory matching
-def _max_cosine(wm: RSSM, imagined: torch.Tensor, target: torch.Tensor, probs: torch.Tensor | None) -> torch.Tensor:
-    """u.v / max(|u|, |v|)^2: a cosine that also penalises a norm mismatch (GenRL's default)."""
-    u, v = wm.latent_features(imagined), wm.latent_features(target)
+def _max_cosine_of(u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     dots = u @ v.mT
     norm_u, norm_v = u.norm(dim=-1), v.norm(dim=-1)
     return dots / torch.maximum(norm_u[..., :, None], norm_v[..., None, :]).clamp_min(1e-6) ** 2
+
+
+def _max_cosine(wm: RSSM, imagined: torch.Tensor, target: torch.Tensor, probs: torch.Tensor | None) -> torch.Tensor:
+    """u.v / max(|u|, |v|)^2: a cosine that also penalises a norm mismatch (GenRL's default)."""
+    return _max_cosine_of(wm.latent_features(imagined), wm.latent_features(target))
+
+
+# Motion is compared over two agent steps: over one, a walking target's change is mostly noise.
+MOTION_STEPS = 2
+# A target state counts as moving when its change over MOTION_STEPS is large against this share of
+# its squared norm; standing targets change ~1% of it, walking and running ones 40-90%.
+MOTION_SCALE = 0.05
+
+
+def _motion(x: torch.Tensor) -> torch.Tensor:
+    """Change over MOTION_STEPS along the time axis (-2), the first change repeated at the front so
+    that index i stays state i."""
+    dx = x[..., MOTION_STEPS:, :] - x[..., :-MOTION_STEPS, :]
+    return torch.cat([dx[..., :1, :].expand(*dx.shape[:-2], MOTION_STEPS, dx.shape[-1]), dx], -2)
+
+
+def _pose_motion(wm: RSSM, imagined: torch.Tensor, target: torch.Tensor, probs: torch.Tensor | None) -> torch.Tensor:
+    """max_cosine of the poses, times how well the imagined motion points where the target moves.
+
+    Pose alone rewards standing still for a walking target: an upright pose is close to every
+    phase of a gait. Where the target state moves (gate -> 1) the reward also asks for the same
+    direction of change; where it stays put (gate -> 0, a standing target) it is max_cosine."""
+    u, v = wm.latent_features(imagined), wm.latent_features(target)
+    du, dv = _motion(u), _motion(v)
+    moving = dv.pow(2).sum(-1)
+    gate = (moving / (moving + MOTION_SCALE * v.pow(2).sum(-1)).clamp_min(1e-6))[..., None, :]  # (1 | B, 1, J)
+    direction = (F.normalize(du, dim=-1) @ F.normalize(dv, dim=-1).mT).clamp_min(0)
+    return _max_cosine_of(u, v) * (1 - gate + gate * direction)
 
 
 def _cosine(wm: RSSM, imagined: torch.Tensor, target: torch.Tensor, probs: torch.Tensor | None) -> torch.Tensor:
@@ -60,7 +91,8 @@ def _kl(wm: RSSM, imagined: torch.Tensor, target: torch.Tensor, probs: torch.Ten
     return logp @ target.flatten(-2).mT / target.shape[-2]
 
 
-SIMILARITIES: dict[str, Similarity] = {"max_cosine": _max_cosine, "cosine": _cosine, "kl": _kl}
+SIMILARITIES: dict[str, Similarity] = {"max_cosine": _max_cosine, "cosine": _cosine, "kl": _kl,
+                                       "pose_motion": _pose_motion}
 
 
 def similarity_matrix(kind: str, wm: RSSM, imagined: torch.Tensor, target: torch.Tensor,
