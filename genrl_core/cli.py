@@ -557,6 +557,8 @@ def main(argv: Sequence[str] | None = None, parser: argparse.ArgumentParser | No
     args = (parser or build_parser()).parse_args(argv)
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _stop_on_sigterm)
+        # a shell starts a background job with SIGINT ignored; `kill -INT PID` should stop it as Ctrl-C does
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         args.func(args)
     except (GenRLError, OSError) as exc:  # the user's to fix (OSError: a path they gave); anything else is a bug

@@ -3,6 +3,7 @@
 import dataclasses
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -182,16 +183,24 @@ def test_open_loop_eval_writes_metrics_and_video_and_beats_a_grey_frame(tmp_path
     assert np.mean(metrics["mse"][5:]) < 0.5 * grey, (metrics["mse"], grey)
 
 
-def test_sigterm_saves_a_checkpoint_and_exits(tmp_path, walker_random_data):
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # as a shell starts a background job (`nohup ... &`)
+
+
+@pytest.mark.parametrize("stop", ["SIGTERM", "SIGINT"])
+def test_a_stop_signal_saves_a_checkpoint_and_exits(tmp_path, walker_random_data, stop):
+    """SIGTERM as `kill PID` or a job scheduler sends; SIGINT as `kill -INT PID` to a run started in
+    the background, which begins with SIGINT ignored."""
     bundle = tmp_path / "bundle"
     proc = subprocess.Popen([sys.executable, "-m", "genrl_core.cli", "train-wm", "--data", str(walker_random_data),
                              "--out", str(bundle), "--preset", "tiny", "--set", "train.steps=100000",
-                             "--no-progress"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                             "--no-progress"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            preexec_fn=_ignore_sigint)
     log = bundle / "logs" / "world_model.jsonl"
     deadline = time.time() + 120
     while not log.exists() and time.time() < deadline:
         time.sleep(0.2)
-    proc.terminate()  # SIGTERM, as `kill PID` or a job scheduler sends
+    proc.send_signal(getattr(signal, stop))
     out, _ = proc.communicate(timeout=60)
     assert proc.returncode == 130 and "interrupted at step" in out
     step = torch.load(Bundle(bundle).train_state_file("world_model"), weights_only=True)["step"]
