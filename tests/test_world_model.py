@@ -198,10 +198,13 @@ def test_a_stop_signal_saves_a_checkpoint_and_exits(tmp_path, walker_random_data
                             preexec_fn=_ignore_sigint)
     log = bundle / "logs" / "world_model.jsonl"
     deadline = time.time() + 120
-    while not log.exists() and time.time() < deadline:
-        time.sleep(0.2)
-    proc.send_signal(getattr(signal, stop))
-    out, _ = proc.communicate(timeout=60)
+    try:
+        while not log.exists() and time.time() < deadline:
+            time.sleep(0.2)
+        proc.send_signal(getattr(signal, stop))
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        proc.kill()  # a run the signal did not stop must not outlive the test
     assert proc.returncode == 130 and "interrupted at step" in out
     step = torch.load(Bundle(bundle).train_state_file("world_model"), weights_only=True)["step"]
     assert step >= 10 and json.loads((bundle / "config.json").read_text())["world_model_train"]["step"] == step
