@@ -30,7 +30,9 @@ import numpy as np
 import torch
 
 from genrl_core.agent import GenRL
+from genrl_core.config import check_target_samples
 from genrl_core.data.store import read_arrays
+from genrl_core.errors import ConfigError
 from genrl_core.models.reward import REWARD_KINDS, aligned_reward, similarity_matrix
 
 PROMPTS = {"walk forward": "walker_walk", "run fast": "walker_run", "stand up straight": "walker_stand"}
@@ -86,9 +88,12 @@ def main() -> None:
     parser.add_argument("--target-samples", default="0,32", help="comma-separated: 0 the mode rollout, N best of N")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (leave the rest to training)")
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    agent = GenRL.load(args.bundle)
-    cfg = agent.behaviour_config()
+    try:
+        target_samples = [int(n) for n in args.target_samples.split(",")]
+        for n in target_samples:
+            check_target_samples(n, "--target-samples")
+    except (ValueError, ConfigError) as exc:
+        parser.error(f"--target-samples {args.target_samples!r}: {exc}")
     prompts = args.prompts.split(",")
     for p in prompts:
         if p not in PROMPTS:
@@ -97,12 +102,15 @@ def main() -> None:
     for r in rewards:
         if r not in REWARD_KINDS:
             parser.error(f"--rewards: unknown {r!r}; valid: {', '.join(REWARD_KINDS)}")
+    torch.set_num_threads(args.threads)
+    agent = GenRL.load(args.bundle)
+    cfg = agent.behaviour_config()
     episodes = filtered_episodes(agent, args.data or [Path("data/walker")])
     print(f"{len(episodes)} episodes; windows of {cfg.horizon + 1} states every {WINDOW_STRIDE}\n")
     print("| prompt | target | reward | rank all | rank acting | top kinds |")
     print("|---|---|---|---|---|---|")
     for prompt in prompts:
-        for samples in (int(s) for s in args.target_samples.split(",")):
+        for samples in target_samples:
             target = agent.target(prompt, cfg.horizon + 1, cfg.use_aligner, samples)
             kind = "mode rollout" if samples == 0 else f"best of {samples}"
             for reward in rewards:

@@ -45,6 +45,10 @@ def _max_cosine_of(u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     return dots / torch.maximum(norm_u[..., :, None], norm_v[..., None, :]).clamp_min(1e-6) ** 2
 
 
+def _cosine_of(u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    return F.normalize(u, dim=-1) @ F.normalize(v, dim=-1).mT
+
+
 def _max_cosine(wm: RSSM, imagined: torch.Tensor, target: torch.Tensor, probs: torch.Tensor | None) -> torch.Tensor:
     """u.v / max(|u|, |v|)^2: a cosine that also penalises a norm mismatch (GenRL's default)."""
     return _max_cosine_of(wm.latent_features(imagined), wm.latent_features(target))
@@ -74,13 +78,12 @@ def _pose_motion(wm: RSSM, imagined: torch.Tensor, target: torch.Tensor, probs: 
     du, dv = _motion(u), _motion(v)
     moving = dv.pow(2).sum(-1)
     gate = (moving / (moving + MOTION_SCALE * v.pow(2).sum(-1)).clamp_min(1e-6))[..., None, :]  # (1 | B, 1, J)
-    direction = (F.normalize(du, dim=-1) @ F.normalize(dv, dim=-1).mT).clamp_min(0)
+    direction = _cosine_of(du, dv).clamp_min(0)
     return _max_cosine_of(u, v) * (1 - gate + gate * direction)
 
 
 def _cosine(wm: RSSM, imagined: torch.Tensor, target: torch.Tensor, probs: torch.Tensor | None) -> torch.Tensor:
-    u, v = wm.latent_features(imagined), wm.latent_features(target)
-    return F.normalize(u, dim=-1) @ F.normalize(v, dim=-1).mT
+    return _cosine_of(wm.latent_features(imagined), wm.latent_features(target))
 
 
 def _kl(wm: RSSM, imagined: torch.Tensor, target: torch.Tensor, probs: torch.Tensor | None) -> torch.Tensor:
